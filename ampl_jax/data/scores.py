@@ -1,0 +1,54 @@
+"""Reference returns for D4RL-style normalised scores, per environment family.
+
+Why a table: locally made datasets (and some published Minari ones) carry no expert reference,
+and the normalised score 100 * (R - random) / (expert - random) needs both ends. The numbers are
+D4RL's REF_MIN_SCORE (uniform random policy) and REF_MAX_SCORE (expert policy) of the v2 MuJoCo
+tasks, so scores stay comparable with the published AMPL table (spec section 3). Minari's
+MuJoCo datasets use the v5 environments, whose returns are close to, not identical with, the
+v2 ones: treat scores on v5 as D4RL-comparable, not identical.
+"""
+
+from __future__ import annotations
+
+import re
+
+# family -> (random return, expert return); D4RL infos.py REF_MIN_SCORE / REF_MAX_SCORE.
+REFERENCE_SCORES: dict[str, tuple[float, float]] = {
+    "hopper": (-20.272305, 3234.3),
+    "halfcheetah": (-280.178953, 12135.0),
+    "walker2d": (1.629008, 4592.3),
+    "ant": (-325.6, 3879.7),
+}
+
+# family -> the Gymnasium environment the project uses for it (datasets, evaluation).
+DEFAULT_ENV_IDS: dict[str, str] = {
+    "hopper": "Hopper-v5",
+    "halfcheetah": "HalfCheetah-v5",
+    "walker2d": "Walker2d-v5",
+    "ant": "Ant-v5",
+}
+
+
+def env_family(name: str) -> str | None:
+    """The family of an env or dataset id ("Hopper-v5", "mujoco/hopper/medium-v0" -> "hopper").
+
+    Matches whole words of the lower-cased id; "halfcheetah" is tested before any shorter name.
+    """
+    words = set(re.split(r"[^a-z0-9]+", name.lower()))
+    # "Walker2d-v5" splits into {"walker2d", "v5"}; "HalfCheetah" into {"halfcheetah"}.
+    for family in sorted(REFERENCE_SCORES, key=len, reverse=True):
+        if family in words:
+            return family
+    return None
+
+
+def reference_scores(env_id: str) -> tuple[float, float] | None:
+    """(random return, expert return) for an env id such as "Hopper-v5"; None if not tabulated."""
+    family = env_family(env_id)
+    return None if family is None else REFERENCE_SCORES[family]
+
+
+def default_env_id(dataset_id: str) -> str | None:
+    """The Gymnasium id that fits a dataset id (for error messages that suggest a command)."""
+    family = env_family(dataset_id)
+    return None if family is None else DEFAULT_ENV_IDS[family]

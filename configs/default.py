@@ -1,0 +1,125 @@
+"""Every default of AMPL (spec: shared docs ampl-spec.md, authors' code commit 7e961c8).
+
+Per-task files import `get_config` from here and override a few values.
+"""
+
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+    c = ml_collections.ConfigDict()
+    c.seed = 0
+    c.num_seeds = 1
+
+    # --- data -------------------------------------------------------------------------------
+    c.dataset = ml_collections.ConfigDict()
+    c.dataset.id = "mujoco/walker2d/medium-v0"
+    c.dataset.download = False  # True: fetch from the Minari remote when not in the local store
+    # Create the dataset locally with make_dataset when it is missing (quick starts, tests).
+    c.dataset.create_if_missing = False
+    c.dataset.create_env = ""  # Gymnasium id used when creating, e.g. "Hopper-v5"
+    c.dataset.create_policy = "random"
+    c.dataset.create_steps = 20_000
+    c.dataset.mu0 = "dataset"  # "dataset": first state of every episode; "env": env.reset() samples
+    c.dataset.mu0_env_samples = 100_000
+
+    # --- dynamics ensemble --------------------------------------------------------------------
+    c.model = ml_collections.ConfigDict()
+    c.model.num_members = 7
+    c.model.num_elites = 5
+    c.model.hidden_dims = (200, 200, 200, 200)
+    c.model.learning_rate = 1e-3
+    # per hidden layer, then the output heads
+    c.model.weight_decays = (2.5e-5, 5e-5, 7.5e-5, 7.5e-5)
+    c.model.head_weight_decay = 1e-4
+    c.model.max_logstd_init = 0.25
+    c.model.min_logstd_init = -5.0
+    c.model.logstd_bound_coef = 0.01
+    c.model.batch_size = 128  # per member, independent indices
+    c.model.epoch_steps = 1000
+    c.model.holdout_fraction = 0.2
+    c.model.max_holdout = 8092
+    c.model.patience = 10  # epochs without > improvement_threshold relative gain
+    c.model.improvement_threshold = 0.01
+    c.model.max_epochs = 1000  # safety cap for the first fit
+    c.model.refit_max_epochs = 1000
+
+    # --- rollouts and data mix -------------------------------------------------------------------
+    c.rollout = ml_collections.ConfigDict()
+    c.rollout.horizon = 3
+    c.rollout.batch_size = 2048  # start states per rollout batch
+    c.rollout.transitions_per_rollout = 32_000
+    c.rollout.period = 250  # policy iterations between rollouts (= length of the inner scan)
+    c.rollout.buffer_capacity = 640_000
+    # real-data fraction f: 1.0 up to epoch `real_full_epochs`, then minus `real_decay` every
+    # `real_decay_every` epochs, floored at `real_min`.
+    c.rollout.real_full_epochs = 45
+    c.rollout.real_decay = 0.1
+    c.rollout.real_decay_every = 5
+    c.rollout.real_min = 0.5
+    c.rollout.fixed_real_fraction = -1.0  # >= 0 overrides the schedule (1.0 = real data only)
+
+    # --- agent ------------------------------------------------------------------------------------
+    c.agent = ml_collections.ConfigDict()
+    c.agent.batch_size = 512
+    c.agent.gamma = 0.99
+    c.agent.hidden_dims = (400, 300)
+    c.agent.leaky_relu_slope = 0.01
+    # critic
+    c.agent.critic_lr = 3e-4
+    c.agent.critic_grad_clip = 0.1
+    c.agent.critic_huber_delta = 500.0
+    c.agent.target_min_weight = 0.75  # target = 0.75 min + 0.25 max
+    c.agent.target_cap = 2000.0
+    c.agent.tau = 0.005
+    # implicit actor
+    c.agent.noise_dim = 50
+    c.agent.noise_std = 1.0
+    c.agent.noise_clip = 3.0
+    c.agent.actor_lr = 2e-4
+    c.agent.actor_b1 = 0.4
+    c.agent.actor_update_every = 2
+    c.agent.actor_tau = 0.005
+    c.agent.q_coef = 10.0  # policy loss: -(q_coef / |Q|avg) * Q + generator loss
+    c.agent.q_avg_rate = 0.005
+    c.agent.warm_start_epochs = 40  # generator loss only
+    # discriminator
+    c.agent.disc_lr = 2e-4
+    c.agent.disc_b1 = 0.4
+    c.agent.true_label_low = 0.8
+    c.agent.regularizer = "jsd"  # "jsd" | "none"
+    c.agent.weighted_regularizer = False  # WPR ablation: weight GAN losses by w * (1 - done)
+
+    # --- MIW (TD-DICE) -----------------------------------------------------------------------------
+    c.miw = ml_collections.ConfigDict()
+    c.miw.schedule = "interleaved"  # "interleaved" | "phased" | "none" (NW: never reweight)
+    c.miw.alpha = 0.5
+    c.miw.lr = 1e-6
+    c.miw.grad_clip = 1.0
+    c.miw.huber_delta = 1.0
+    c.miw.mean_bound = 10.0
+    c.miw.batch_size = 1024
+    c.miw.mu0_batch_size = 2048
+    c.miw.tau = 0.01  # w' and Q1' Polyak rate
+    c.miw.last_layer_init = 3e-3
+    c.miw.phased_steps = 100_000  # MIW steps per block, "phased" schedule
+    c.miw.test_function = "q"  # "q" | "reward"
+
+    # --- schedule, evaluation, logging ------------------------------------------------------------
+    c.train = ml_collections.ConfigDict()
+    c.train.total_steps = 1_000_000
+    c.train.epoch_length = 1000  # iterations per epoch (schedules are in epochs)
+    c.train.model_retrain_epochs = 100
+    c.train.eval_every = 1000  # iterations; rounded up to whole rollout periods
+    c.train.log_every = 1000
+
+    c.eval = ml_collections.ConfigDict()
+    c.eval.episodes = 10
+    c.eval.num_action_samples = 10  # best of N sampled actions by min Q
+    c.eval.max_episode_steps = -1  # -1: the environment's own limit
+
+    c.checkpoint = ml_collections.ConfigDict()
+    c.checkpoint.every = 50_000
+    c.checkpoint.keep = 3
+
+    return c
