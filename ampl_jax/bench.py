@@ -1,0 +1,234 @@
+"""Benchmarks of the package: `python -m ampl_jax.bench --suite=model,rollout --out=FILE.json`.
+
+SUITES maps a name to a function(quick: bool) -> dict of results; add a suite by adding an entry.
+Every figure is a median over several timed windows after a warm-up, compile time reported apart.
+The `peer` entries are the authors' PyTorch code on a 2-core CPU (shared docs, peers.md).
+"""
+
+from __future__ import annotations
+
+import datetime
+import functools
+import json
+import os
+import platform
+import statistics
+import time
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import app, flags
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("suite", "model,rollout", "comma-separated suites to run")
+flags.DEFINE_string("out", "bench_results/bench.json", "JSON output path ('' = none)")
+flags.DEFINE_bool("quick", False, "tiny smoke version (seconds)")
+
+OBS_DIM, ACT_DIM = 17, 6  # Walker2d shapes, as peers.md
+
+PEERS = {
+    "model_steps_per_s": 72.5,  # authors' code, ensemble minibatch steps/s
+    "rollout_32k_s": (1.2, 1.6),  # authors' code, seconds per 32,000-transition rollout
+}
+
+
+def _block(x):
+    return jax.tree.map(lambda a: a.block_until_ready(), x)
+
+
+def _timed(fn: Callable[[], Any]) -> float:
+    t = time.perf_counter()
+    _block(fn())
+    return time.perf_counter() - t
+
+
+def synthetic_transitions(n: int, seed: int = 0):
+    """Smooth random dynamics of Walker2d shapes (content does not matter for speed)."""
+    from ampl_jax.types import Transitions
+
+    rng = np.random.default_rng(seed)
+    s = rng.normal(size=(n, OBS_DIM)).astype(np.float32)
+    a = rng.uniform(-1, 1, size=(n, ACT_DIM)).astype(np.float32)
+    proj = rng.normal(size=(ACT_DIM, OBS_DIM)).astype(np.float32) * 0.1
+    nxt = s + 0.05 * np.tanh(s) + a @ proj + 0.01 * rng.normal(size=s.shape).astype(np.float32)
+    r = (np.tanh(s[:, 0]) + 0.1 * (a**2).sum(-1)).astype(np.float32)
+    return Transitions(*(jnp.asarray(x) for x in (s, a, r, nxt, np.zeros(n, np.float32))))
+
+
+def _model_config(quick: bool):
+    from configs.default import get_config
+
+    cfg = get_config().model
+    if quick:
+        cfg.epoch_steps = 50
+    return cfg
+
+
+def suite_model(quick: bool) -> dict[str, Any]:
+    """Ensemble training minibatch steps/s at paper sizes (7 x 4x200, batch 128 per member)."""
+    from ampl_jax.world_model.ensemble import init_model_state
+    from ampl_jax.world_model.fit import EpochCarry, make_epoch_fn, prepare_fit_data, static_from_config
+
+    cfg = _model_config(quick)
+    n = 20_000 if quick else 200_000
+    data = synthetic_transitions(n)
+    state = init_model_state(jax.random.PRNGKey(0), data, cfg)
+    d = _block(prepare_fit_data(state, jax.random.PRNGKey(1), data, None, cfg.holdout_fraction,
+                                cfg.max_holdout))
+    epoch = make_epoch_fn(static_from_config(cfg))
+    inf = jnp.full((cfg.num_members,), jnp.inf)
+    carry = EpochCarry(state.params, state.opt_state, state.params, inf, inf)
+    keys = jax.random.split(jax.random.PRNGKey(2), 16)
+    t = time.perf_counter()
+    compiled = epoch.lower(carry, keys[0], d).compile()
+    compile_s = time.perf_counter() - t
+    carry = _block(compiled(carry, keys[0], d))[0]  # warm-up
+    windows = []
+    for i in range(2 if quick else 4):
+        t = time.perf_counter()
+        carry = _block(compiled(carry, keys[i + 1], d))[0]
+        windows.append(time.perf_counter() - t)
+    epoch_s = statistics.median(windows)
+    steps = int(cfg.epoch_steps) / epoch_s
+    return {
+        "transitions": n,
+        "members": int(cfg.num_members),
+        "hidden": list(cfg.hidden_dims),
+        "batch_per_member": int(cfg.batch_size),
+        "epoch_steps": int(cfg.epoch_steps),
+        "holdout": int(d.hx.shape[0]),
+        "compile_s": compile_s,
+        "epoch_s_windows": windows,
+        "epoch_s": epoch_s,
+        "steps_per_s": steps,
+        "peer_steps_per_s": PEERS["model_steps_per_s"],
+        "ratio_vs_peer": steps / PEERS["model_steps_per_s"],
+    }
+
+
+def _mlp_policy(key: jax.Array, hidden=(400, 300), noise_dim: int = 50):
+    """A stand-in for the implicit actor: max_action * tanh(MLP([s, eps])), eps ~ N(0, 1) clipped."""
+    dims = [OBS_DIM + noise_dim, *hidden, ACT_DIM]
+    ks = jax.random.split(key, len(dims) - 1)
+    params = [(jax.random.normal(k, (i, o)) / np.sqrt(i), jnp.zeros(o))
+              for k, i, o in zip(ks, dims[:-1], dims[1:])]
+
+    def policy(k, obs):
+        eps = jnp.clip(jax.random.normal(k, (obs.shape[0], noise_dim)), -3.0, 3.0)
+        h = jnp.concatenate([obs, eps], -1)
+        for w, b in params[:-1]:
+            h = jax.nn.leaky_relu(h @ w + b, 0.01)
+        w, b = params[-1]
+        return jnp.tanh(h @ w + b)
+
+    return policy
+
+
+def suite_rollout(quick: bool) -> dict[str, Any]:
+    """Model rollout transitions/s: 2048 starts, h = 5, random elites, a 400-300 MLP policy."""
+    from ampl_jax.world_model.ensemble import init_model_state
+    from ampl_jax.world_model.rollout import rollout
+    from ampl_jax.world_model.termination import termination_fn
+
+    cfg = _model_config(quick)
+    data = synthetic_transitions(20_000)
+    state = init_model_state(jax.random.PRNGKey(0), data, cfg)
+    state = state.replace(elites=jax.random.permutation(jax.random.PRNGKey(3), cfg.num_members)[
+        : cfg.num_elites].astype(jnp.int32))
+    policy = _mlp_policy(jax.random.PRNGKey(4))
+    batch, horizon = (256, 5) if quick else (2048, 5)
+    start = data.observations[:batch]
+    obs_range = jnp.full((OBS_DIM,), 1e9)  # keep every row valid: speed only
+    out: dict[str, Any] = {"starts": batch, "horizon": horizon, "policy": "MLP 400-300 on [s, noise50]"}
+    for mode in ("iid", "balanced"):
+        fn = jax.jit(functools.partial(
+            rollout, policy_fn=policy, horizon=horizon, termination_fn=termination_fn("Walker2d-v5"),
+            reward_bound=1e9, elite_sampling=mode))
+        keys = jax.random.split(jax.random.PRNGKey(5), 16)
+        t = time.perf_counter()
+        compiled = fn.lower(keys[0], state, start_obs=start, obs_range=obs_range).compile()
+        compile_s = time.perf_counter() - t
+        _block(compiled(keys[0], state, start_obs=start, obs_range=obs_range))
+        windows = [_timed(lambda k=k: compiled(k, state, start_obs=start, obs_range=obs_range))
+                   for k in keys[1: 4 if quick else 11]]
+        call_s = statistics.median(windows)
+        rate = batch * horizon / call_s
+        per_32k = 32_000 / rate
+        out[mode] = {
+            "compile_s": compile_s,
+            "call_s": call_s,
+            "transitions_per_s": rate,
+            "rollout_32k_s": per_32k,
+            "speedup_vs_peer": [PEERS["rollout_32k_s"][0] / per_32k, PEERS["rollout_32k_s"][1] / per_32k],
+        }
+    return out
+
+
+SUITES: dict[str, Callable[[bool], dict[str, Any]]] = {
+    "model": suite_model,
+    "rollout": suite_rollout,
+}
+
+
+def environment() -> dict[str, Any]:
+    dev = jax.devices()[0]
+    return {
+        "jax": jax.__version__,
+        "backend": jax.default_backend(),
+        "device_kind": dev.device_kind,
+        "cpu_count": os.cpu_count(),
+        "affinity_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "machine": platform.processor() or platform.machine(),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def markdown(results: dict[str, Any]) -> str:
+    """A small table of the headline figures with ratios to the authors' code."""
+    lines = ["| figure | ours | authors' code (peers.md) | ratio |", "|---|---|---|---|"]
+    m = results.get("model")
+    if m:
+        lines.append(f"| ensemble minibatch steps/s (7 x 4x200, batch 128) | {m['steps_per_s']:.1f} "
+                     f"| {m['peer_steps_per_s']} | {m['ratio_vs_peer']:.2f}x |")
+        lines.append(f"| ensemble epoch ({m['epoch_steps']} steps) s / compile s | {m['epoch_s']:.2f} / "
+                     f"{m['compile_s']:.2f} | 14.3 / - | |")
+    r = results.get("rollout")
+    if r:
+        for mode in ("iid", "balanced"):
+            x = r[mode]
+            lo, hi = x["speedup_vs_peer"]
+            lines.append(f"| rollout transitions/s ({mode} elites, {r['starts']} x h={r['horizon']}) "
+                         f"| {x['transitions_per_s']:.0f} | | |")
+            lines.append(f"| s per 32k-transition rollout ({mode} elites) | {x['rollout_32k_s']:.3f} "
+                         f"| 1.2-1.6 | {lo:.1f}-{hi:.1f}x faster |")
+    for name, res in results.items():  # suites added later print their scalar figures
+        if name not in ("model", "rollout", "env") and isinstance(res, dict):
+            for k, v in res.items():
+                if isinstance(v, (int, float)):
+                    lines.append(f"| {name}.{k} | {v:.4g} | | |")
+    return "\n".join(lines)
+
+
+def main(argv) -> None:
+    del argv
+    names = [s.strip() for s in FLAGS.suite.split(",") if s.strip()]
+    unknown = [s for s in names if s not in SUITES]
+    if unknown:
+        raise app.UsageError(f"unknown suites {unknown}; known: {sorted(SUITES)}")
+    results: dict[str, Any] = {"env": environment(), "quick": FLAGS.quick}
+    for name in names:
+        print(f"running suite {name} ...", flush=True)
+        results[name] = SUITES[name](FLAGS.quick)
+    print(markdown(results))
+    print(json.dumps(results["env"]))
+    if FLAGS.out:
+        os.makedirs(os.path.dirname(FLAGS.out) or ".", exist_ok=True)
+        with open(FLAGS.out, "w") as f:
+            json.dump(results, f, indent=2, default=float)
+        print(f"wrote {FLAGS.out}")
+
+
+if __name__ == "__main__":
+    app.run(main)

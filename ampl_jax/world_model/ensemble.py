@@ -1,0 +1,160 @@
+"""Gaussian dynamics ensemble P_hat: M independent MLPs held as ONE stacked pytree.
+
+Every leaf has a leading member axis [M, ...]; one member's forward pass is vmapped over it, so
+the ensemble is a few batched matmuls and never a Python loop over members. Inputs (s, a) and
+targets (r~, s' - s) are standardised with statistics of the offline dataset, fixed at init.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple, Sequence
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import optax
+
+from ampl_jax.types import Transitions
+
+Params = dict[str, Any]
+
+
+class Normalizer(NamedTuple):
+    """Per-dimension affine standardisation x -> (x - mean) / std."""
+
+    mean: jax.Array
+    std: jax.Array
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return (x - self.mean) / self.std
+
+    def inverse(self, x: jax.Array) -> jax.Array:
+        return x * self.std + self.mean
+
+
+def fit_normalizer(x: jax.Array, min_std: float = 1e-6) -> Normalizer:
+    """Mean/std over the leading axis; near-constant dimensions keep std 1 (no blow-up)."""
+    mean = jnp.mean(x, axis=0)
+    std = jnp.std(x, axis=0)
+    return Normalizer(mean, jnp.where(std < min_std, 1.0, std))
+
+
+class ModelState(flax.struct.PyTreeNode):
+    """Everything a (warm-started) refit and a rollout need; a pytree, so it can enter jit."""
+
+    params: Params  # stacked over members: every leaf [M, ...]
+    opt_state: optax.OptState  # Adam state of `params`, kept across refits (warm start)
+    input_norm: Normalizer  # over concat(s, a)
+    target_norm: Normalizer  # over concat(r~, s' - s)
+    elites: jax.Array  # int32 [num_elites], member indices, best holdout loss first
+    holdout_losses: jax.Array  # float32 [M], of the last fit (inf before any fit)
+    num_fits: jax.Array  # int32 scalar, completed calls of `fit`
+
+    @property
+    def num_members(self) -> int:
+        return int(self.holdout_losses.shape[0])
+
+    @property
+    def obs_dim(self) -> int:
+        return int(self.target_norm.mean.shape[-1]) - 1
+
+
+# --------------------------------------------------------------------------------------------
+# one member (vmapped over the member axis by the callers)
+
+
+def _init_member(key: jax.Array, in_dim: int, out_dim: int, hidden: Sequence[int],
+                 max_logstd: float, min_logstd: float) -> Params:
+    """Truncated-normal weights with std 1 / (2 sqrt(fan_in)) (the MBPO/PETS initialisation)."""
+    dims = [in_dim, *hidden]
+    keys = jax.random.split(key, len(hidden) + 1)
+
+    def dense(k, fan_in, fan_out):
+        w = jax.random.truncated_normal(k, -2.0, 2.0, (fan_in, fan_out)) / (2.0 * fan_in**0.5)
+        return {"w": w.astype(jnp.float32), "b": jnp.zeros((fan_out,), jnp.float32)}
+
+    return {
+        "hidden": [dense(keys[i], dims[i], dims[i + 1]) for i in range(len(hidden))],
+        # one head for [mean, raw log-std]: the same as two heads with the same decay
+        "head": dense(keys[-1], dims[-1], 2 * out_dim),
+        "max_logstd": jnp.full((out_dim,), max_logstd, jnp.float32),
+        "min_logstd": jnp.full((out_dim,), min_logstd, jnp.float32),
+    }
+
+
+def member_apply(p: Params, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """One member on standardised inputs x [..., in] -> (mean, log-std) [..., out]."""
+    h = x
+    for layer in p["hidden"]:
+        h = jax.nn.silu(h @ layer["w"] + layer["b"])
+    out = h @ p["head"]["w"] + p["head"]["b"]
+    mean, raw = jnp.split(out, 2, axis=-1)
+    # soft clamp between learnable bounds (PETS/MBPO): smooth, keeps gradients to the bounds
+    logstd = p["max_logstd"] - jax.nn.softplus(p["max_logstd"] - raw)
+    logstd = p["min_logstd"] + jax.nn.softplus(logstd - p["min_logstd"])
+    return mean, logstd
+
+
+def gaussian_nll(mean: jax.Array, logstd: jax.Array, y: jax.Array) -> jax.Array:
+    """Per-sample Gaussian NLL (up to constants and a factor 1/2), averaged over dims: [B]."""
+    return jnp.mean(jnp.square(mean - y) * jnp.exp(-2.0 * logstd) + 2.0 * logstd, axis=-1)
+
+
+def weight_decay_penalty(p: Params, decays: Sequence[float], head_decay: float) -> jax.Array:
+    """sum_l decay_l * |W_l|^2 / 2 over hidden kernels and the head kernel (biases exempt)."""
+    pen = sum(d * jnp.sum(jnp.square(l["w"])) for d, l in zip(decays, p["hidden"]))
+    return pen + head_decay * jnp.sum(jnp.square(p["head"]["w"]))
+
+
+def member_loss(p: Params, x: jax.Array, y: jax.Array, w: jax.Array,
+                decays: Sequence[float], head_decay: float, bound_coef: float) -> jax.Array:
+    """mean_b w_b NLL_b + bound_coef (sum max - sum min) + L2 weight decay: one member's loss.
+
+    With w == 1 this is exactly the plain MLE loss (multiplying by 1.0 is exact in floating point).
+    """
+    mean, logstd = member_apply(p, x)
+    nll = jnp.mean(w * gaussian_nll(mean, logstd, y))
+    bound = bound_coef * (jnp.sum(p["max_logstd"]) - jnp.sum(p["min_logstd"]))
+    return nll + bound + weight_decay_penalty(p, decays, head_decay) / 2.0
+
+
+def ensemble_apply(params: Params, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """All members on the same inputs x [B, in] -> [M, B, out] each."""
+    return jax.vmap(member_apply, in_axes=(0, None))(params, x)
+
+
+def make_optimizer(learning_rate: float) -> optax.GradientTransformation:
+    """Adam over the stacked params: element-wise, so each member has its own moments."""
+    return optax.adam(float(learning_rate))
+
+
+def init_model_state(key: jax.Array, data: Transitions, cfg_model) -> ModelState:
+    """Fresh ensemble; normalisers from the whole dataset (it never changes during a run)."""
+    obs = jnp.asarray(data.observations, jnp.float32)
+    act = jnp.asarray(data.actions, jnp.float32)
+    inputs = jnp.concatenate([obs, act], axis=-1)
+    targets = make_targets(data)
+    in_dim, out_dim = inputs.shape[-1], targets.shape[-1]
+    m = int(cfg_model.num_members)
+    keys = jax.random.split(key, m)
+    params = jax.vmap(
+        lambda k: _init_member(k, in_dim, out_dim, tuple(cfg_model.hidden_dims),
+                               float(cfg_model.max_logstd_init), float(cfg_model.min_logstd_init))
+    )(keys)
+    return ModelState(
+        params=params,
+        opt_state=make_optimizer(cfg_model.learning_rate).init(params),
+        input_norm=fit_normalizer(inputs),
+        target_norm=fit_normalizer(targets),
+        elites=jnp.arange(int(cfg_model.num_elites), dtype=jnp.int32),
+        holdout_losses=jnp.full((m,), jnp.inf, jnp.float32),
+        num_fits=jnp.zeros((), jnp.int32),
+    )
+
+
+def make_targets(data: Transitions) -> jax.Array:
+    """Regression target [N, 1 + obs_dim] = (r~, s' - s)."""
+    obs = jnp.asarray(data.observations, jnp.float32)
+    nobs = jnp.asarray(data.next_observations, jnp.float32)
+    rew = jnp.asarray(data.rewards, jnp.float32)
+    return jnp.concatenate([rew[:, None], nobs - obs], axis=-1)

@@ -1,0 +1,217 @@
+"""(Weighted) maximum-likelihood fitting of the ensemble with MBPO-style early stopping.
+
+An epoch is `epoch_steps` Adam steps inside ONE jitted `lax.scan`, followed (still inside jit)
+by the holdout evaluation and the per-member best-snapshot update. Only the stopping decision
+is taken in Python, once per epoch. The jitted epoch is cached per static configuration, so
+refits with the same shapes never recompile.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ampl_jax.types import Transitions
+from ampl_jax.world_model.ensemble import (  # noqa: F401  (ModelState, init re-exported)
+    ModelState,
+    init_model_state,
+    make_optimizer,
+    make_targets,
+    member_apply,
+    member_loss,
+)
+
+
+class _Static(NamedTuple):
+    """Hashable hyper-parameters that shape the compiled epoch."""
+
+    num_members: int
+    batch_size: int
+    epoch_steps: int
+    learning_rate: float
+    weight_decays: tuple[float, ...]
+    head_weight_decay: float
+    bound_coef: float
+    improvement_threshold: float
+
+
+class FitData(NamedTuple):
+    """Standardised train/holdout split of one fit (device arrays, built once per fit)."""
+
+    x: jax.Array  # [N_train, in]
+    y: jax.Array  # [N_train, out]
+    w: jax.Array  # [N_train]
+    hx: jax.Array  # [N_hold, in]
+    hy: jax.Array  # [N_hold, out]
+    hw: jax.Array  # [N_hold]
+
+
+class EpochCarry(NamedTuple):
+    params: Any
+    opt_state: Any
+    best_params: Any  # per-member snapshot of the lowest holdout loss so far
+    best_loss: jax.Array  # [M]
+    ref_loss: jax.Array  # [M] last loss that counted as a > threshold improvement (patience)
+
+
+def static_from_config(cfg_model) -> _Static:
+    return _Static(
+        num_members=int(cfg_model.num_members),
+        batch_size=int(cfg_model.batch_size),
+        epoch_steps=int(cfg_model.epoch_steps),
+        learning_rate=float(cfg_model.learning_rate),
+        weight_decays=tuple(float(d) for d in cfg_model.weight_decays),
+        head_weight_decay=float(cfg_model.head_weight_decay),
+        bound_coef=float(cfg_model.logstd_bound_coef),
+        improvement_threshold=float(cfg_model.improvement_threshold),
+    )
+
+
+def holdout_losses(params, hx: jax.Array, hy: jax.Array, hw: jax.Array) -> jax.Array:
+    """Per-member w-weighted MSE of the mean prediction, standardised target space: [M]."""
+    mean, _ = jax.vmap(member_apply, in_axes=(0, None))(params, hx)
+    err = jnp.mean(jnp.square(mean - hy[None]), axis=-1)  # [M, N_hold]
+    return jnp.sum(hw * err, axis=-1) / jnp.maximum(jnp.sum(hw), 1e-12)
+
+
+@functools.lru_cache(maxsize=None)
+def make_epoch_fn(static: _Static):
+    """Jitted (carry, key, FitData) -> (carry, improved [M], holdout [M], train loss [M])."""
+    opt = make_optimizer(static.learning_rate)
+    loss_fn = functools.partial(
+        member_loss,
+        decays=static.weight_decays,
+        head_decay=static.head_weight_decay,
+        bound_coef=static.bound_coef,
+    )
+    batched_loss = jax.vmap(lambda p, x, y, w: loss_fn(p, x, y, w))
+
+    def train_step(carry, key, d: FitData):
+        params, opt_state = carry
+        # independent minibatch indices per member
+        idx = jax.random.randint(key, (static.num_members, static.batch_size), 0, d.x.shape[0])
+
+        def total(p):
+            losses = batched_loss(p, d.x[idx], d.y[idx], d.w[idx])
+            return jnp.sum(losses), losses  # sum: each member gets its own gradient
+
+        (_, losses), grads = jax.value_and_grad(total, has_aux=True)(params)
+        updates, opt_state = opt.update(grads, opt_state, params)
+        params = jax.tree.map(lambda p, u: p + u, params, updates)
+        return (params, opt_state), losses
+
+    @jax.jit
+    def epoch(c: EpochCarry, key: jax.Array, d: FitData):
+        keys = jax.random.split(key, static.epoch_steps)
+        (params, opt_state), losses = jax.lax.scan(
+            lambda carry, k: train_step(carry, k, d), (c.params, c.opt_state), keys
+        )
+        hold = holdout_losses(params, d.hx, d.hy, d.hw)
+        better = hold < c.best_loss
+
+        def pick(new, old):
+            return jnp.where(better.reshape((-1,) + (1,) * (new.ndim - 1)), new, old)
+
+        best_params = jax.tree.map(pick, params, c.best_params)
+        best_loss = jnp.where(better, hold, c.best_loss)
+        rel_gain = (c.ref_loss - hold) / jnp.abs(c.ref_loss)
+        improved = jnp.isinf(c.ref_loss) | (rel_gain > static.improvement_threshold)
+        ref_loss = jnp.where(improved, hold, c.ref_loss)
+        carry = EpochCarry(params, opt_state, best_params, best_loss, ref_loss)
+        return carry, improved, hold, jnp.mean(losses, axis=0)
+
+    return epoch
+
+
+def prepare_fit_data(state: ModelState, key: jax.Array, data: Transitions,
+                     weights: jax.Array | None, holdout_fraction: float,
+                     max_holdout: int) -> FitData:
+    """Standardise once and split train/holdout with a key-determined permutation."""
+    n = int(data.observations.shape[0])
+    n_hold = min(int(holdout_fraction * n), int(max_holdout))
+    if n_hold < 1 or n - n_hold < 1:
+        raise ValueError(f"fit: need at least one holdout and one train transition (N={n})")
+    x = state.input_norm(
+        jnp.concatenate([jnp.asarray(data.observations, jnp.float32),
+                         jnp.asarray(data.actions, jnp.float32)], axis=-1))
+    y = state.target_norm(make_targets(data))
+    w = jnp.ones((n,), jnp.float32) if weights is None else jnp.asarray(weights, jnp.float32)
+    if w.shape != (n,):
+        raise ValueError(f"fit: weights must have shape ({n},), got {w.shape}")
+    perm = jax.random.permutation(key, n)
+    hold, train = perm[:n_hold], perm[n_hold:]
+    return FitData(x[train], y[train], w[train], x[hold], y[hold], w[hold])
+
+
+def fit(
+    state: ModelState,
+    key: jax.Array,
+    data: Transitions,
+    weights: jax.Array | None,
+    cfg_model,
+    *,
+    max_epochs: int | None = None,
+    progress: bool = False,
+) -> tuple[ModelState, dict[str, Any]]:
+    """Fit (or warm-start refit) the ensemble by w-weighted MLE with early stopping.
+
+    weights: [N] per-transition w (None = plain MLE). Continues from `state`'s params AND Adam
+    state; restores each member's best-holdout params at the end; elites = the `num_elites`
+    lowest holdout losses. `max_epochs` defaults to cfg.max_epochs for the first fit and
+    cfg.refit_max_epochs afterwards.
+    """
+    static = static_from_config(cfg_model)
+    if static.num_members != state.num_members:
+        raise ValueError("fit: cfg.num_members differs from the state's ensemble size")
+    if max_epochs is None:
+        first = int(state.num_fits) == 0
+        max_epochs = int(cfg_model.max_epochs if first else cfg_model.refit_max_epochs)
+    patience = int(cfg_model.patience)
+    k_split, k_train = jax.random.split(key)
+    d = prepare_fit_data(state, k_split, data, weights, float(cfg_model.holdout_fraction),
+                         int(cfg_model.max_holdout))
+    epoch_fn = make_epoch_fn(static)
+    inf = jnp.full((static.num_members,), jnp.inf, jnp.float32)
+    carry = EpochCarry(state.params, state.opt_state, state.params, inf, inf)
+
+    hold_hist, train_hist = [], []
+    since, epochs, t0 = 0, 0, time.perf_counter()
+    epoch_keys = jax.random.split(k_train, max(max_epochs, 1))
+    for epoch in range(max_epochs):
+        carry, improved, hold, train_loss = epoch_fn(carry, epoch_keys[epoch], d)
+        epochs = epoch + 1
+        improved = np.asarray(improved)  # the one host sync per epoch
+        hold_hist.append(np.asarray(hold))
+        train_hist.append(np.asarray(train_loss))
+        since = 0 if improved.any() else since + 1
+        if progress:
+            print(f"[model fit] epoch {epochs} holdout {np.array2string(hold_hist[-1], precision=4)}"
+                  f" train {float(train_hist[-1].mean()):.4f} stale {since}/{patience}")
+        if since >= patience:
+            break
+
+    best = carry.best_loss
+    elites = jnp.argsort(best)[: int(cfg_model.num_elites)].astype(jnp.int32)
+    new_state = state.replace(
+        params=carry.best_params,
+        opt_state=carry.opt_state,
+        elites=elites,
+        holdout_losses=best,
+        num_fits=state.num_fits + 1,
+    )
+    info = {
+        "epochs": epochs,
+        "holdout_losses": np.asarray(best),
+        "elites": np.asarray(elites),
+        "holdout_history": np.stack(hold_hist) if hold_hist else np.zeros((0, static.num_members)),
+        "train_loss_history": np.stack(train_hist) if train_hist else np.zeros((0, static.num_members)),
+        "num_train": int(d.x.shape[0]),
+        "num_holdout": int(d.hx.shape[0]),
+        "seconds": time.perf_counter() - t0,
+    }
+    return new_state, info
