@@ -1,0 +1,110 @@
+"""Policy evaluation in the real Gymnasium environment (host side, outside jit).
+
+All episodes run side by side in one synchronous vector env so that the (jitted) policy is
+called once per time step on a batch of observations. Exactly the first episode of every
+sub-env counts: sub-env i is seeded `seed + i`, and once it has finished its later rewards
+and the actions chosen for it are ignored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+import gymnasium
+import numpy as np
+
+ActionFn = Callable[[np.ndarray], np.ndarray]
+
+
+class EvalResult(NamedTuple):
+    """Undiscounted raw returns and lengths of one episode per sub-env."""
+
+    returns: np.ndarray  # [episodes] float64
+    lengths: np.ndarray  # [episodes] int64
+    return_mean: float
+    return_std: float
+
+
+def _limit(max_episode_steps: int | None) -> int | None:
+    """None or <= 0 (the config's -1) means: keep the environment's own time limit."""
+    if max_episode_steps is None or max_episode_steps <= 0:
+        return None
+    return int(max_episode_steps)
+
+
+def make_env(env_id: str, max_episode_steps: int | None = None) -> gymnasium.Env:
+    """One evaluation environment, built exactly as every sub-env of `evaluate` is."""
+    limit = _limit(max_episode_steps)
+    if limit is None:
+        return gymnasium.make(env_id)
+    return gymnasium.make(env_id, max_episode_steps=limit)
+
+
+def check_env_matches(env_id: str, obs_dim: int, act_dim: int) -> None:
+    """Fail early, in one line, when a dataset's shapes do not fit its evaluation env."""
+    env = gymnasium.make(env_id)
+    try:
+        obs_shape = env.observation_space.shape
+        act_shape = env.action_space.shape
+    finally:
+        env.close()
+    if obs_shape != (obs_dim,) or act_shape != (act_dim,):
+        raise ValueError(
+            f"dataset shapes obs_dim={obs_dim}, act_dim={act_dim} do not match env {env_id!r} "
+            f"(observation space {obs_shape}, action space {act_shape})"
+        )
+
+
+def evaluate(
+    action_fn: ActionFn,
+    env_id: str,
+    num_episodes: int,
+    seed: int,
+    max_episode_steps: int | None = None,
+) -> EvalResult:
+    """Run one complete episode in each of `num_episodes` sub-envs seeded seed, seed+1, ...
+
+    `action_fn` maps float32 observations [n, obs_dim] to actions [n, act_dim]; it is always
+    called on all n sub-envs (a fixed shape keeps a jitted policy from recompiling).
+    """
+    if num_episodes < 1:
+        raise ValueError(f"num_episodes must be >= 1, got {num_episodes}")
+    limit = _limit(max_episode_steps)
+    # SAME_STEP autoreset: a sub-env that finishes is reset within that same step, so its
+    # reward/termination flags still belong to the finished episode and no env is ever
+    # stepped past its end.
+    envs = gymnasium.vector.SyncVectorEnv(
+        [lambda: make_env(env_id, limit) for _ in range(num_episodes)],
+        autoreset_mode=gymnasium.vector.AutoresetMode.SAME_STEP,
+    )
+    try:
+        spec_limit = envs.envs[0].spec.max_episode_steps if envs.envs[0].spec else None
+        if limit is None and spec_limit is None:
+            raise ValueError(f"env {env_id!r} has no time limit: pass max_episode_steps")
+        act_shape = (num_episodes, *envs.single_action_space.shape)
+        act_dtype = envs.single_action_space.dtype
+
+        obs, _ = envs.reset(seed=[seed + i for i in range(num_episodes)])
+        returns = np.zeros(num_episodes, dtype=np.float64)
+        lengths = np.zeros(num_episodes, dtype=np.int64)
+        active = np.ones(num_episodes, dtype=bool)
+        while active.any():
+            actions = np.asarray(action_fn(np.asarray(obs, dtype=np.float32)))
+            if actions.shape != act_shape:
+                raise ValueError(
+                    f"action_fn returned shape {actions.shape}, env {env_id!r} needs {act_shape} "
+                    f"({num_episodes} envs x action space {envs.single_action_space.shape})"
+                )
+            obs, rewards, terminated, truncated, _ = envs.step(actions.astype(act_dtype))
+            returns[active] += rewards[active]
+            lengths[active] += 1
+            active &= ~(terminated | truncated)
+    finally:
+        envs.close()
+    return EvalResult(returns, lengths, float(returns.mean()), float(returns.std()))
+
+
+def normalized_score(returns: np.ndarray | float, ref_min: float, ref_max: float) -> np.ndarray:
+    """D4RL-style score 100 * (return - random) / (expert - random)."""
+    return 100.0 * (np.asarray(returns, dtype=np.float64) - ref_min) / (ref_max - ref_min)

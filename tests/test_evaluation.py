@@ -1,0 +1,89 @@
+"""evaluate() must report exactly the first episode of each seeded sub-env."""
+
+from __future__ import annotations
+
+import gymnasium
+import numpy as np
+import pytest
+
+from ampl_jax.evaluation import EvalResult, check_env_matches, evaluate, normalized_score
+
+ENV = "Hopper-v5"
+
+
+def _constant_policy(value: float):
+    def act(obs: np.ndarray) -> np.ndarray:
+        return np.full((obs.shape[0], 3), value, dtype=np.float32)
+
+    return act
+
+
+def _linear_policy(obs: np.ndarray) -> np.ndarray:
+    """Deterministic state feedback, so that episodes of different seeds end at different times."""
+    w = np.linspace(-1.0, 1.0, obs.shape[1] * 3, dtype=np.float32).reshape(obs.shape[1], 3)
+    return np.tanh(obs @ w)
+
+
+def _manual(policy, seed: int, n: int, max_episode_steps: int | None):
+    """The same episodes, one env at a time with gymnasium.make."""
+    returns, lengths = [], []
+    for i in range(n):
+        kwargs = {} if max_episode_steps is None else {"max_episode_steps": max_episode_steps}
+        env = gymnasium.make(ENV, **kwargs)
+        obs, _ = env.reset(seed=seed + i)
+        total, steps, done = 0.0, 0, False
+        while not done:
+            action = policy(np.asarray(obs, dtype=np.float32)[None])[0]
+            obs, r, term, trunc, _ = env.step(action.astype(env.action_space.dtype))
+            total += r
+            steps += 1
+            done = term or trunc
+        env.close()
+        returns.append(total)
+        lengths.append(steps)
+    return np.array(returns), np.array(lengths)
+
+
+@pytest.mark.parametrize(
+    "policy,max_steps",
+    [(_constant_policy(0.3), None), (_linear_policy, None), (_constant_policy(-0.2), 50)],
+)
+def test_matches_manual_rollouts_bit_for_bit(policy, max_steps):
+    res = evaluate(policy, ENV, num_episodes=3, seed=7, max_episode_steps=max_steps)
+    ref_returns, ref_lengths = _manual(policy, 7, 3, max_steps)
+    assert isinstance(res, EvalResult)
+    np.testing.assert_array_equal(res.returns, ref_returns)
+    np.testing.assert_array_equal(res.lengths, ref_lengths)
+    assert np.all(res.lengths <= (1000 if max_steps is None else max_steps))
+    assert res.return_mean == pytest.approx(ref_returns.mean())
+    assert res.return_std == pytest.approx(ref_returns.std())
+
+
+def test_episodes_of_different_lengths_are_masked():
+    """Sub-envs that finish early stop counting while the others run on."""
+    res = evaluate(_constant_policy(0.3), ENV, num_episodes=3, seed=7)
+    assert len(set(res.lengths.tolist())) > 1
+    np.testing.assert_array_equal(res.returns, _manual(_constant_policy(0.3), 7, 3, None)[0])
+
+
+def test_config_minus_one_means_env_limit():
+    a = evaluate(_constant_policy(0.3), ENV, 2, seed=0, max_episode_steps=-1)
+    b = evaluate(_constant_policy(0.3), ENV, 2, seed=0)
+    np.testing.assert_array_equal(a.returns, b.returns)
+
+
+def test_wrong_action_shape_raises():
+    with pytest.raises(ValueError, match=r"\(2, 3\)"):
+        evaluate(lambda o: np.zeros((o.shape[0], 2)), ENV, 2, seed=0, max_episode_steps=5)
+
+
+def test_check_env_matches():
+    check_env_matches(ENV, 11, 3)
+    with pytest.raises(ValueError, match="obs_dim=17"):
+        check_env_matches(ENV, 17, 3)
+    with pytest.raises(ValueError, match="act_dim=6"):
+        check_env_matches(ENV, 11, 6)
+
+
+def test_normalized_score():
+    np.testing.assert_allclose(normalized_score(np.array([0.0, 50.0]), 0.0, 100.0), [0.0, 50.0])

@@ -1,0 +1,114 @@
+"""CSV/TensorBoard writer, resume truncation, plot, running means, atomic json."""
+
+from __future__ import annotations
+
+import csv
+import glob
+import json
+import os
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from ampl_jax.metrics import MeanAccumulator, MetricsWriter, plot_learning_curve, write_json
+
+
+def _rows(path):
+    with open(path, newline="") as f:
+        reader = csv.reader(f)
+        return list(reader)
+
+
+def test_csv_columns_and_rows(tmp_path):
+    w = MetricsWriter(str(tmp_path))
+    w.write(0, {"loss": 1.5, "normalized_score": np.float32(10.0)})
+    w.write(1000, {"loss": jnp.asarray(0.25)})  # missing key -> empty cell
+    w.write(2000, {"normalized_score": 12.5, "loss": 0.125})  # other order is fine
+    with pytest.raises(ValueError, match="new_metric"):
+        w.write(3000, {"new_metric": 1.0})
+    with pytest.raises(ValueError, match="step"):
+        w.write(3000, {"step": 1.0})
+    w.close()
+    rows = _rows(tmp_path / "metrics.csv")
+    assert rows == [
+        ["step", "loss", "normalized_score"],
+        ["0", "1.5", "10.0"],
+        ["1000", "0.25", ""],
+        ["2000", "0.125", "12.5"],
+    ]
+    assert glob.glob(str(tmp_path / "tensorboard" / "events.out.tfevents.*"))
+
+
+def test_fresh_run_replaces_old_csv(tmp_path):
+    with MetricsWriter(str(tmp_path)) as w:
+        w.write(0, {"a": 1.0})
+    with MetricsWriter(str(tmp_path)) as w:
+        w.write(5, {"b": 2.0})
+    assert _rows(tmp_path / "metrics.csv") == [["step", "b"], ["5", "2.0"]]
+
+
+def test_resume_truncates_exactly_after_step(tmp_path):
+    with MetricsWriter(str(tmp_path)) as w:
+        for step in range(0, 5000, 1000):
+            w.write(step, {"a": float(step), "b": -float(step)})
+    w = MetricsWriter(str(tmp_path), resume=True)
+    assert w.columns == ["step", "a", "b"]
+    assert w.truncate_after(2000) == 3
+    w.write(3000, {"a": 30.0})
+    w.close()
+    rows = _rows(tmp_path / "metrics.csv")
+    assert [r[0] for r in rows] == ["step", "0", "1000", "2000", "3000"]
+    assert rows[-1] == ["3000", "30.0", ""]
+
+
+def test_resume_without_csv_starts_fresh(tmp_path):
+    w = MetricsWriter(str(tmp_path), resume=True)
+    assert w.truncate_after(100) == 0
+    w.write(200, {"a": 1.0})
+    w.close()
+    assert _rows(tmp_path / "metrics.csv") == [["step", "a"], ["200", "1.0"]]
+
+
+def test_plot_learning_curve(tmp_path):
+    with MetricsWriter(str(tmp_path)) as w:
+        for step in range(5):
+            scalars = {"loss": 1.0 / (step + 1)}
+            if step % 2 == 0:
+                scalars["normalized_score"] = float(step * 10)
+            elif step == 3:
+                scalars["normalized_score"] = float("nan")  # no reference scores: not plotted
+            w.write(step, scalars)
+    png = tmp_path / "plots" / "curve.png"
+    n = plot_learning_curve(str(tmp_path / "metrics.csv"), str(png))
+    assert n == 3  # rows with an empty score are skipped
+    data = png.read_bytes()
+    assert len(data) > 1000 and data[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(ValueError, match="nope"):
+        plot_learning_curve(str(tmp_path / "metrics.csv"), str(png), y="nope")
+
+
+def test_mean_accumulator():
+    acc = MeanAccumulator()
+    acc.add({"a": 1.0, "b": jnp.asarray(2.0)})
+    acc.add({"a": jnp.asarray([2.0, 3.0, 4.0])})  # stacked by a scan: each element counts once
+    m = acc.means()
+    assert m == pytest.approx({"a": 2.5, "b": 2.0})
+    assert acc.means() == {}
+    acc.add({"a": np.float32(7.0)})
+    assert acc.means() == {"a": 7.0}
+
+
+def test_write_json_atomic(tmp_path):
+    path = tmp_path / "sub" / "result.json"
+    obj = {"score": np.float32(1.5), "returns": np.arange(3), "name": "x"}
+    write_json(str(path), obj)
+    assert path.read_text() == json.dumps(
+        {"score": 1.5, "returns": [0, 1, 2], "name": "x"}, indent=2
+    ) + "\n"
+    write_json(str(path), [1, 2])
+    assert json.loads(path.read_text()) == [1, 2]
+    assert os.listdir(path.parent) == ["result.json"]  # no temporary left behind
+    with pytest.raises(TypeError):
+        write_json(str(path), {"bad": object()})
+    assert json.loads(path.read_text()) == [1, 2]  # a failed write leaves the old file

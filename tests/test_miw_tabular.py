@@ -1,0 +1,289 @@
+"""TD-DICE on a finite MDP, where the true ratio w* = d_pi / d_pi_b is known exactly.
+
+(a) The exact operator T of the paper's Eq. (9) has w* as its fixed point and its iterates
+    converge to it (Proposition 2).
+(b) The sample-based loss `miw.td_dice_loss`, minimised by Adam on a tabular w, drives the
+    fixed-point residual down. How close w gets to w* is measured and printed (run with -s,
+    or `python tests/test_miw_tabular.py` for a sweep over seeds); only loose bounds are asserted.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from ampl_jax.miw import constrained_direction, td_dice_loss
+
+S, A = 6, 3
+
+
+class MDP(NamedTuple):
+    P: np.ndarray  # [S, A, S] transition probabilities
+    mu0: np.ndarray  # [S]
+    pi_b: np.ndarray  # [S, A] behaviour policy
+    pi: np.ndarray  # [S, A] target policy, a mixture of pi_b and another policy
+
+
+def make_mdp(seed: int, eps: float = 0.3) -> MDP:
+    rng = np.random.default_rng(seed)
+    P = rng.dirichlet(np.ones(S), size=(S, A))
+    mu0 = rng.dirichlet(np.ones(S))
+    pi_b = rng.dirichlet(2.0 * np.ones(A), size=S)
+    pi = (1.0 - eps) * pi_b + eps * rng.dirichlet(np.ones(A), size=S)
+    return MDP(P, mu0, pi_b, pi)
+
+
+def sa_transition(P: np.ndarray, pi: np.ndarray) -> np.ndarray:
+    """[(s,a), (s',a')] = P(s'|s,a) pi(a'|s'): the state-action chain of policy pi."""
+    return np.einsum("sat,tb->satb", P, pi).reshape(S * A, S * A)
+
+
+def occupancy(mdp: MDP, pi: np.ndarray, gamma: float) -> np.ndarray:
+    """d_pi(s,a) = (1 - gamma) sum_t gamma^t Pr(s_t = s, a_t = a), by one linear solve."""
+    p_pi = np.einsum("sa,sat->st", pi, mdp.P)
+    rho = np.linalg.solve(np.eye(S) - gamma * p_pi.T, (1.0 - gamma) * mdp.mu0)
+    return rho[:, None] * pi
+
+
+def q_values(mdp: MDP, pi: np.ndarray, reward: np.ndarray, gamma: float) -> np.ndarray:
+    m = sa_transition(mdp.P, pi)
+    return np.linalg.solve(np.eye(S * A) - gamma * m, reward.reshape(-1)).reshape(S, A)
+
+
+def td_operator(w: np.ndarray, mdp: MDP, gamma: float) -> np.ndarray:
+    """(T w)(s',a') = [(1-g) mu0(s') pi(a'|s') + g sum_sa P(s'|s,a) pi(a'|s') d_b(s,a) w(s,a)] / d_b(s',a')."""
+    d_b = occupancy(mdp, mdp.pi_b, gamma)
+    flow = np.einsum("sat,tb,sa->tb", mdp.P, mdp.pi, d_b * w)
+    return ((1.0 - gamma) * mdp.mu0[:, None] * mdp.pi + gamma * flow) / d_b
+
+
+def true_ratio(mdp: MDP, gamma: float) -> np.ndarray:
+    return occupancy(mdp, mdp.pi, gamma) / occupancy(mdp, mdp.pi_b, gamma)
+
+
+def fixed_point_residual(w: np.ndarray, mdp: MDP, gamma: float) -> np.ndarray:
+    """d_b * (w - T w): the population lhs - rhs of Eq. (9) per (s,a), with w' = w."""
+    return occupancy(mdp, mdp.pi_b, gamma) * (w - td_operator(w, mdp, gamma))
+
+
+# --- (a) the exact operator -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("gamma", [0.9, 0.99])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_occupancy_matches_power_series(seed, gamma):
+    mdp = make_mdp(seed)
+    m = sa_transition(mdp.P, mdp.pi)
+    x = (mdp.mu0[:, None] * mdp.pi).reshape(-1)  # Pr(s_0, a_0)
+    total = np.zeros(S * A)
+    for t in range(int(40 / (1 - gamma))):
+        total += (1 - gamma) * gamma**t * x
+        x = m.T @ x
+    d = occupancy(mdp, mdp.pi, gamma)
+    np.testing.assert_allclose(total, d.reshape(-1), atol=1e-12)
+    assert d.sum() == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("gamma", [0.9, 0.99])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_true_ratio_is_fixed_point_and_iterates_converge(seed, gamma):
+    mdp = make_mdp(seed)
+    w_star = true_ratio(mdp, gamma)
+    np.testing.assert_allclose(td_operator(w_star, mdp, gamma), w_star, rtol=0, atol=1e-12)
+    # E_{d_b}[w*] = 1: the ratio of two distributions.
+    assert np.sum(occupancy(mdp, mdp.pi_b, gamma) * w_star) == pytest.approx(1.0)
+
+    # T is affine with linear part D_b^-1 (g M^T) D_b, similar to g M^T (M row-stochastic),
+    # so its spectral radius is exactly gamma: iterates converge geometrically.
+    d_b = occupancy(mdp, mdp.pi_b, gamma).reshape(-1)
+    lin = gamma * (sa_transition(mdp.P, mdp.pi).T * d_b[None, :]) / d_b[:, None]
+    assert np.max(np.abs(np.linalg.eigvals(lin))) == pytest.approx(gamma, abs=1e-9)
+
+    w = np.ones((S, A))
+    for _ in range(int(30 / (1 - gamma))):
+        w = td_operator(w, mdp, gamma)
+    assert np.max(np.abs(w - w_star)) < 1e-6
+
+
+# --- (b) the sample-based loss -----------------------------------------------------------------
+
+
+def _w_of(theta: jax.Array, alpha: float = 0.5) -> jax.Array:
+    """The network head (softplus(x) + 1e-8)^alpha, here on a table."""
+    return (jax.nn.softplus(theta) + 1e-8) ** alpha
+
+
+def train_tabular_w(
+    mdp: MDP,
+    gamma: float,
+    q_table: np.ndarray | None,
+    key: jax.Array,
+    steps: int = 4000,
+    batch: int = 1024,
+    mu0_batch: int = 1024,
+    lr: float = 1e-2,
+    tau: float = 0.05,
+    mean_bound: float | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Minimise td_dice_loss over a table w(s,a) with fresh samples every step.
+
+    q_table: a fixed test function Q(s,a); None draws a fresh N(0, 1) table every step.
+    mean_bound: use `constrained_direction` for mean(w) <= bound.
+    Returns the final w [S, A] and the per-step maximum constraint multiplier.
+    """
+    d_b = occupancy(mdp, mdp.pi_b, gamma)
+    log_db = jnp.log(jnp.asarray(d_b.reshape(-1), jnp.float32))
+    log_p = jnp.log(jnp.asarray(mdp.P.reshape(S * A, S), jnp.float32))
+    log_pi = jnp.log(jnp.asarray(mdp.pi, jnp.float32))
+    log_mu0 = jnp.log(jnp.asarray(mdp.mu0, jnp.float32))
+    fixed_q = None if q_table is None else jnp.asarray(q_table.reshape(-1), jnp.float32)
+    opt = optax.chain(
+        optax.clip_by_global_norm(1.0), optax.adam(optax.cosine_decay_schedule(lr, steps, 0.01))
+    )
+    theta0 = jnp.full(S * A, np.log(np.e - 1.0), jnp.float32)  # w = 1 everywhere
+
+    def step(carry, key):
+        theta, theta_t, opt_state = carry
+        k_sa, k_s1, k_a1, k_s0, k_a0, k_q = jax.random.split(key, 6)
+        sa = jax.random.categorical(k_sa, log_db, shape=(batch,))  # (s,a) ~ d_b
+        s1 = jax.random.categorical(k_s1, log_p[sa])  # s' ~ P(.|s,a)
+        a1 = jax.random.categorical(k_a1, log_pi[s1])  # a' ~ pi(.|s')
+        s0 = jax.random.categorical(k_s0, log_mu0, shape=(mu0_batch,))
+        a0 = jax.random.categorical(k_a0, log_pi[s0])
+        q = jax.random.normal(k_q, (S * A,)) if fixed_q is None else fixed_q
+
+        def loss_fn(th):
+            return td_dice_loss(
+                _w_of(th)[sa], q[sa], q[s0 * A + a0], q[s1 * A + a1],
+                _w_of(theta_t)[sa], jnp.zeros(batch), gamma,
+            )
+
+        grads, _ = jax.grad(loss_fn, has_aux=True)(theta)
+        lam = jnp.zeros(())
+        if mean_bound is not None:
+            g, g_grad = jax.value_and_grad(lambda th: jnp.mean(_w_of(th)[sa]))(theta)
+            grads, lam = constrained_direction(grads, g_grad, g, mean_bound)
+        updates, opt_state = opt.update(grads, opt_state, theta)
+        theta = optax.apply_updates(theta, updates)
+        theta_t = optax.incremental_update(theta, theta_t, tau)
+        return (theta, theta_t, opt_state), lam
+
+    @jax.jit
+    def run(key):
+        carry = (theta0, theta0, opt.init(theta0))
+        (theta, _, _), lams = jax.lax.scan(step, carry, jax.random.split(key, steps))
+        return _w_of(theta), lams
+
+    w, lams = run(key)
+    return np.asarray(w, np.float64).reshape(S, A), np.asarray(lams)
+
+
+def compare(w: np.ndarray, w_star: np.ndarray) -> dict[str, float]:
+    w, w_star = w.reshape(-1), w_star.reshape(-1)
+    return {
+        "corr": float(np.corrcoef(w, w_star)[0, 1]),
+        "mae": float(np.mean(np.abs(w - w_star))),
+        "rel": float(np.linalg.norm(w - w_star) / np.linalg.norm(w_star)),
+        "mae_w1": float(np.mean(np.abs(1.0 - w_star))),  # the trivial guess w = 1
+    }
+
+
+def single_q_case(seed: int, gamma: float = 0.9, **kw) -> dict[str, float]:
+    """Test function: the true Q^pi of a reward favouring the actions pi takes more than pi_b."""
+    mdp = make_mdp(seed)
+    reward = 0.5 + mdp.pi - mdp.pi_b
+    q = q_values(mdp, mdp.pi, reward, gamma)
+    w, _ = train_tabular_w(mdp, gamma, q, jax.random.PRNGKey(seed), **kw)
+    res0 = abs(np.sum(fixed_point_residual(np.ones((S, A)), mdp, gamma) * q))
+    res = abs(np.sum(fixed_point_residual(w, mdp, gamma) * q))
+    return {"w": w, "res0": res0, "res": res, **compare(w, true_ratio(mdp, gamma))}
+
+
+def random_q_case(seed: int, gamma: float = 0.9, **kw) -> dict[str, float]:
+    """Test functions: a fresh N(0, 1) table per step, with the mean(w) <= 10 constraint."""
+    mdp = make_mdp(seed)
+    w, lams = train_tabular_w(mdp, gamma, None, jax.random.PRNGKey(seed), mean_bound=10.0, **kw)
+    res0 = np.linalg.norm(fixed_point_residual(np.ones((S, A)), mdp, gamma))
+    res = np.linalg.norm(fixed_point_residual(w, mdp, gamma))
+    return {"w": w, "res0": res0, "res": res, "max_lambda": float(lams.max()),
+            **compare(w, true_ratio(mdp, gamma))}
+
+
+def _report(name: str, out: dict) -> None:
+    figures = " ".join(f"{k}={v:.4g}" for k, v in out.items() if k != "w")
+    print(f"\n[miw-tabular] {name}: {figures}")
+
+
+def test_td_dice_single_test_function():
+    out = single_q_case(seed=0)
+    _report("single Q^pi", out)
+    assert np.all(np.isfinite(out["w"])) and np.all(out["w"] > 0)
+    assert out["res"] < 0.1 * out["res0"]
+    # One test function is one linear constraint on w: closeness to w* is not implied.
+
+
+def test_td_dice_random_test_functions():
+    out = random_q_case(seed=0)
+    _report("fresh random Q each step", out)
+    assert np.all(np.isfinite(out["w"])) and np.all(out["w"] > 0)
+    assert out["max_lambda"] == 0.0  # mean(w) stays far below 10: the constraint is idle
+    assert out["res"] < 0.3 * out["res0"]
+    # Loose: held with margin on every seed measured (see the module's sweep). The learned w
+    # sits below w* on every (s,a) (E_db[w] ~ 0.84-0.94, not 1): squaring a batch-mean residual
+    # and differentiating it on the same samples has an O(1/batch) shrinkage bias.
+    assert out["corr"] > 0.5
+    assert out["mae"] < out["mae_w1"]
+
+
+# --- the soft constraint --------------------------------------------------------------------------
+
+
+def _tree(key, scale=1.0):
+    k1, k2 = jax.random.split(key)
+    return {"a": scale * jax.random.normal(k1, (3, 4)), "b": scale * jax.random.normal(k2, (5,))}
+
+
+def _dot(x, y):
+    return sum(jnp.vdot(a, b) for a, b in zip(jax.tree.leaves(x), jax.tree.leaves(y)))
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_constrained_direction_lowers_violated_constraint(seed):
+    """g > bound: <dir, grad g> >= phi > 0, so a small step along -dir lowers g."""
+    params = _tree(jax.random.PRNGKey(seed))
+    g_fn = lambda p: 11.0 + 0.5 * _dot(p, p) / 17.0  # always above the bound 10
+    # grad f pointing to raise g (f = -g plus noise): the correction must overrule it.
+    f_fn = lambda p: -g_fn(p) + 0.1 * _dot(p, _tree(jax.random.PRNGKey(100 + seed)))
+    g, g_grad = jax.value_and_grad(g_fn)(params)
+    f_grad = jax.grad(f_fn)(params)
+    direction, lam = constrained_direction(f_grad, g_grad, g, 10.0)
+    gg = _dot(g_grad, g_grad)
+    phi = jnp.minimum(g - 10.0, gg)
+    assert phi > 0 and lam > 0
+    assert _dot(direction, g_grad) >= phi * (1 - 1e-5)
+    stepped = jax.tree.map(lambda p, d: p - 1e-3 * d, params, direction)
+    assert g_fn(stepped) < g
+
+
+def test_constrained_direction_idle_when_satisfied():
+    """g << bound and grad f already lowers g: the direction is grad f itself, lambda = 0."""
+    params = _tree(jax.random.PRNGKey(0))
+    g_fn = lambda p: 0.5 * _dot(p, p) / 17.0
+    g, g_grad = jax.value_and_grad(g_fn)(params)
+    f_grad = jax.tree.map(lambda x: 2.0 * x, g_grad)  # <grad f, grad g> > 0
+    direction, lam = constrained_direction(f_grad, g_grad, g, 10.0)
+    assert lam == 0.0
+    same = jax.tree.map(lambda a, b: bool(jnp.all(a == b)), direction, f_grad)
+    assert all(jax.tree.leaves(same))
+
+
+if __name__ == "__main__":  # measurement sweep: python tests/test_miw_tabular.py
+    for gamma in (0.9, 0.99):
+        for seed in range(6):
+            for name, case in (("single", single_q_case), ("random", random_q_case)):
+                _report(f"gamma={gamma} seed={seed} {name}", case(seed, gamma))
