@@ -25,6 +25,10 @@ class DatasetError(ValueError):
     """A dataset that is missing, unreadable or unusable; the message names the fix."""
 
 
+class DatasetNotFoundError(DatasetError):
+    """The dataset is not in the local store (and was not downloaded)."""
+
+
 def dataset_path(dataset_id: str) -> Path:
     """Directory of `dataset_id` in the local store, resolved now (honours MINARI_DATASETS_PATH).
 
@@ -144,7 +148,7 @@ def load_dataset(dataset_id: str, *, download: bool = False) -> tuple[OfflineDat
     data_path = root / "data"
     if not data_path.exists():
         if not download:
-            raise DatasetError(_missing_message(dataset_id, root))
+            raise DatasetNotFoundError(_missing_message(dataset_id, root))
         _download(dataset_id)
         if not data_path.exists():
             raise DatasetError(f"download of '{dataset_id}' left no data at {data_path}; retry or create it locally")

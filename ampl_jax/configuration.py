@@ -1,0 +1,82 @@
+"""Config checks run before any work starts: bad values fail with one line naming key and fix."""
+
+from __future__ import annotations
+
+import ml_collections
+
+
+class ConfigError(ValueError):
+    """A config value that cannot work; the message names the key and what it accepts."""
+
+
+_CHOICES = {
+    "dataset.mu0": ("dataset", "env"),
+    "miw.schedule": ("interleaved", "phased", "none"),
+    "miw.test_function": ("q",),
+    "agent.regularizer": ("jsd", "none"),
+}
+
+_POSITIVE_INT = (
+    "num_seeds", "model.num_members", "model.num_elites", "model.batch_size", "model.epoch_steps",
+    "model.patience", "model.max_epochs", "model.refit_max_epochs", "rollout.horizon",
+    "rollout.batch_size", "rollout.transitions_per_rollout", "rollout.period", "rollout.buffer_capacity",
+    "agent.batch_size", "agent.noise_dim", "agent.actor_update_every", "miw.batch_size",
+    "miw.mu0_batch_size", "miw.phased_steps", "train.total_steps", "train.epoch_length",
+    "train.model_retrain_epochs", "train.eval_every", "eval.episodes", "eval.num_action_samples",
+)
+
+_POSITIVE_FLOAT = (
+    "model.learning_rate", "agent.critic_lr", "agent.actor_lr", "agent.disc_lr", "miw.lr",
+    "agent.critic_grad_clip", "miw.grad_clip", "agent.critic_huber_delta", "miw.huber_delta",
+    "agent.target_cap", "agent.noise_std", "miw.alpha", "miw.mean_bound",
+)
+
+_UNIT_INTERVAL = (
+    "agent.gamma", "agent.tau", "agent.actor_tau", "miw.tau", "agent.target_min_weight",
+    "agent.q_avg_rate", "rollout.real_min", "rollout.real_decay", "model.holdout_fraction",
+    "agent.true_label_low",
+)
+
+
+def _get(config: ml_collections.ConfigDict, dotted: str):
+    node = config
+    for part in dotted.split("."):
+        node = node[part]
+    return node
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+    """Raise ConfigError on the first value that cannot work."""
+    for key, choices in _CHOICES.items():
+        if _get(config, key) not in choices:
+            raise ConfigError(f"config.{key}={_get(config, key)!r} is not one of {', '.join(map(repr, choices))}")
+    for key in _POSITIVE_INT:
+        v = _get(config, key)
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            raise ConfigError(f"config.{key}={v!r} must be a positive integer")
+    for key in _POSITIVE_FLOAT:
+        v = _get(config, key)
+        if not v > 0:
+            raise ConfigError(f"config.{key}={v!r} must be > 0")
+    for key in _UNIT_INTERVAL:
+        v = _get(config, key)
+        if not 0.0 <= v <= 1.0:
+            raise ConfigError(f"config.{key}={v!r} must lie in [0, 1]")
+    f = config.rollout.fixed_real_fraction
+    if f != -1.0 and not 0.0 <= f <= 1.0:
+        raise ConfigError(f"config.rollout.fixed_real_fraction={f!r} must lie in [0, 1] (or -1 for the schedule)")
+    if config.model.num_elites > config.model.num_members:
+        raise ConfigError(
+            f"config.model.num_elites={config.model.num_elites} exceeds config.model.num_members={config.model.num_members}"
+        )
+    if len(config.model.weight_decays) != len(config.model.hidden_dims):
+        raise ConfigError("config.model.weight_decays needs one value per entry of config.model.hidden_dims")
+    if config.rollout.period % config.agent.actor_update_every:
+        raise ConfigError(
+            f"config.rollout.period={config.rollout.period} must be a multiple of "
+            f"config.agent.actor_update_every={config.agent.actor_update_every}"
+        )
+    if not config.dataset.id or "/" not in config.dataset.id:
+        raise ConfigError(f"config.dataset.id={config.dataset.id!r} is not a Minari id such as 'mujoco/walker2d/medium-v0'")
+    if config.num_seeds != 1:
+        raise ConfigError("config.num_seeds > 1 (vmapped seeds) is not supported yet; run one process per seed")

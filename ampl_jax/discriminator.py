@@ -1,0 +1,53 @@
+"""The GAN estimate of the JSD regulariser between the policy's (s, a) and the data's.
+
+Fake pairs are (s, raw pi(s)) and (s', raw pi(s')) with s' drawn from the model; true pairs are
+dataset (s, atanh(a / max_a)). Both are compared in pre-tanh action space, where the
+discriminator does not saturate at the action bounds.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import optax
+
+
+def action_to_raw(actions: jax.Array, max_action: float, eps: float = 1e-7) -> jax.Array:
+    """atanh of the action scaled to [-1, 1], clipped so the bounds stay finite."""
+    return jnp.arctanh(jnp.clip(actions / max_action, -1.0 + eps, 1.0 - eps))
+
+
+def _weighted_mean(x: jax.Array, weights: jax.Array) -> jax.Array:
+    return jnp.sum(x * weights) / jnp.maximum(jnp.sum(weights), 1.0)
+
+
+def discriminator_loss(
+    true_logits: jax.Array,
+    fake_logits: jax.Array,
+    true_labels: jax.Array,
+    fake_weights: jax.Array,
+) -> tuple[jax.Array, dict]:
+    """[BCE(D(true), soft labels) + BCE(D(fake), 0)] / 2.
+
+    Soft true labels in [0.8, 1) keep D from becoming over-confident. `fake_weights` masks out
+    model states that terminated (or, for the WPR ablation, carries w * (1 - done)).
+    """
+    true_bce = jnp.mean(optax.losses.sigmoid_binary_cross_entropy(true_logits, true_labels))
+    fake_bce = _weighted_mean(
+        optax.losses.sigmoid_binary_cross_entropy(fake_logits, jnp.zeros_like(fake_logits)),
+        fake_weights,
+    )
+    loss = 0.5 * (true_bce + fake_bce)
+    return loss, {
+        "disc_loss": loss,
+        "disc_true_prob": jnp.mean(jax.nn.sigmoid(true_logits)),
+        "disc_fake_prob": _weighted_mean(jax.nn.sigmoid(fake_logits), fake_weights),
+    }
+
+
+def generator_loss(fake_logits: jax.Array, fake_weights: jax.Array) -> jax.Array:
+    """BCE(D(fake), 1): the policy is rewarded for pairs the discriminator takes for data."""
+    return _weighted_mean(
+        optax.losses.sigmoid_binary_cross_entropy(fake_logits, jnp.ones_like(fake_logits)),
+        fake_weights,
+    )

@@ -1,0 +1,102 @@
+"""Flax modules of the agent: implicit actor, twin critic, discriminator, MIW network.
+
+All are small MLPs with LeakyReLU(0.01) hidden layers (400-300 in the paper). The twin critic
+is one `nn.vmap`-ed MLP so both heads run as one batched matmul.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+
+def _uniform(scale: float) -> Callable:
+    def init(key, shape, dtype=jnp.float32):
+        return jax.random.uniform(key, shape, dtype, -scale, scale)
+
+    return init
+
+
+class MLP(nn.Module):
+    hidden_dims: Sequence[int]
+    out_dim: int
+    slope: float = 0.01
+    final_init_scale: float | None = None  # U(+-scale) for the last layer's weights and bias
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        for h in self.hidden_dims:
+            x = nn.leaky_relu(nn.Dense(h)(x), self.slope)
+        if self.final_init_scale is None:
+            return nn.Dense(self.out_dim)(x)
+        init = _uniform(self.final_init_scale)
+        return nn.Dense(self.out_dim, kernel_init=init, bias_init=init)(x)
+
+
+class ImplicitActor(nn.Module):
+    """pi(s, eps) = max_action * tanh(f([s, eps])); the pre-tanh action feeds the discriminator."""
+
+    act_dim: int
+    max_action: float
+    hidden_dims: Sequence[int] = (400, 300)
+    slope: float = 0.01
+
+    @nn.compact
+    def __call__(self, obs: jax.Array, noise: jax.Array) -> tuple[jax.Array, jax.Array]:
+        raw = MLP(self.hidden_dims, self.act_dim, self.slope)(jnp.concatenate([obs, noise], -1))
+        return self.max_action * jnp.tanh(raw), raw
+
+
+class TwinCritic(nn.Module):
+    """Two independent Q heads; output [2, ...batch]."""
+
+    hidden_dims: Sequence[int] = (400, 300)
+    slope: float = 0.01
+    num_heads: int = 2
+
+    @nn.compact
+    def __call__(self, obs: jax.Array, act: jax.Array) -> jax.Array:
+        heads = nn.vmap(
+            MLP,
+            variable_axes={"params": 0},
+            split_rngs={"params": True},
+            in_axes=None,
+            out_axes=0,
+            axis_size=self.num_heads,
+        )(self.hidden_dims, 1, self.slope)
+        return heads(jnp.concatenate([obs, act], -1))[..., 0]
+
+
+class Discriminator(nn.Module):
+    """Logit of D(s, raw a); the sigmoid lives in the loss for numerical stability."""
+
+    hidden_dims: Sequence[int] = (400, 300)
+    slope: float = 0.01
+
+    @nn.compact
+    def __call__(self, obs: jax.Array, raw_act: jax.Array) -> jax.Array:
+        return MLP(self.hidden_dims, 1, self.slope)(jnp.concatenate([obs, raw_act], -1))[..., 0]
+
+
+class MIWNet(nn.Module):
+    """w(s, a) = (softplus(x) + 1e-8) ** alpha: positive, with alpha < 1 taming its tail."""
+
+    hidden_dims: Sequence[int] = (400, 300)
+    slope: float = 0.01
+    alpha: float = 0.5
+    last_layer_init: float = 3e-3
+
+    @nn.compact
+    def __call__(self, obs: jax.Array, act: jax.Array) -> jax.Array:
+        x = MLP(self.hidden_dims, 1, self.slope, self.last_layer_init)(
+            jnp.concatenate([obs, act], -1)
+        )[..., 0]
+        return (jax.nn.softplus(x) + 1e-8) ** self.alpha
+
+
+def sample_noise(key: jax.Array, shape: Sequence[int], std: float, clip: float) -> jax.Array:
+    """Implicit-policy noise eps ~ N(0, std^2), clamped to [-clip, clip] as the paper does."""
+    return jnp.clip(std * jax.random.normal(key, tuple(shape)), -clip, clip)

@@ -1,0 +1,137 @@
+"""TrainState: everything a run needs to continue, as one pytree; and the static Agent around it.
+
+The split is deliberate: `TrainState` holds arrays only (params, optimiser states, targets,
+world model, model buffer, counters, PRNG key) so it can be jitted, vmapped over seeds and
+checkpointed with orbax; `Agent` holds what never changes within a run (modules, optimisers,
+scalar settings, dataset constants) and is closed over by the compiled step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+import flax
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from ampl_jax import networks
+from ampl_jax.buffer import Buffer, buffer_init
+from ampl_jax.types import DatasetInfo
+from ampl_jax.world_model.fit import ModelState
+
+Params = Any
+
+
+@flax.struct.dataclass
+class TrainState:
+    step: jax.Array  # policy iterations done (int32)
+    key: jax.Array  # PRNG key (uint32[2])
+    actor: Params
+    actor_target: Params
+    actor_opt: optax.OptState
+    critic: Params
+    critic_target: Params
+    critic_opt: optax.OptState
+    disc: Params
+    disc_opt: optax.OptState
+    miw: Params
+    miw_target: Params
+    miw_critic: Params  # Q1' of the MIW loss: a slow (tau 0.01) copy of the critic
+    miw_opt: optax.OptState
+    q_abs_avg: jax.Array  # EMA of mean |Q| that scales the actor's Q term
+    model: ModelState
+    buffer: Buffer
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Agent:
+    """Static parts of a run; closed over by the jitted functions."""
+
+    actor: networks.ImplicitActor
+    critic: networks.TwinCritic
+    disc: networks.Discriminator
+    miw: networks.MIWNet
+    actor_tx: optax.GradientTransformation
+    critic_tx: optax.GradientTransformation
+    disc_tx: optax.GradientTransformation
+    miw_tx: optax.GradientTransformation
+    obs_dim: int
+    act_dim: int
+    max_action: float
+    termination_fn: Callable[[jax.Array, jax.Array, jax.Array], jax.Array]
+    obs_range: np.ndarray  # [obs_dim]
+    reward_bound: float
+    config: ml_collections.FrozenConfigDict
+
+    def noise(self, key: jax.Array, batch: int) -> jax.Array:
+        a = self.config.agent
+        return networks.sample_noise(key, (batch, a.noise_dim), a.noise_std, a.noise_clip)
+
+    def act(self, actor_params: Params, key: jax.Array, obs: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """(action, raw pre-tanh action) for a batch of states, each with its own noise."""
+        return self.actor.apply(actor_params, obs, self.noise(key, obs.shape[0]))
+
+
+def make_agent(
+    config: ml_collections.ConfigDict,
+    info: DatasetInfo,
+    termination_fn: Callable,
+    obs_range: np.ndarray,
+    reward_bound: float,
+) -> Agent:
+    a, m = config.agent, config.miw
+    hidden = tuple(a.hidden_dims)
+    slope = a.leaky_relu_slope
+    return Agent(
+        actor=networks.ImplicitActor(info.act_dim, float(info.max_action), hidden, slope),
+        critic=networks.TwinCritic(hidden, slope),
+        disc=networks.Discriminator(hidden, slope),
+        miw=networks.MIWNet(hidden, slope, m.alpha, m.last_layer_init),
+        actor_tx=optax.adam(a.actor_lr, b1=a.actor_b1),
+        critic_tx=optax.chain(optax.clip_by_global_norm(a.critic_grad_clip), optax.adam(a.critic_lr)),
+        disc_tx=optax.adam(a.disc_lr, b1=a.disc_b1),
+        miw_tx=optax.chain(optax.clip_by_global_norm(m.grad_clip), optax.adam(m.lr)),
+        obs_dim=info.obs_dim,
+        act_dim=info.act_dim,
+        max_action=float(info.max_action),
+        termination_fn=termination_fn,
+        obs_range=np.asarray(obs_range, np.float32),
+        reward_bound=float(reward_bound),
+        config=ml_collections.FrozenConfigDict(config),
+    )
+
+
+def init_train_state(agent: Agent, key: jax.Array, model: ModelState) -> TrainState:
+    """Fresh networks and optimisers; targets start as copies; the model buffer starts empty."""
+    k_actor, k_critic, k_disc, k_miw, key = jax.random.split(key, 5)
+    obs = jnp.zeros((1, agent.obs_dim), jnp.float32)
+    act = jnp.zeros((1, agent.act_dim), jnp.float32)
+    noise = jnp.zeros((1, agent.config.agent.noise_dim), jnp.float32)
+    actor = agent.actor.init(k_actor, obs, noise)
+    critic = agent.critic.init(k_critic, obs, act)
+    disc = agent.disc.init(k_disc, obs, act)
+    miw = agent.miw.init(k_miw, obs, act)
+    copy = lambda tree: jax.tree.map(jnp.copy, tree)  # distinct buffers: the step donates its input
+    return TrainState(
+        step=jnp.zeros((), jnp.int32),
+        key=key,
+        actor=actor,
+        actor_target=copy(actor),
+        actor_opt=agent.actor_tx.init(actor),
+        critic=critic,
+        critic_target=copy(critic),
+        critic_opt=agent.critic_tx.init(critic),
+        disc=disc,
+        disc_opt=agent.disc_tx.init(disc),
+        miw=miw,
+        miw_target=copy(miw),
+        miw_critic=copy(critic),
+        miw_opt=agent.miw_tx.init(miw),
+        q_abs_avg=jnp.ones((), jnp.float32),
+        model=model,
+        buffer=buffer_init(agent.config.rollout.buffer_capacity, agent.obs_dim, agent.act_dim),
+    )

@@ -1,0 +1,10 @@
+"""HalfCheetah, D4RL-style medium data. Horizons per dataset (spec): medium 1, medium-replay 3, medium-expert 5."""
+
+from configs import default
+
+
+def get_config():
+    c = default.get_config()
+    c.dataset.id = "mujoco/halfcheetah/medium-v0"
+    c.rollout.horizon = 1
+    return c
