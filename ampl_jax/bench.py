@@ -31,6 +31,8 @@ OBS_DIM, ACT_DIM = 17, 6  # Walker2d shapes, as peers.md
 PEERS = {
     "model_steps_per_s": 72.5,  # authors' code, ensemble minibatch steps/s
     "rollout_32k_s": (1.2, 1.6),  # authors' code, seconds per 32,000-transition rollout
+    "policy_iters_per_s": 16.1,  # authors' code, policy iterations/s (no MIW), h = 3, 50 % real
+    "miw_steps_per_s": 27.1,  # authors' code, TD-DICE steps/s, batch 1024 + 2048 mu0 states
 }
 
 
@@ -166,9 +168,128 @@ def suite_rollout(quick: bool) -> dict[str, Any]:
     return out
 
 
+def _agent_setup(schedule: str, quick: bool, horizon: int = 5):
+    """Paper sizes (batch 512, 400-300 nets, 7 x 4x200 ensemble, 32k rollouts every 250
+    iterations into a 640k buffer) on 200k synthetic Walker2d-shaped transitions, with the step
+    counter past the warm start so the Q term is on and the real-data fraction is 0.5."""
+    from configs.default import get_config
+
+    from ampl_jax.state import init_train_state, make_agent
+    from ampl_jax.types import DatasetInfo, OfflineData
+    from ampl_jax.world_model.ensemble import init_model_state
+    from ampl_jax.world_model.termination import termination_fn
+
+    c = get_config()
+    c.miw.schedule = schedule
+    c.rollout.horizon = horizon
+    if quick:
+        c.agent.hidden_dims, c.agent.batch_size = (64, 64), 64
+        c.miw.batch_size, c.miw.mu0_batch_size = 64, 64
+        c.rollout.period, c.rollout.transitions_per_rollout, c.rollout.buffer_capacity = 20, 1000, 10_000
+    n = 20_000 if quick else 200_000
+    t = synthetic_transitions(n)
+    scaled = (t.rewards - t.rewards.min() + 1e-3) / (t.rewards.max() - t.rewards.min())
+    data = OfflineData(t.observations, t.actions, t.rewards, scaled, t.next_observations, t.dones,
+                       jnp.roll(t.actions, -1, 0), jnp.ones(n), t.observations[:1000])
+    info = DatasetInfo("bench/walker2d-synthetic-v0", "Walker2d-v5", OBS_DIM, ACT_DIM, 1.0, 1000, n, None, None,
+                       float(t.rewards.min()), float(t.rewards.max()))
+    agent = make_agent(c, info, termination_fn("Walker2d-v5"), np.full(OBS_DIM, 1e3, np.float32), 1e3)
+    model = init_model_state(jax.random.PRNGKey(1), data.transitions(), c.model)
+    state = init_train_state(agent, jax.random.PRNGKey(0), model)
+    state = state.replace(step=jnp.asarray(100 * c.train.epoch_length, jnp.int32))
+    return c, agent, data, state
+
+
+def suite_update(quick: bool) -> dict[str, Any]:
+    """Iterations/s of the fused update_step (rollout + scanned iterations) against the same math
+    run as one jitted call per iteration; windows of the variants interleaved, medians reported."""
+    import resource
+
+    from ampl_jax.update import iteration, make_miw_phase, make_update_step
+    from ampl_jax.world_model.rollout import rollout
+    from ampl_jax.buffer import buffer_insert
+
+    variants: dict[str, Any] = {}
+    for name, schedule in (("fused_interleaved", "interleaved"), ("fused_no_miw", "phased")):
+        c, agent, data, state = _agent_setup(schedule, quick)
+        step = make_update_step(agent)
+        t = time.perf_counter()
+        compiled = step.lower(state, data).compile()
+        compile_s = time.perf_counter() - t
+        state, _ = _block(compiled(state, data))  # warm-up
+        variants[name] = dict(call=compiled, state=state, data=data, compile_s=compile_s,
+                              period=c.rollout.period, windows=[])
+
+    # Unfused: the same interleaved math, one jitted call per iteration and one per rollout.
+    c, agent, data, state = _agent_setup("interleaved", quick)
+    r = c.rollout
+    n_starts = r.transitions_per_rollout // r.horizon
+
+    @jax.jit
+    def do_rollout(state, data, key):
+        k_start, k_roll = jax.random.split(key)
+        start = data.observations[jax.random.randint(k_start, (n_starts,), 0, data.observations.shape[0])]
+        trans, valid = rollout(k_roll, state.model, lambda k, o: agent.act(state.actor, k, o)[0], start, r.horizon,
+                               agent.termination_fn, agent.obs_range, agent.reward_bound)
+        return state.replace(buffer=buffer_insert(state.buffer, trans, valid))
+
+    plain = jax.jit(lambda s, d, k: iteration(agent, s, d, k, False), donate_argnums=0)
+    with_actor = jax.jit(lambda s, d, k: iteration(agent, s, d, k, True), donate_argnums=0)
+    t = time.perf_counter()
+    state = do_rollout(state, data, jax.random.PRNGKey(7))
+    state, _ = plain(state, data, jax.random.PRNGKey(8))
+    state, _ = _block(with_actor(state, data, jax.random.PRNGKey(9)))
+    unfused_compile = time.perf_counter() - t
+
+    def unfused_period(state, key):
+        keys = jax.random.split(key, r.period + 1)
+        state = do_rollout(state, data, keys[0])
+        for i in range(1, r.period + 1, 2):
+            state, _ = plain(state, data, keys[i])
+            state, _ = with_actor(state, data, keys[i + 1])
+        return state
+
+    variants["unfused_interleaved"] = dict(state=state, compile_s=unfused_compile, period=r.period, windows=[])
+
+    # MIW alone (the authors' phased blocks): steps/s of a scanned block.
+    c, agent, data, miw_state = _agent_setup("phased", quick)
+    miw_steps = 20 if quick else 200
+    phase = make_miw_phase(agent, miw_steps)
+    miw_state, _ = _block(phase(miw_state, data))
+    miw_windows = []
+
+    rounds = 2 if quick else 3
+    for i in range(rounds):
+        for name, v in variants.items():
+            t = time.perf_counter()
+            if name == "unfused_interleaved":
+                v["state"] = _block(unfused_period(v["state"], jax.random.PRNGKey(100 + i)))
+            else:
+                v["state"], _ = _block(v["call"](v["state"], v["data"]))
+            v["windows"].append(time.perf_counter() - t)
+        t = time.perf_counter()
+        miw_state, _ = _block(phase(miw_state, data))
+        miw_windows.append(time.perf_counter() - t)
+
+    out: dict[str, Any] = {"horizon": 5, "batch": int(c.agent.batch_size), "hidden": list(c.agent.hidden_dims),
+                           "period": int(c.rollout.period), "rounds": rounds}
+    for name, v in variants.items():
+        med = statistics.median(v["windows"])
+        out[name] = {"compile_s": v["compile_s"], "window_s": v["windows"], "iters_per_s": v["period"] / med}
+    out["fused_speedup_vs_unfused"] = out["fused_interleaved"]["iters_per_s"] / out["unfused_interleaved"]["iters_per_s"]
+    out["miw_steps_per_s"] = miw_steps / statistics.median(miw_windows)
+    out["peer_iters_per_s_no_miw_h3"] = PEERS["policy_iters_per_s"]
+    out["peer_miw_steps_per_s"] = PEERS["miw_steps_per_s"]
+    out["ratio_no_miw_vs_peer"] = out["fused_no_miw"]["iters_per_s"] / PEERS["policy_iters_per_s"]
+    out["ratio_miw_vs_peer"] = out["miw_steps_per_s"] / PEERS["miw_steps_per_s"]
+    out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return out
+
+
 SUITES: dict[str, Callable[[bool], dict[str, Any]]] = {
     "model": suite_model,
     "rollout": suite_rollout,
+    "update": suite_update,
 }
 
 
@@ -203,8 +324,20 @@ def markdown(results: dict[str, Any]) -> str:
                          f"| {x['transitions_per_s']:.0f} | | |")
             lines.append(f"| s per 32k-transition rollout ({mode} elites) | {x['rollout_32k_s']:.3f} "
                          f"| 1.2-1.6 | {lo:.1f}-{hi:.1f}x faster |")
+    u = results.get("update")
+    if u:
+        lines.append(f"| fused update_step it/s, MIW interleaved (h=5) | {u['fused_interleaved']['iters_per_s']:.1f} | | |")
+        lines.append(f"| fused update_step it/s, no MIW in the step (h=5) | {u['fused_no_miw']['iters_per_s']:.1f} "
+                     f"| {u['peer_iters_per_s_no_miw_h3']} (h=3) | {u['ratio_no_miw_vs_peer']:.2f}x |")
+        lines.append(f"| same math, one jitted call per iteration, MIW interleaved | "
+                     f"{u['unfused_interleaved']['iters_per_s']:.1f} | | fused {u['fused_speedup_vs_unfused']:.2f}x |")
+        lines.append(f"| MIW (TD-DICE) steps/s, batch 1024 + 2048 mu0 | {u['miw_steps_per_s']:.1f} "
+                     f"| {u['peer_miw_steps_per_s']} | {u['ratio_miw_vs_peer']:.2f}x |")
+        lines.append(f"| compile s: fused interleaved / no MIW / unfused | {u['fused_interleaved']['compile_s']:.1f} / "
+                     f"{u['fused_no_miw']['compile_s']:.1f} / {u['unfused_interleaved']['compile_s']:.1f} | | |")
+        lines.append(f"| peak RSS MB (whole bench process) | {u['peak_rss_mb']:.0f} | about 1000 | |")
     for name, res in results.items():  # suites added later print their scalar figures
-        if name not in ("model", "rollout", "env") and isinstance(res, dict):
+        if name not in ("model", "rollout", "update", "env") and isinstance(res, dict):
             for k, v in res.items():
                 if isinstance(v, (int, float)):
                     lines.append(f"| {name}.{k} | {v:.4g} | | |")

@@ -20,6 +20,7 @@ from ampl_jax import actor as actor_lib
 from ampl_jax import critic as critic_lib
 from ampl_jax import discriminator as disc_lib
 from ampl_jax import miw as miw_lib
+from ampl_jax import networks
 from ampl_jax.buffer import buffer_insert, buffer_sample
 from ampl_jax.state import Agent, TrainState
 from ampl_jax.types import OfflineData, Transitions
@@ -84,18 +85,25 @@ def _critic_step(agent: Agent, state: TrainState, batch: Transitions, key: jax.A
 
 
 def _fake_inputs(agent: Agent, state: TrainState, batch: Transitions, key: jax.Array):
-    """States and noises of the fake pairs: the batch's s, and s' ~ P_hat(s, pi(s)) (no gradient)."""
+    """The fake pairs' states and noises: the batch's s, and s' ~ P_hat(s, pi(s)) (no gradient).
+
+    Also returns the raw actions of the current actor at every fake state (for the
+    discriminator step), computing the actor once per state.
+    """
     k_n1, k_model, k_n2 = jax.random.split(key, 3)
     n = batch.rewards.shape[0]
-    noise1 = agent.noise(k_n1, n)
-    act, _ = agent.actor.apply(state.actor, batch.observations, noise1)
-    next_obs, _ = predict(state.model, k_model, batch.observations, act)
+    noise1, noise2 = agent.noise(k_n1, n), agent.noise(k_n2, n)
+    act, raw1 = agent.actor.apply(state.actor, batch.observations, noise1)
+    next_obs, _ = predict(state.model, k_model, batch.observations, act,
+                          elite_sampling=agent.config.model.fake_elite_sampling)
     next_obs = jax.lax.stop_gradient(next_obs)
     alive = 1.0 - _model_dones(agent, batch.observations, act, next_obs).astype(jnp.float32)
+    _, raw2 = agent.actor.apply(state.actor, next_obs, noise2)
     obs = jnp.concatenate([batch.observations, next_obs])
-    noise = jnp.concatenate([noise1, agent.noise(k_n2, n)])
+    noise = jnp.concatenate([noise1, noise2])
+    raw = jax.lax.stop_gradient(jnp.concatenate([raw1, raw2]))
     weights = jnp.concatenate([jnp.ones((n,), jnp.float32), alive])
-    return obs, noise, weights
+    return obs, noise, raw, weights
 
 
 def _disc_step(agent, state, fake_obs, fake_raw, fake_w, true_obs, true_raw, key):
@@ -136,6 +144,14 @@ def _actor_step(agent, state, batch, fake_obs, fake_noise, fake_w):
     ), metrics
 
 
+def _q1(agent: Agent, critic_params, obs: jax.Array, act: jax.Array) -> jax.Array:
+    """Only the first critic head (the MIW's test function): half the cost of both heads."""
+    head = jax.tree.map(lambda p: p[0], critic_params["params"]["VmapMLP_0"])
+    a = agent.config.agent
+    return networks.MLP(tuple(a.hidden_dims), 1, a.leaky_relu_slope).apply(
+        {"params": head}, jnp.concatenate([obs, act], -1))[..., 0]
+
+
 def miw_step(agent: Agent, state: TrainState, data: OfflineData, key: jax.Array) -> tuple[TrainState, Metrics]:
     """One TD-DICE step with the mean(w) <= bound correction; then w' and Q1' Polyak updates."""
     m, g = agent.config.miw, agent.config.agent.gamma
@@ -144,18 +160,18 @@ def miw_step(agent: Agent, state: TrainState, data: OfflineData, key: jax.Array)
     s0 = data.init_observations[jax.random.randint(k_mu0, (m.mu0_batch_size,), 0, data.init_observations.shape[0])]
     a0, _ = agent.act(state.actor, k_n0, s0)
     a1, _ = agent.act(state.actor, k_n1, b.next_observations)
-    q = agent.critic.apply(state.critic, b.observations, b.actions)[0]
-    q0 = agent.critic.apply(state.miw_critic, s0, a0)[0]
-    q_next = agent.critic.apply(state.miw_critic, b.next_observations, a1)[0]
+    q = _q1(agent, state.critic, b.observations, b.actions)
+    q0 = _q1(agent, state.miw_critic, s0, a0)
+    q_next = _q1(agent, state.miw_critic, b.next_observations, a1)
     w_target = agent.miw.apply(state.miw_target, b.observations, b.actions)
 
-    def f(params):
-        w = agent.miw.apply(params, b.observations, b.actions)
-        loss, aux = miw_lib.td_dice_loss(w, q, q0, q_next, w_target, b.dones, g, m.huber_delta)
-        return loss, (aux, jnp.mean(w))
-
-    grad_f, (aux, w_mean) = jax.grad(f, has_aux=True)(state.miw)
-    grad_g = jax.grad(lambda p: jnp.mean(agent.miw.apply(p, b.observations, b.actions)))(state.miw)
+    # One forward pass of w, two backward passes: the loss's gradient and mean(w)'s gradient.
+    w, vjp_fn = jax.vjp(lambda p: agent.miw.apply(p, b.observations, b.actions), state.miw)
+    (loss, aux), dloss_dw = jax.value_and_grad(miw_lib.td_dice_loss, has_aux=True)(
+        w, q, q0, q_next, w_target, b.dones, g, m.huber_delta)
+    (grad_f,) = vjp_fn(dloss_dw)
+    (grad_g,) = vjp_fn(jnp.full_like(w, 1.0 / w.shape[0]))
+    w_mean = jnp.mean(w)
     direction, lam = miw_lib.constrained_direction(grad_f, grad_g, w_mean, m.mean_bound)
     updates, opt = agent.miw_tx.update(direction, state.miw_opt, state.miw)
     miw = optax.apply_updates(state.miw, updates)
@@ -165,7 +181,7 @@ def miw_step(agent: Agent, state: TrainState, data: OfflineData, key: jax.Array)
         miw_target=optax.incremental_update(miw, state.miw_target, m.tau),
         miw_critic=optax.incremental_update(state.critic, state.miw_critic, m.tau),
     )
-    return state, {**aux, "miw_w_mean": w_mean, "miw_lambda": lam}
+    return state, {**aux, "miw_loss": loss, "miw_w_mean": w_mean, "miw_lambda": lam}
 
 
 def iteration(agent: Agent, state: TrainState, data: OfflineData, key: jax.Array, with_actor: bool):
@@ -181,13 +197,10 @@ def iteration(agent: Agent, state: TrainState, data: OfflineData, key: jax.Array
 
     state, metrics = _critic_step(agent, state, batch, k_critic)
 
-    fake_obs, fake_noise, fake_w = _fake_inputs(agent, state, batch, k_fake)
+    fake_obs, fake_noise, fake_raw, fake_w = _fake_inputs(agent, state, batch, k_fake)
     if a.regularizer == "jsd":
-        _, fake_raw = agent.actor.apply(state.actor, fake_obs, fake_noise)
         true_raw = disc_lib.action_to_raw(data.actions[idx], agent.max_action)
-        state, m_disc = _disc_step(
-            agent, state, fake_obs, jax.lax.stop_gradient(fake_raw), fake_w, data.observations[idx], true_raw, k_disc
-        )
+        state, m_disc = _disc_step(agent, state, fake_obs, fake_raw, fake_w, data.observations[idx], true_raw, k_disc)
         metrics.update(m_disc)
     if with_actor:
         state, m_actor = _actor_step(agent, state, batch, fake_obs, fake_noise, fake_w)
@@ -221,6 +234,11 @@ def _scan_iterations(agent: Agent, state: TrainState, data: OfflineData, key: ja
 
 def make_update_step(agent: Agent) -> Callable[[TrainState, OfflineData], tuple[TrainState, Metrics]]:
     """The jitted update_step: rollout into the buffer, then `rollout.period` fused iterations."""
+    return jax.jit(build_update_step(agent), donate_argnums=0)
+
+
+def build_update_step(agent: Agent) -> Callable[[TrainState, OfflineData], tuple[TrainState, Metrics]]:
+    """The pure, un-jitted update_step (for callers that vmap it over seeds before jitting)."""
     r = agent.config.rollout
     n_starts = max(1, r.transitions_per_rollout // r.horizon)
 
@@ -230,7 +248,7 @@ def make_update_step(agent: Agent) -> Callable[[TrainState, OfflineData], tuple[
         policy_fn = lambda k, obs: agent.act(state.actor, k, obs)[0]
         trans, valid = rollout(
             k_roll, state.model, policy_fn, start_obs, r.horizon, agent.termination_fn,
-            agent.obs_range, agent.reward_bound,
+            agent.obs_range, agent.reward_bound, elite_sampling=agent.config.model.rollout_elite_sampling,
         )
         state = state.replace(key=key, buffer=buffer_insert(state.buffer, trans, valid))
         state, metrics = _scan_iterations(agent, state, data, k_scan, r.period)
@@ -239,7 +257,7 @@ def make_update_step(agent: Agent) -> Callable[[TrainState, OfflineData], tuple[
         metrics["buffer_size"] = state.buffer.size.astype(jnp.float32)
         return state, metrics
 
-    return jax.jit(update_step, donate_argnums=0)
+    return update_step
 
 
 def make_miw_phase(agent: Agent, num_steps: int) -> Callable[[TrainState, OfflineData], tuple[TrainState, Metrics]]:

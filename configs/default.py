@@ -43,6 +43,11 @@ def get_config() -> ml_collections.ConfigDict:
     c.model.improvement_threshold = 0.01
     c.model.max_epochs = 1000  # safety cap for the first fit
     c.model.refit_max_epochs = 1000
+    # How model samples pick an elite: "iid" (an independent uniform elite per input, as the
+    # authors' code; runs every elite on the whole batch) or "balanced" (a random even split of
+    # the batch over the elites: each input's elite is still uniform, at 1/num_elites the cost).
+    c.model.rollout_elite_sampling = "iid"
+    c.model.fake_elite_sampling = "balanced"  # the per-iteration s' ~ P_hat of the GAN's fake pairs
 
     # --- rollouts and data mix -------------------------------------------------------------------
     c.rollout = ml_collections.ConfigDict()
