@@ -1,0 +1,333 @@
+"""Result tables over seeds: `python -m ampl_jax.report RUNS_DIR [--last_k=5] [--out=DIR]`.
+
+A run folder is any folder below RUNS_DIR holding metrics.csv and config.json (what
+`ampl_jax.main` writes). Runs are grouped by dataset id and variant: the config keys that differ
+between runs of the same dataset (seed, num_seeds and dataset.id aside), e.g.
+`rollout.horizon=3+miw.schedule=phased`, or `base` when all runs share one config. A metrics.csv
+with a `seed` column (several seeds trained in one folder) counts as one run per seed.
+
+Per dataset and variant the report gives, for the chosen metric (normalized_score by default):
+- final: each seed's last evaluation, then mean and std over seeds;
+- last-k avg: the mean of each seed's last k evaluations (all of them if it has fewer), then mean
+  and std over seeds — less noisy than a single evaluation;
+- the number of seeds and the steps reached (a range when seeds stopped at different steps).
+Std is the sample standard deviation over seeds (ddof=1); with a single seed it is undefined and
+reported as nan ("n/a" in the markdown). Non-finite scores (e.g. nan for datasets without
+reference returns) propagate into the means: use --metric=return_mean for those.
+
+Writes OUT/report.md, OUT/report.csv and OUT/curves_<dataset>.png (mean over seeds, shaded +-std
+or min-max, one line per variant); the markdown is also printed.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import math
+import os
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from absl import app, flags
+
+FLAGS = flags.FLAGS
+flags.DEFINE_integer("last_k", 5, "Evaluations per seed averaged for the 'last-k avg' column.")
+flags.DEFINE_string("out", "", "Output directory (default: RUNS_DIR).")
+flags.DEFINE_string("metric", "normalized_score", "metrics.csv column to tabulate and plot.")
+flags.DEFINE_enum("band", "std", ["std", "minmax"], "Shaded band of the curves: +-sample std or min-max over seeds.")
+flags.DEFINE_list("ignore_keys", [], "Config keys that do not make a variant (seed, num_seeds and dataset.id never do).")
+
+ALWAYS_IGNORED = ("seed", "num_seeds", "dataset.id")
+SKIP_DIRS = {"tensorboard", "checkpoints"}
+
+
+class ReportError(ValueError):
+    """Nothing to report, or unreadable runs; the CLI prints it as one line."""
+
+
+@dataclasses.dataclass
+class SeedCurve:
+    """One seed's evaluations of the metric."""
+
+    path: str
+    dataset: str
+    seed: Any
+    config: dict[str, Any]  # flattened, dotted keys
+    steps: np.ndarray
+    values: np.ndarray
+    variant: str = "base"
+
+
+@dataclasses.dataclass
+class GroupStats:
+    """One row of the table: a dataset and variant over its seeds."""
+
+    dataset: str
+    variant: str
+    seeds: list[Any]
+    final_mean: float
+    final_std: float
+    last_k_mean: float
+    last_k_std: float
+    last_k: int
+    steps_min: int
+    steps_max: int
+
+
+def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{'a': {'b': 1}} -> {'a.b': 1}, keeping the config's key order."""
+    out: dict[str, Any] = {}
+    for k, v in config.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, Mapping):
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def find_runs(runs_dir: str) -> list[str]:
+    """Every folder below `runs_dir` (itself included) with metrics.csv and config.json, sorted."""
+    found = []
+    for root, dirs, files in os.walk(runs_dir):
+        dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS and not d.startswith("."))
+        if "metrics.csv" in files and "config.json" in files:
+            found.append(root)
+    return sorted(found)
+
+
+def _float(text: str | None) -> float | None:
+    if text in (None, ""):
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+def load_run(path: str, metric: str = "normalized_score") -> list[SeedCurve]:
+    """The seed curves of one run folder (several when metrics.csv has a `seed` column)."""
+    with open(os.path.join(path, "config.json")) as f:
+        config = json.load(f)
+    summary: dict[str, Any] = {}
+    if os.path.exists(os.path.join(path, "summary.json")):
+        with open(os.path.join(path, "summary.json")) as f:
+            summary = json.load(f)
+    with open(os.path.join(path, "metrics.csv"), newline="") as f:
+        reader = csv.DictReader(f)
+        columns = list(reader.fieldnames or [])
+        rows = list(reader)
+    if metric not in columns or "step" not in columns:
+        raise ReportError(f"{path}/metrics.csv has no {metric!r} or 'step' column (columns: {columns})")
+    flat = flatten(config)
+    dataset = str(flat.get("dataset.id") or summary.get("dataset_id") or "unknown")
+    by_seed: dict[Any, list[tuple[int, float]]] = {}
+    for r in rows:
+        value, step = _float(r.get(metric)), _float(r.get("step"))
+        if value is None or step is None:
+            continue  # rows without an evaluation
+        if "seed" in columns:
+            seed = _float(r.get("seed"))
+            seed = int(seed) if seed is not None and seed.is_integer() else r.get("seed")
+        else:
+            seed = flat.get("seed", summary.get("seed"))
+        by_seed.setdefault(seed, []).append((int(step), value))
+    curves = []
+    for seed, pairs in by_seed.items():
+        pairs.sort()
+        curves.append(SeedCurve(path, dataset, seed, flat, np.array([p[0] for p in pairs], np.int64),
+                                np.array([p[1] for p in pairs], np.float64)))
+    return curves
+
+
+def _label_value(v: Any) -> str:
+    if isinstance(v, (list, tuple)):
+        return "(" + ",".join(_label_value(x) for x in v) + ")"
+    return str(v)
+
+
+def _sort_value(v: Any) -> tuple:
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        return (0, float(v), "")
+    return (1, 0.0, _label_value(v))
+
+
+def assign_variants(curves: Sequence[SeedCurve], ignore: Iterable[str] = ()) -> list[str]:
+    """Label every curve with the config keys that differ within its dataset; returns labels in order.
+
+    Order: datasets alphabetically, then variants by their values (numbers numerically).
+    """
+    ignored = set(ALWAYS_IGNORED) | set(ignore)
+    missing = "<missing>"
+    order: list[tuple] = []
+    for dataset in sorted({c.dataset for c in curves}):
+        group = [c for c in curves if c.dataset == dataset]
+        keys: list[str] = []
+        for c in group:
+            keys += [k for k in c.config if k not in keys and k not in ignored]
+        differing = [k for k in keys
+                     if len({json.dumps(c.config.get(k, missing), sort_keys=True) for c in group}) > 1]
+        for c in group:
+            c.variant = "+".join(f"{k}={_label_value(c.config.get(k, missing))}" for k in differing) or "base"
+            order.append((dataset, tuple(_sort_value(c.config.get(k, missing)) for k in differing), c.variant))
+    labels: list[str] = []
+    for _, _, label in sorted(order):
+        if label not in labels:
+            labels.append(label)
+    return labels
+
+
+def sample_std(values: Sequence[float]) -> float:
+    """Sample std (ddof=1); nan for fewer than two values."""
+    a = np.asarray(values, np.float64)
+    return float(a.std(ddof=1)) if a.size >= 2 else math.nan
+
+
+def group_stats(curves: Sequence[SeedCurve], last_k: int = 5) -> list[GroupStats]:
+    """One GroupStats per (dataset, variant), in `assign_variants` order (call it first)."""
+    if last_k < 1:
+        raise ReportError(f"--last_k must be >= 1, got {last_k}")
+    groups: dict[tuple[str, str], list[SeedCurve]] = {}
+    for c in curves:
+        if c.values.size:
+            groups.setdefault((c.dataset, c.variant), []).append(c)
+    stats = []
+    for (dataset, variant), members in groups.items():
+        seeds = [c.seed for c in members]
+        dup = sorted({str(s) for s in seeds if seeds.count(s) > 1})
+        if dup:
+            print(f"warning: {dataset} {variant}: seed(s) {', '.join(dup)} appear more than once "
+                  f"(each counted): {sorted({c.path for c in members})}", file=sys.stderr)
+        finals = [float(c.values[-1]) for c in members]
+        lasts = [float(np.mean(c.values[-last_k:])) for c in members]
+        reached = [int(c.steps[-1]) for c in members]
+        stats.append(GroupStats(dataset, variant, seeds, float(np.mean(finals)), sample_std(finals),
+                                float(np.mean(lasts)), sample_std(lasts), last_k, min(reached), max(reached)))
+    return stats
+
+
+def _pm(mean: float, std: float) -> str:
+    return f"{mean:.1f} ± {'n/a' if math.isnan(std) else f'{std:.1f}'}"
+
+
+def to_markdown(stats: Sequence[GroupStats], metric: str, last_k: int) -> str:
+    lines = [f"| dataset | variant | seeds | steps | final {metric} (last eval) | last-{last_k} avg {metric} |",
+             "|---|---|---:|---:|---:|---:|"]
+    for s in stats:
+        steps = str(s.steps_max) if s.steps_min == s.steps_max else f"{s.steps_min}-{s.steps_max}"
+        lines.append(f"| {s.dataset} | {s.variant} | {len(s.seeds)} | {steps} | "
+                     f"{_pm(s.final_mean, s.final_std)} | {_pm(s.last_k_mean, s.last_k_std)} |")
+    lines += ["", f"Mean ± sample std (ddof=1) over seeds; n/a with one seed. final: each seed's last "
+                  f"evaluation. last-{last_k} avg: mean of each seed's last {last_k} evaluations (fewer if "
+                  "it has fewer), then over seeds. steps: last evaluated step (min-max over seeds)."]
+    return "\n".join(lines) + "\n"
+
+
+CSV_COLUMNS = ("dataset", "variant", "num_seeds", "seeds", "steps_min", "steps_max", "final_mean", "final_std",
+               "last_k", "last_k_mean", "last_k_std", "metric")
+
+
+def write_csv(path: str, stats: Sequence[GroupStats], metric: str) -> None:
+    """One row per dataset and variant; std columns are sample std over seeds (nan for one seed)."""
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(CSV_COLUMNS)
+        for s in stats:
+            w.writerow([s.dataset, s.variant, len(s.seeds), " ".join(map(str, s.seeds)), s.steps_min,
+                        s.steps_max, repr(s.final_mean), repr(s.final_std), s.last_k, repr(s.last_k_mean),
+                        repr(s.last_k_std), metric])
+
+
+def mean_curve(curves: Sequence[SeedCurve], band: str = "std") -> tuple[np.ndarray, ...]:
+    """(steps, mean, low, high) over seeds at every step any seed evaluated.
+
+    Each step averages the seeds that have it; the band is mean +- sample std (none with one
+    seed) or the min-max over seeds.
+    """
+    steps = np.unique(np.concatenate([c.steps for c in curves]))
+    mean, low, high = (np.full(steps.shape, np.nan) for _ in range(3))
+    for i, s in enumerate(steps):
+        vals = np.array([c.values[c.steps == s][-1] for c in curves if np.any(c.steps == s)])
+        mean[i] = vals.mean()
+        if band == "minmax":
+            low[i], high[i] = vals.min(), vals.max()
+        elif vals.size >= 2:
+            sd = vals.std(ddof=1)
+            low[i], high[i] = mean[i] - sd, mean[i] + sd
+    return steps, mean, low, high
+
+
+def plot_dataset(path: str, dataset: str, curves: Sequence[SeedCurve], variants: Sequence[str],
+                 metric: str, band: str = "std") -> None:
+    """One PNG: a mean line and a shaded band per variant (Agg canvas, no pyplot state)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(7, 4.5), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    for variant in variants:
+        members = [c for c in curves if c.variant == variant and c.values.size]
+        if not members:
+            continue
+        steps, mean, low, high = mean_curve(members, band)
+        (line,) = ax.plot(steps, mean, lw=1.5, label=f"{variant} (n={len(members)})")
+        ax.fill_between(steps, low, high, color=line.get_color(), alpha=0.2, lw=0)
+    ax.set_xlabel("step")
+    ax.set_ylabel(metric)
+    ax.set_title(f"{dataset}: mean over seeds, band = {'±sample std' if band == 'std' else 'min-max'}")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, format="png")
+
+
+def make_report(runs_dir: str, out: str = "", last_k: int = 5, metric: str = "normalized_score",
+                band: str = "std", ignore_keys: Iterable[str] = ()) -> dict[str, Any]:
+    """Find, group, tabulate and plot; returns {'stats', 'markdown', 'files'}."""
+    if not os.path.isdir(runs_dir):
+        raise ReportError(f"{runs_dir} is not a directory")
+    paths = find_runs(runs_dir)
+    if not paths:
+        raise ReportError(f"no runs under {runs_dir} (a run folder holds metrics.csv and config.json)")
+    curves = [c for p in paths for c in load_run(p, metric)]
+    if not any(c.values.size for c in curves):
+        raise ReportError(f"no evaluations of {metric!r} in the {len(paths)} run folder(s) under {runs_dir}")
+    variants = assign_variants(curves, ignore_keys)
+    stats = group_stats(curves, last_k)
+    order = {v: i for i, v in enumerate(variants)}
+    stats.sort(key=lambda s: (s.dataset, order[s.variant]))
+    out = out or runs_dir
+    os.makedirs(out, exist_ok=True)
+    markdown = to_markdown(stats, metric, last_k)
+    files = [os.path.join(out, "report.md"), os.path.join(out, "report.csv")]
+    with open(files[0], "w") as f:
+        f.write(markdown)
+    write_csv(files[1], stats, metric)
+    for dataset in sorted({s.dataset for s in stats}):
+        png = os.path.join(out, f"curves_{dataset.replace('/', '_')}.png")
+        plot_dataset(png, dataset, [c for c in curves if c.dataset == dataset],
+                     [v for v in variants if any(s.dataset == dataset and s.variant == v for s in stats)],
+                     metric, band)
+        files.append(png)
+    return {"stats": stats, "markdown": markdown, "files": files}
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) != 2:
+        print("error: usage: python -m ampl_jax.report RUNS_DIR [--last_k=5] [--out=DIR]", file=sys.stderr)
+        sys.exit(1)
+    try:
+        result = make_report(argv[1], FLAGS.out, FLAGS.last_k, FLAGS.metric, FLAGS.band, FLAGS.ignore_keys)
+    except (ReportError, OSError, json.JSONDecodeError) as e:
+        print(f"error: {str(e).splitlines()[0]}", file=sys.stderr)
+        sys.exit(1)
+    print(result["markdown"], end="")
+    print("wrote " + ", ".join(result["files"]))
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,1 @@
+"""Sweep launchers (local processes or Cloud TPU VMs); see launch/README.md."""

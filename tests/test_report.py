@@ -1,0 +1,128 @@
+"""ampl_jax.report on hand-written run folders: hand-computed mean/std (final and last-k), files, errors."""
+
+import csv
+import json
+import math
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from ampl_jax import report
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _write_run(folder, dataset, horizon, rows, seed=0, num_seeds=1, seed_column=False):
+    """rows: [(step, score)] or, with seed_column, [(seed, step, score)]."""
+    os.makedirs(folder, exist_ok=True)
+    config = {"seed": seed, "num_seeds": num_seeds, "dataset": {"id": dataset, "download": False},
+              "rollout": {"horizon": horizon}, "model": {"hidden_dims": [8, 8]}}
+    with open(os.path.join(folder, "config.json"), "w") as f:
+        json.dump(config, f)
+    with open(os.path.join(folder, "metrics.csv"), "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["step", "seed", "return_mean", "normalized_score", "critic_loss"] if seed_column
+                   else ["step", "return_mean", "normalized_score", "critic_loss"])
+        for r in rows:
+            if seed_column:
+                s, step, score = r
+                w.writerow([step, s, 10 * score, score, 0.5])
+            else:
+                step, score = r
+                w.writerow([step, 10 * score, score, 0.5])
+    with open(os.path.join(folder, "summary.json"), "w") as f:
+        json.dump({"dataset_id": dataset, "seed": seed}, f)
+
+
+@pytest.fixture
+def runs_dir(tmp_path):
+    """Dataset a: horizon 1 (3 folders, one seed each) and horizon 3 (one folder, `seed` column, 2 seeds);
+    dataset b: one seed with a single evaluation."""
+    r = tmp_path / "runs"
+    scores = {0: [10, 20, 30], 1: [20, 30, 50], 2: [30, 40, 40]}
+    for seed, ys in scores.items():
+        _write_run(r / "a" / "h1" / f"seed{seed}", "ampl/a-v0", 1, list(zip([10, 20, 30], ys)), seed=seed)
+    vm = [(0, 10, 0), (1, 10, 10), (0, 20, 50), (1, 20, 70), (0, 30, 60), (1, 30, 80)]
+    _write_run(r / "a" / "h3-vmapped", "ampl/a-v0", 3, vm, num_seeds=2, seed_column=True)
+    _write_run(r / "b" / "seed5", "ampl/b-v0", 1, [(20, 42)], seed=5)
+    (r / "a" / "h1" / "seed0" / "tensorboard").mkdir()
+    (r / "notarun").mkdir()  # no metrics.csv: ignored
+    return r
+
+
+def test_final_and_last_k_mean_std_by_hand(runs_dir, tmp_path):
+    out = tmp_path / "out"
+    result = report.make_report(str(runs_dir), str(out), last_k=2)
+    stats = {(s.dataset, s.variant): s for s in result["stats"]}
+    assert list(stats) == [("ampl/a-v0", "rollout.horizon=1"), ("ampl/a-v0", "rollout.horizon=3"),
+                           ("ampl/b-v0", "base")]
+    h1 = stats["ampl/a-v0", "rollout.horizon=1"]
+    # final [30, 50, 40]: mean 40, sample std sqrt((100 + 100 + 0) / 2) = 10
+    assert h1.seeds == [0, 1, 2] and (h1.steps_min, h1.steps_max) == (30, 30)
+    assert h1.final_mean == pytest.approx(40.0) and h1.final_std == pytest.approx(10.0)
+    # last-2 per seed [25, 40, 40]: mean 35, sample std sqrt((100 + 25 + 25) / 2) = sqrt(75)
+    assert h1.last_k_mean == pytest.approx(35.0) and h1.last_k_std == pytest.approx(math.sqrt(75))
+    h3 = stats["ampl/a-v0", "rollout.horizon=3"]  # two seeds from one folder's `seed` column
+    assert h3.seeds == [0, 1]
+    assert h3.final_mean == pytest.approx(70.0) and h3.final_std == pytest.approx(math.sqrt(200))
+    assert h3.last_k_mean == pytest.approx(65.0) and h3.last_k_std == pytest.approx(math.sqrt(200))
+    b = stats["ampl/b-v0", "base"]  # one seed, one evaluation: std undefined (nan), last-k uses what exists
+    assert b.final_mean == 42.0 and math.isnan(b.final_std) and b.last_k_mean == 42.0 and math.isnan(b.last_k_std)
+
+    rows = list(csv.DictReader(open(out / "report.csv")))
+    assert [(r["dataset"], r["variant"], r["num_seeds"], r["seeds"]) for r in rows] == [
+        ("ampl/a-v0", "rollout.horizon=1", "3", "0 1 2"), ("ampl/a-v0", "rollout.horizon=3", "2", "0 1"),
+        ("ampl/b-v0", "base", "1", "5")]
+    assert float(rows[0]["final_mean"]) == 40.0 and float(rows[0]["last_k_std"]) == pytest.approx(8.660254)
+    assert rows[0]["last_k"] == "2" and math.isnan(float(rows[2]["final_std"]))
+
+    md = (out / "report.md").read_text()
+    assert "| final normalized_score (last eval) | last-2 avg normalized_score |" in md
+    assert "| ampl/a-v0 | rollout.horizon=1 | 3 | 30 | 40.0 ± 10.0 | 35.0 ± 8.7 |" in md
+    assert "| ampl/b-v0 | base | 1 | 20 | 42.0 ± n/a | 42.0 ± n/a |" in md
+    assert "sample std (ddof=1)" in md
+    for name in ("curves_ampl_a-v0.png", "curves_ampl_b-v0.png"):
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_steps_range_and_metric_choice(tmp_path):
+    r = tmp_path / "runs"
+    _write_run(r / "s0", "d", 1, [(10, 1.0), (20, 3.0)], seed=0)
+    _write_run(r / "s1", "d", 1, [(10, 2.0)], seed=1)
+    result = report.make_report(str(r), last_k=5, metric="return_mean")
+    (s,) = result["stats"]
+    assert (s.steps_min, s.steps_max) == (10, 20)
+    assert s.final_mean == pytest.approx(25.0)  # returns are 10x the scores: finals 30 and 20
+    assert s.last_k_mean == pytest.approx(20.0)  # per-seed means 20 and 20
+    assert "| d | base | 2 | 10-20 |" in result["markdown"]
+    assert os.path.exists(r / "report.md") and os.path.exists(r / "curves_d.png")  # --out defaults to RUNS_DIR
+
+
+def test_mean_curve_bands():
+    a = report.SeedCurve("p", "d", 0, {}, np.array([10, 20]), np.array([1.0, 3.0]))
+    b = report.SeedCurve("p", "d", 1, {}, np.array([10, 20, 30]), np.array([3.0, 5.0, 9.0]))
+    steps, mean, low, high = report.mean_curve([a, b], "std")
+    assert steps.tolist() == [10, 20, 30] and mean.tolist() == [2.0, 4.0, 9.0]
+    assert low[0] == pytest.approx(2 - math.sqrt(2)) and math.isnan(low[2])  # one seed at step 30: no band
+    _, _, low, high = report.mean_curve([a, b], "minmax")
+    assert low.tolist() == [1.0, 3.0, 9.0] and high.tolist() == [3.0, 5.0, 9.0]
+
+
+def _report_cli(*args):
+    return subprocess.run([sys.executable, "-m", "ampl_jax.report", *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=60, env=dict(os.environ, MPLBACKEND="Agg"))
+
+
+def test_cli_writes_files_and_errors_in_one_line(runs_dir, tmp_path):
+    proc = _report_cli(str(runs_dir), "--last_k=2", f"--out={tmp_path / 'o'}")
+    assert proc.returncode == 0, proc.stderr
+    assert "35.0 ± 8.7" in proc.stdout and "report.csv" in proc.stdout
+    assert {"report.md", "report.csv", "curves_ampl_a-v0.png", "curves_ampl_b-v0.png"} <= set(os.listdir(tmp_path / "o"))
+    (tmp_path / "empty").mkdir()
+    proc = _report_cli(str(tmp_path / "empty"))
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == [
+        f"error: no runs under {tmp_path / 'empty'} (a run folder holds metrics.csv and config.json)"]
