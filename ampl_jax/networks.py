@@ -1,5 +1,8 @@
 """Flax modules of the agent: implicit actor, twin critic, discriminator, MIW network.
 
+Ablation modules: a tanh-Gaussian actor (`agent.policy="tanh_gaussian"`) and the scalar test
+function nu(s, a) that the GenDICE and DualDICE MIW estimators learn next to w.
+
 All are small MLPs with LeakyReLU(0.01) hidden layers (400-300 in the paper). The twin critic
 is one `nn.vmap`-ed MLP so both heads run as one batched matmul.
 """
@@ -50,6 +53,32 @@ class ImplicitActor(nn.Module):
         return self.max_action * jnp.tanh(raw), raw
 
 
+class TanhGaussianActor(nn.Module):
+    """The policy-class ablation: a squashed Gaussian, pi(s) = max_action * tanh(mu(s) + sigma(s) * eps).
+
+    Same calling convention as ImplicitActor, so every caller is shared: `noise` is the
+    standard-normal eps [B, act_dim] (see Agent.noise), and the pre-tanh sample mu + sigma * eps
+    is returned as the raw action for the discriminator. Reparameterised: gradients reach mu and
+    sigma. log sigma is squashed smoothly into [log_std_min, log_std_max]. No entropy bonus:
+    the JSD regulariser matches the data's (s, raw a) distribution, spread included, and is what
+    keeps sigma from collapsing (with `agent.regularizer="none"` nothing does).
+    """
+
+    act_dim: int
+    max_action: float
+    hidden_dims: Sequence[int] = (400, 300)
+    slope: float = 0.01
+    log_std_min: float = -5.0
+    log_std_max: float = 2.0
+
+    @nn.compact
+    def __call__(self, obs: jax.Array, noise: jax.Array) -> tuple[jax.Array, jax.Array]:
+        mean, log_std = jnp.split(MLP(self.hidden_dims, 2 * self.act_dim, self.slope)(obs), 2, axis=-1)
+        log_std = self.log_std_min + 0.5 * (self.log_std_max - self.log_std_min) * (jnp.tanh(log_std) + 1.0)
+        raw = mean + jnp.exp(log_std) * noise
+        return self.max_action * jnp.tanh(raw), raw
+
+
 class TwinCritic(nn.Module):
     """Two independent Q heads; output [2, ...batch]."""
 
@@ -95,6 +124,21 @@ class MIWNet(nn.Module):
             jnp.concatenate([obs, act], -1)
         )[..., 0]
         return (jax.nn.softplus(x) + 1e-8) ** self.alpha
+
+
+class TestFunction(nn.Module):
+    """A scalar function nu(s, a): the dual (test) function of the GenDICE and DualDICE estimators.
+
+    Its last layer starts at U(+-last_layer_init), so nu starts near 0.
+    """
+
+    hidden_dims: Sequence[int] = (400, 300)
+    slope: float = 0.01
+    last_layer_init: float = 3e-3
+
+    @nn.compact
+    def __call__(self, obs: jax.Array, act: jax.Array) -> jax.Array:
+        return MLP(self.hidden_dims, 1, self.slope, self.last_layer_init)(jnp.concatenate([obs, act], -1))[..., 0]
 
 
 def sample_noise(key: jax.Array, shape: Sequence[int], std: float, clip: float) -> jax.Array:

@@ -25,6 +25,8 @@ from ampl_jax.world_model.fit import ModelState
 
 Params = Any
 
+MIW_ESTIMATORS = ("td_dice", "vpm", "gendice", "dualdice")
+
 
 @flax.struct.dataclass
 class TrainState:
@@ -42,6 +44,9 @@ class TrainState:
     miw_target: Params
     miw_critic: Params  # Q1' of the MIW loss: a slow (tau 0.01) copy of the critic
     miw_opt: optax.OptState
+    # The MIW estimator's dual player (GenDICE/DualDICE test function nu, VPM/GenDICE multiplier
+    # u) as {"params": ..., "opt": ...}; an empty dict (no leaves) under the default TD-DICE.
+    miw_aux: Params
     q_abs_avg: jax.Array  # EMA of mean |Q| that scales the actor's Q term
     model: ModelState
     buffer: Buffer
@@ -51,7 +56,7 @@ class TrainState:
 class Agent:
     """Static parts of a run; closed over by the jitted functions."""
 
-    actor: networks.ImplicitActor
+    actor: networks.ImplicitActor | networks.TanhGaussianActor
     critic: networks.TwinCritic
     disc: networks.Discriminator
     miw: networks.MIWNet
@@ -66,9 +71,18 @@ class Agent:
     obs_range: np.ndarray  # [obs_dim]
     reward_bound: float
     config: ml_collections.FrozenConfigDict
+    miw_aux_net: networks.TestFunction | None = None  # nu of GenDICE/DualDICE; None otherwise
+    miw_aux_tx: optax.GradientTransformation | None = None  # the dual player's optimiser; None under TD-DICE
+
+    @property
+    def noise_dim(self) -> int:
+        """Width of the actor's noise input: noise_dim (implicit) or act_dim (tanh-Gaussian eps)."""
+        return self.act_dim if self.config.agent.policy == "tanh_gaussian" else self.config.agent.noise_dim
 
     def noise(self, key: jax.Array, batch: int) -> jax.Array:
         a = self.config.agent
+        if a.policy == "tanh_gaussian":
+            return jax.random.normal(key, (batch, self.act_dim))
         return networks.sample_noise(key, (batch, a.noise_dim), a.noise_std, a.noise_clip)
 
     def act(self, actor_params: Params, key: jax.Array, obs: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -86,8 +100,22 @@ def make_agent(
     a, m = config.agent, config.miw
     hidden = tuple(a.hidden_dims)
     slope = a.leaky_relu_slope
+    if a.policy not in ("implicit", "tanh_gaussian"):
+        raise ValueError(f"config.agent.policy={a.policy!r} is not one of 'implicit', 'tanh_gaussian'")
+    if m.estimator not in MIW_ESTIMATORS:
+        raise ValueError(f"config.miw.estimator={m.estimator!r} is not one of {', '.join(map(repr, MIW_ESTIMATORS))}")
+    if m.test_function == "reward" and m.estimator != "td_dice":
+        raise ValueError("config.miw.test_function='reward' needs config.miw.estimator='td_dice' "
+                         "(the other estimators learn their own test function)")
+    if a.policy == "tanh_gaussian":
+        actor = networks.TanhGaussianActor(info.act_dim, float(info.max_action), hidden, slope)
+    else:
+        actor = networks.ImplicitActor(info.act_dim, float(info.max_action), hidden, slope)
+    aux_net = networks.TestFunction(hidden, slope, m.last_layer_init) if m.estimator in ("gendice", "dualdice") else None
+    aux_tx = None if m.estimator == "td_dice" else optax.chain(
+        optax.clip_by_global_norm(m.grad_clip), optax.adam(m.aux_lr))
     return Agent(
-        actor=networks.ImplicitActor(info.act_dim, float(info.max_action), hidden, slope),
+        actor=actor,
         critic=networks.TwinCritic(hidden, slope),
         disc=networks.Discriminator(hidden, slope),
         miw=networks.MIWNet(hidden, slope, m.alpha, m.last_layer_init),
@@ -102,6 +130,8 @@ def make_agent(
         obs_range=np.asarray(obs_range, np.float32),
         reward_bound=float(reward_bound),
         config=ml_collections.FrozenConfigDict(config),
+        miw_aux_net=aux_net,
+        miw_aux_tx=aux_tx,
     )
 
 
@@ -110,12 +140,13 @@ def init_train_state(agent: Agent, key: jax.Array, model: ModelState) -> TrainSt
     k_actor, k_critic, k_disc, k_miw, key = jax.random.split(key, 5)
     obs = jnp.zeros((1, agent.obs_dim), jnp.float32)
     act = jnp.zeros((1, agent.act_dim), jnp.float32)
-    noise = jnp.zeros((1, agent.config.agent.noise_dim), jnp.float32)
+    noise = jnp.zeros((1, agent.noise_dim), jnp.float32)
     actor = agent.actor.init(k_actor, obs, noise)
     critic = agent.critic.init(k_critic, obs, act)
     disc = agent.disc.init(k_disc, obs, act)
     miw = agent.miw.init(k_miw, obs, act)
     copy = lambda tree: jax.tree.map(jnp.copy, tree)  # distinct buffers: the step donates its input
+    miw_aux = init_miw_aux(agent, jax.random.fold_in(k_miw, 1), obs, act)
     return TrainState(
         step=jnp.zeros((), jnp.int32),
         key=key,
@@ -131,7 +162,25 @@ def init_train_state(agent: Agent, key: jax.Array, model: ModelState) -> TrainSt
         miw_target=copy(miw),
         miw_critic=copy(critic),
         miw_opt=agent.miw_tx.init(miw),
+        miw_aux=miw_aux,
         q_abs_avg=jnp.ones((), jnp.float32),
         model=model,
         buffer=buffer_init(agent.config.rollout.buffer_capacity, agent.obs_dim, agent.act_dim),
     )
+
+
+def init_miw_aux(agent: Agent, key: jax.Array, obs: jax.Array, act: jax.Array) -> dict:
+    """The MIW estimator's dual player: {} (no leaves) for TD-DICE, else {"params", "opt"}.
+
+    params: {"nu": test-function params} for GenDICE/DualDICE and {"u": scalar} for VPM/GenDICE
+    (the normalisation multiplier, starting at 0).
+    """
+    est = agent.config.miw.estimator
+    if est == "td_dice":
+        return {}
+    params = {}
+    if agent.miw_aux_net is not None:
+        params["nu"] = agent.miw_aux_net.init(key, obs, act)
+    if est in ("vpm", "gendice"):
+        params["u"] = jnp.zeros((), jnp.float32)
+    return {"params": params, "opt": agent.miw_aux_tx.init(params)}

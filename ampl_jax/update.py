@@ -5,6 +5,10 @@ critic -> discriminator -> (actor, every k-th) -> MIW, each on a minibatch mixed
 model data. The actor's every-k-th schedule is structured into the scan (blocks of k
 iterations whose last one updates the actor) rather than gated by lax.cond, so nothing runs
 both branches when the step is later vmapped over seeds.
+
+Ablations are chosen statically from the config (never by a traced predicate): the MIW
+estimator and test function in `miw_step`, the w-weighted regulariser (WPR) in `iteration`,
+no regulariser in `_fake_inputs`/`iteration`, the policy class through `Agent.act`.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from ampl_jax import networks
 from ampl_jax.buffer import buffer_insert, buffer_sample
 from ampl_jax.state import Agent, TrainState
 from ampl_jax.types import OfflineData, Transitions
+from ampl_jax.world_model.ensemble import member_apply
 from ampl_jax.world_model.rollout import predict, rollout
 
 Metrics = dict[str, jax.Array]
@@ -88,12 +93,15 @@ def _fake_inputs(agent: Agent, state: TrainState, batch: Transitions, key: jax.A
     """The fake pairs' states and noises: the batch's s, and s' ~ P_hat(s, pi(s)) (no gradient).
 
     Also returns the raw actions of the current actor at every fake state (for the
-    discriminator step), computing the actor once per state.
+    discriminator step), computing the actor once per state. Without a regulariser
+    (agent.regularizer="none") only the batch's s is returned: the actor's Q term needs no s'.
     """
     k_n1, k_model, k_n2 = jax.random.split(key, 3)
     n = batch.rewards.shape[0]
     noise1, noise2 = agent.noise(k_n1, n), agent.noise(k_n2, n)
     act, raw1 = agent.actor.apply(state.actor, batch.observations, noise1)
+    if agent.config.agent.regularizer == "none":
+        return batch.observations, noise1, jax.lax.stop_gradient(raw1), jnp.ones((n,), jnp.float32)
     next_obs, _ = predict(state.model, k_model, batch.observations, act,
                           elite_sampling=agent.config.model.fake_elite_sampling)
     next_obs = jax.lax.stop_gradient(next_obs)
@@ -152,17 +160,46 @@ def _q1(agent: Agent, critic_params, obs: jax.Array, act: jax.Array) -> jax.Arra
         {"params": head}, jnp.concatenate([obs, act], -1))[..., 0]
 
 
-def miw_step(agent: Agent, state: TrainState, data: OfflineData, key: jax.Array) -> tuple[TrainState, Metrics]:
-    """One TD-DICE step with the mean(w) <= bound correction; then w' and Q1' Polyak updates."""
-    m, g = agent.config.miw, agent.config.agent.gamma
+def model_mean_reward(model, obs: jax.Array, act: jax.Array) -> jax.Array:
+    """r^(s, a): the elites' mean predicted (scaled) reward, averaged over the elites; no sampling, no gradient."""
+    x = model.input_norm(jnp.concatenate([obs, act], axis=-1))
+    elite_params = jax.tree.map(lambda p: p[model.elites], model.params)
+    mean, _ = jax.vmap(member_apply, in_axes=(0, None))(elite_params, x)  # [E, B, 1 + obs_dim]
+    return jax.lax.stop_gradient(model.target_norm.inverse(jnp.mean(mean, axis=0))[:, 0])
+
+
+def _miw_batches(agent: Agent, state: TrainState, data: OfflineData, key: jax.Array):
+    """The MIW step's samples: data rows b, mu0 states s0, and the current actor's a0 = pi(s0), a1 = pi(s')."""
+    m = agent.config.miw
     k_idx, k_mu0, k_n0, k_n1 = jax.random.split(key, 4)
     b = _gather(data, jax.random.randint(k_idx, (m.batch_size,), 0, data.observations.shape[0]))
     s0 = data.init_observations[jax.random.randint(k_mu0, (m.mu0_batch_size,), 0, data.init_observations.shape[0])]
     a0, _ = agent.act(state.actor, k_n0, s0)
     a1, _ = agent.act(state.actor, k_n1, b.next_observations)
-    q = _q1(agent, state.critic, b.observations, b.actions)
-    q0 = _q1(agent, state.miw_critic, s0, a0)
-    q_next = _q1(agent, state.miw_critic, b.next_observations, a1)
+    return b, s0, a0, a1
+
+
+def miw_step(agent: Agent, state: TrainState, data: OfflineData, key: jax.Array) -> tuple[TrainState, Metrics]:
+    """One MIW step with the mean(w) <= bound correction; then w' and Q1' Polyak updates.
+
+    TD-DICE (the default, `miw.estimator`) here; the other estimators in `_miw_step_minimax`.
+    The test function is the critic's first head Q1 (current at the data (s, a), the slow copy Q1'
+    at policy actions), or with `miw.test_function="reward"` the reward: the data's r~(s, a) in
+    the lhs, and the world model's mean prediction r^(s, pi(s)) at s0 and s' in the rhs (a
+    policy action has no logged reward; see `model_mean_reward`).
+    """
+    if agent.config.miw.estimator != "td_dice":
+        return _miw_step_minimax(agent, state, data, key)
+    m, g = agent.config.miw, agent.config.agent.gamma
+    b, s0, a0, a1 = _miw_batches(agent, state, data, key)
+    if m.test_function == "reward":
+        q = b.rewards
+        q0 = model_mean_reward(state.model, s0, a0)
+        q_next = model_mean_reward(state.model, b.next_observations, a1)
+    else:
+        q = _q1(agent, state.critic, b.observations, b.actions)
+        q0 = _q1(agent, state.miw_critic, s0, a0)
+        q_next = _q1(agent, state.miw_critic, b.next_observations, a1)
     w_target = agent.miw.apply(state.miw_target, b.observations, b.actions)
 
     # One forward pass of w, two backward passes: the loss's gradient and mean(w)'s gradient.
@@ -184,6 +221,69 @@ def miw_step(agent: Agent, state: TrainState, data: OfflineData, key: jax.Array)
     return state, {**aux, "miw_loss": loss, "miw_w_mean": w_mean, "miw_lambda": lam}
 
 
+def _miw_step_minimax(agent: Agent, state: TrainState, data: OfflineData, key: jax.Array):
+    """One simultaneous step of a saddle-point MIW estimator (vpm, gendice, dualdice; see miw.py).
+
+    w descends the saddle value L along the same mean(w) <= bound corrected direction and
+    optimiser as TD-DICE; the dual player (state.miw_aux) ascends L with its own Adam
+    (miw.aux_lr). The test function nu takes the same inputs as TD-DICE's Q1: the data (s, a),
+    (s0, pi(s0)) and (s', pi(s')).
+    """
+    m, g = agent.config.miw, agent.config.agent.gamma
+    b, s0, a0, a1 = _miw_batches(agent, state, data, key)
+    w_target = agent.miw.apply(state.miw_target, b.observations, b.actions)
+
+    def value_fn(w_params, dual):
+        w_of = lambda obs, act: agent.miw.apply(w_params, obs, act)
+        w = w_of(b.observations, b.actions)
+        if m.estimator == "vpm":
+            value, aux = miw_lib.vpm_value(w, w_target, w_of(s0, a0), w_of(b.next_observations, a1), b.dones,
+                                           dual["u"], g, m.norm_penalty)
+        else:
+            nu_of = lambda obs, act: agent.miw_aux_net.apply(dual["nu"], obs, act)
+            nus = (nu_of(b.observations, b.actions), nu_of(s0, a0), nu_of(b.next_observations, a1))
+            if m.estimator == "gendice":
+                value, aux = miw_lib.gendice_value(w, *nus, b.dones, dual["u"], g, m.norm_penalty)
+            elif m.estimator == "dualdice":
+                value, aux = miw_lib.dualdice_value(w, *nus, b.dones, g)
+            else:
+                raise ValueError(f"unknown miw.estimator {m.estimator!r}")
+        return value, (aux, jnp.mean(w))
+
+    (loss, (aux, w_mean)), (grad_f, grad_dual) = jax.value_and_grad(value_fn, argnums=(0, 1), has_aux=True)(
+        state.miw, state.miw_aux["params"])
+    grad_g = jax.grad(lambda p: jnp.mean(agent.miw.apply(p, b.observations, b.actions)))(state.miw)
+    direction, lam = miw_lib.constrained_direction(grad_f, grad_g, w_mean, m.mean_bound)
+    updates, opt = agent.miw_tx.update(direction, state.miw_opt, state.miw)
+    miw = optax.apply_updates(state.miw, updates)
+    # the dual ascends: descend -grad
+    dual_updates, dual_opt = agent.miw_aux_tx.update(
+        jax.tree.map(jnp.negative, grad_dual), state.miw_aux["opt"], state.miw_aux["params"])
+    dual = optax.apply_updates(state.miw_aux["params"], dual_updates)
+    state = state.replace(
+        miw=miw,
+        miw_opt=opt,
+        miw_target=optax.incremental_update(miw, state.miw_target, m.tau),
+        miw_critic=optax.incremental_update(state.critic, state.miw_critic, m.tau),
+        miw_aux={"params": dual, "opt": dual_opt},
+    )
+    return state, {**aux, "miw_loss": loss, "miw_w_mean": w_mean, "miw_lambda": lam}
+
+
+def _wpr_weights(agent: Agent, state: TrainState, batch: Transitions) -> jax.Array:
+    """WPR ablation: w(s, a) of each batch row (current MIW network, no gradient), for both of its fake pairs.
+
+    The fake pairs of row i are (s_i, pi(s_i)) and (s'_i, pi(s'_i)) with s'_i ~ P_hat(s_i, pi(s_i));
+    both get w(s_i, a_i). The (1 - done) factor is the one already in the fake weights: 1 for
+    (s_i, pi(s_i)) (a batch state is never terminal) and 1 - done(s'_i) of the model step for the
+    second pair; the row's logged done concerns its data s', which is in no fake pair. The GAN
+    losses' weighted means divide by the sum of the weights (self-normalised, like w / mean(w) of
+    the refit). Returns weights [2B] to multiply the fake weights with.
+    """
+    w = jax.lax.stop_gradient(agent.miw.apply(state.miw, batch.observations, batch.actions))
+    return jnp.concatenate([w, w])
+
+
 def iteration(agent: Agent, state: TrainState, data: OfflineData, key: jax.Array, with_actor: bool):
     """One fused AMPL iteration: critic, discriminator, (actor), (MIW)."""
     a = agent.config.agent
@@ -198,6 +298,8 @@ def iteration(agent: Agent, state: TrainState, data: OfflineData, key: jax.Array
     state, metrics = _critic_step(agent, state, batch, k_critic)
 
     fake_obs, fake_noise, fake_raw, fake_w = _fake_inputs(agent, state, batch, k_fake)
+    if a.weighted_regularizer and a.regularizer != "none":
+        fake_w = fake_w * _wpr_weights(agent, state, batch)
     if a.regularizer == "jsd":
         true_raw = disc_lib.action_to_raw(data.actions[idx], agent.max_action)
         state, m_disc = _disc_step(agent, state, fake_obs, fake_raw, fake_w, data.observations[idx], true_raw, k_disc)

@@ -10,6 +10,9 @@ def get_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.seed = 0
     c.num_seeds = 1
+    # Which agent the loop trains: "ampl" (this paper), or a baseline sharing the same data
+    # pipeline, world model and loop: "bc" (behaviour cloning), "mopo" (SAC on penalised rollouts).
+    c.method = "ampl"
 
     # --- data -------------------------------------------------------------------------------
     c.dataset = ml_collections.ConfigDict()
@@ -94,6 +97,8 @@ def get_config() -> ml_collections.ConfigDict:
     c.agent.true_label_low = 0.8
     c.agent.regularizer = "jsd"  # "jsd" | "none"
     c.agent.weighted_regularizer = False  # WPR ablation: weight GAN losses by w * (1 - done)
+    # Policy class: "implicit" (pi(s, eps), the paper's) | "tanh_gaussian" (squashed Gaussian ablation)
+    c.agent.policy = "implicit"
 
     # --- MIW (TD-DICE) -----------------------------------------------------------------------------
     c.miw = ml_collections.ConfigDict()
@@ -108,7 +113,11 @@ def get_config() -> ml_collections.ConfigDict:
     c.miw.tau = 0.01  # w' and Q1' Polyak rate
     c.miw.last_layer_init = 3e-3
     c.miw.phased_steps = 100_000  # MIW steps per block, "phased" schedule
-    c.miw.test_function = "q"  # "q" | "reward"
+    c.miw.test_function = "q"  # "q" | "reward" (r~ on data, the model's mean r^ at policy actions)
+    # MIW estimator ablation: "td_dice" (the paper's) | "vpm" | "gendice" | "dualdice" (see miw.py)
+    c.miw.estimator = "td_dice"
+    c.miw.aux_lr = 1e-4  # Adam lr of the estimator's dual player (nu and/or u); unused by td_dice
+    c.miw.norm_penalty = 1.0  # lambda of the E_D[w] = 1 penalty of vpm and gendice; unused otherwise
 
     # --- schedule, evaluation, logging ------------------------------------------------------------
     c.train = ml_collections.ConfigDict()
@@ -126,5 +135,29 @@ def get_config() -> ml_collections.ConfigDict:
     c.checkpoint = ml_collections.ConfigDict()
     c.checkpoint.every = 50_000
     c.checkpoint.keep = 3
+
+    # --- baselines (ampl_jax/baselines; used only when `method` names them) ---------------------
+    # BC: a deterministic max_action * tanh(MLP(s)) fitted to the dataset actions by MSE.
+    c.bc = ml_collections.ConfigDict()
+    c.bc.hidden_dims = (400, 300)
+    c.bc.leaky_relu_slope = 0.01  # as AMPL's networks; 0.0 gives plain ReLU
+    c.bc.lr = 1e-3
+    c.bc.batch_size = 256
+
+    # MOPO (Yu et al. 2020): SAC on minibatches mixing real data with model rollouts whose
+    # reward is r~ - penalty_coef * max_elites ||std(s, a)||. The rollouts reuse `rollout`
+    # (horizon, period, transitions_per_rollout, buffer_capacity) and the ensemble of `model`.
+    c.mopo = ml_collections.ConfigDict()
+    c.mopo.real_ratio = 0.05  # fraction of each minibatch from the offline data (MOPO: 0.05)
+    c.mopo.penalty_coef = 1.0  # lambda; the penalty is in the model's output units (see mopo.py)
+    c.mopo.hidden_dims = (256, 256)  # actor and every critic
+    c.mopo.num_critics = 2  # Q ensemble size; the target and the actor use the min over them
+    c.mopo.batch_size = 256
+    c.mopo.gamma = 0.99
+    c.mopo.tau = 0.005  # critic target Polyak rate
+    c.mopo.actor_lr = 3e-4
+    c.mopo.critic_lr = 3e-4
+    c.mopo.alpha_lr = 3e-4  # temperature, tuned towards entropy -act_dim
+    c.mopo.init_temperature = 1.0
 
     return c

@@ -1,0 +1,310 @@
+"""The paper's ablations as config values: each changes what it should and nothing else.
+
+NW (miw.schedule="none"), MIW estimators (miw.estimator), WPR (agent.weighted_regularizer),
+policy class (agent.policy), no regulariser (agent.regularizer="none"), real data only
+(rollout.fixed_real_fraction=1.0), reward as the MIW test function (miw.test_function="reward").
+Tiny config throughout; the costly part is compilation, so each test compiles one or two small
+programs (an iteration, a few MIW steps) and only NW and the policy class compile update_step.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from ampl_jax import miw as miw_lib
+from ampl_jax.state import init_train_state
+from ampl_jax.train import build
+from ampl_jax.update import _miw_batches, _q1, iteration, make_miw_phase, make_update_step, miw_step, model_mean_reward
+from ampl_jax.world_model.fit import init_model_state
+from tests import tiny_config
+from tests.test_miw_tabular import A, S, make_mdp, q_values, sa_transition, true_ratio
+from tests.test_update import _data
+
+MIW_FIELDS = ("miw", "miw_target", "miw_critic", "miw_opt", "miw_aux")
+
+
+@functools.lru_cache(maxsize=None)
+def _shared():
+    data, info = _data()
+    model = init_model_state(jax.random.PRNGKey(1), data.transitions(), tiny_config.get_config().model)
+    return data, info, jax.device_get(model)
+
+
+def _setup(seed=0, **overrides):
+    """Tiny config with overrides given as section__key=value; a fresh state (the step donates it)."""
+    config = tiny_config.get_config()
+    for name, value in overrides.items():
+        section, key = name.split("__")
+        config[section][key] = value
+    data, info, model = _shared()
+    agent = build(config, data, info)
+    state = init_train_state(agent, jax.random.PRNGKey(seed), jax.tree.map(jnp.asarray, model))
+    return config, agent, data, state
+
+
+def _equal(a, b) -> bool:
+    la, lb = jax.tree.leaves(a), jax.tree.leaves(b)
+    return len(la) == len(lb) and all(np.array_equal(np.asarray(x), np.asarray(y)) for x, y in zip(la, lb))
+
+
+def _iteration_fn(agent, data, key=jax.random.PRNGKey(5)):
+    """One jitted iteration with the actor update (compile once, call on several states)."""
+    step = jax.jit(lambda s: iteration(agent, s, data, key, True))
+    return lambda state: jax.device_get(step(state))
+
+
+def _late(state, config, epoch=100):
+    """The state moved to `epoch` (past the warm start; the schedule's real fraction is 0.5 there)."""
+    return state.replace(step=jnp.asarray((epoch - 1) * config.train.epoch_length, jnp.int32))
+
+
+# --- NW -------------------------------------------------------------------------------------------
+
+
+def test_nw_update_step_computes_nothing_of_the_miw():
+    """miw.schedule="none": the MIW, its target, Q1' copy and optimiser never move; no miw metrics."""
+    # one iteration per update_step (actor every iteration): the smallest program with a rollout and a scan
+    _, agent, data, state = _setup(miw__schedule="none", rollout__period=1, agent__actor_update_every=1)
+    before = jax.device_get(state)
+    state, metrics = make_update_step(agent)(state, data)
+    state = jax.device_get(state)
+    assert not [k for k in metrics if k.startswith("miw")]
+    for field in MIW_FIELDS:
+        assert _equal(getattr(state, field), getattr(before, field)), field
+    assert int(state.miw_opt[1][0].count) == 0
+    assert not _equal(state.critic, before.critic) and not _equal(state.actor, before.actor)
+
+
+# --- MIW estimators -------------------------------------------------------------------------------
+
+
+def test_default_estimator_has_no_dual_leaves():
+    _, agent, _, state = _setup()
+    assert agent.config.miw.estimator == "td_dice" and agent.miw_aux_net is None
+    assert state.miw_aux == {} and jax.tree.leaves(state.miw_aux) == []
+
+
+@pytest.mark.parametrize("estimator", ["vpm", "gendice", "dualdice"])
+def test_estimator_steps_move_w_and_keep_it_positive(estimator):
+    steps = 3
+    _, agent, data, state = _setup(miw__estimator=estimator, miw__lr=1e-3, miw__aux_lr=1e-3)
+    before = jax.device_get(state)
+    state, metrics = make_miw_phase(agent, steps)(state, data)
+    state = jax.device_get(state)
+    assert int(state.miw_opt[1][0].count) == steps
+    assert int(state.miw_aux["opt"][1][0].count) == steps
+    assert not _equal(state.miw, before.miw)
+    assert not _equal(state.miw_aux["params"], before.miw_aux["params"])
+    assert set(state.miw_aux["params"]) == {"vpm": {"u"}, "gendice": {"nu", "u"}, "dualdice": {"nu"}}[estimator]
+    for name, value in metrics.items():
+        assert np.isfinite(value), name
+    w = np.asarray(agent.miw.apply(state.miw, data.observations, data.actions))
+    assert np.all(np.isfinite(w)) and np.all(w > 0)
+    # nothing but the MIW moved
+    for field in ("actor", "critic", "disc", "model", "buffer"):
+        assert _equal(getattr(state, field), getattr(before, field)), field
+
+
+# Tabular MDP (tests/test_miw_tabular.py): each estimator's stationarity condition holds at the true
+# ratio w* = d_pi / d_b, checked with Monte-Carlo gradients over one large fixed sample.
+
+N_TAB, GAMMA_TAB = 1 << 19, 0.9
+
+
+@functools.lru_cache(maxsize=None)
+def _tabular(seed=0):
+    mdp = make_mdp(seed)
+    k = jax.random.split(jax.random.PRNGKey(seed), 5)
+    from tests.test_miw_tabular import occupancy
+
+    d_b = occupancy(mdp, mdp.pi_b, GAMMA_TAB)
+    log = lambda x: jnp.log(jnp.asarray(x, jnp.float32))
+    sa = jax.random.categorical(k[0], log(d_b.reshape(-1)), shape=(N_TAB,))
+    s1 = jax.random.categorical(k[1], log(mdp.P.reshape(S * A, S))[sa])
+    a1 = jax.random.categorical(k[2], log(mdp.pi)[s1])
+    s0 = jax.random.categorical(k[3], log(mdp.mu0), shape=(N_TAB,))
+    a0 = jax.random.categorical(k[4], log(mdp.pi)[s0])
+    return mdp, (sa, s0 * A + a0, s1 * A + a1)
+
+
+def _grad_norm(fn, *tables):
+    grads = jax.grad(fn, argnums=tuple(range(len(tables))))(*[jnp.asarray(t, jnp.float32).reshape(-1) for t in tables])
+    return float(jnp.sqrt(sum(jnp.sum(g**2) for g in grads)))
+
+
+def _perturb(table, seed):
+    return table * (1.0 + 0.5 * np.random.default_rng(seed).uniform(-1, 1, table.shape))
+
+
+def test_tabular_dualdice_saddle_at_true_ratio():
+    """DualDICE: at nu* = (I - gamma P^pi)^-1 w* and w = w*, both gradients vanish; and for any nu
+    the best w is nu - gamma E[nu(s', pi(s'))]."""
+    mdp, (sa, x0, x1) = _tabular()
+    w_star = true_ratio(mdp, GAMMA_TAB)
+    nu_star = q_values(mdp, mdp.pi, w_star, GAMMA_TAB)  # nu* = w* + gamma P^pi nu*
+    dones = jnp.zeros(N_TAB)
+    value = lambda w, nu: miw_lib.dualdice_value(w[sa], nu[sa], nu[x0], nu[x1], dones, GAMMA_TAB)[0]
+    at_star = _grad_norm(value, w_star, nu_star)
+    off = _grad_norm(value, _perturb(w_star, 1), _perturb(nu_star, 2))
+    assert at_star < 0.05 * off, (at_star, off)
+    # the w-player's best response to an arbitrary nu
+    nu = np.random.default_rng(3).normal(size=(S, A))
+    best_w = nu - GAMMA_TAB * (sa_transition(mdp.P, mdp.pi) @ nu.reshape(-1)).reshape(S, A)
+    g_best = _grad_norm(lambda w: value(w, jnp.asarray(nu, jnp.float32).reshape(-1)), best_w)
+    g_off = _grad_norm(lambda w: value(w, jnp.asarray(nu, jnp.float32).reshape(-1)), _perturb(best_w, 4))
+    assert g_best < 0.1 * g_off, (g_best, g_off)
+
+
+def test_tabular_gendice_flow_residual_vanishes_at_true_ratio():
+    """GenDICE: at nu = 0 the nu-gradient is the flow residual, zero at w* (not at w = 1);
+    the multiplier's gradient E_D[w] - 1 vanishes at w* too."""
+    mdp, (sa, x0, x1) = _tabular()
+    w_star = true_ratio(mdp, GAMMA_TAB)
+    dones = jnp.zeros(N_TAB)
+
+    def value(nu, u, w):
+        return miw_lib.gendice_value(w[sa], nu[sa], nu[x0], nu[x1], dones, u, GAMMA_TAB)[0]
+
+    nu0 = np.zeros((S, A))
+    grad_at = lambda w: _grad_norm(lambda nu, u: value(nu, u[0], jnp.asarray(w, jnp.float32).reshape(-1)), nu0, np.zeros(1))
+    at_star, at_one = grad_at(w_star), grad_at(np.ones((S, A)))
+    assert at_star < 0.1 * at_one, (at_star, at_one)
+
+
+def test_tabular_vpm_power_step_fixed_at_true_ratio():
+    """VPM: w = w' = w* is a stationary point of the power step's least-squares loss (w = T w*);
+    w = w' = 1 is not."""
+    mdp, (sa, x0, x1) = _tabular()
+    w_star = true_ratio(mdp, GAMMA_TAB)
+    dones = jnp.zeros(N_TAB)
+
+    def grad_at(w_target):
+        wt = jnp.asarray(w_target, jnp.float32).reshape(-1)[sa]
+        return _grad_norm(lambda w: miw_lib.vpm_value(w[sa], wt, w[x0], w[x1], dones, 0.0, GAMMA_TAB)[0], w_target)
+
+    at_star, at_one = grad_at(w_star), grad_at(np.ones((S, A)))
+    assert at_star < 0.1 * at_one, (at_star, at_one)
+
+
+# --- WPR --------------------------------------------------------------------------------------------
+
+
+def _varied_miw(state):
+    """A MIW network whose w varies over (s, a) (the fresh one is nearly constant)."""
+    head = state.miw["params"]["MLP_0"]
+    last = sorted(head)[-1]
+    kernel = head[last]["kernel"]
+    new_kernel = jax.random.normal(jax.random.PRNGKey(9), kernel.shape)
+    params = {**head, last: {**head[last], "kernel": new_kernel}}
+    return state.replace(miw={"params": {"MLP_0": params}})
+
+
+def test_wpr_changes_disc_and_actor_not_critic():
+    config, agent, data, state = _setup(miw__schedule="phased")
+    _, agent_w, _, _ = _setup(miw__schedule="phased", agent__weighted_regularizer=True)
+    state = _varied_miw(_late(state, config))
+    w = agent.miw.apply(state.miw, data.observations, data.actions)
+    assert float(jnp.std(w)) > 0.1 * float(jnp.mean(w))
+    s1, m1 = _iteration_fn(agent, data)(state)
+    s2, m2 = _iteration_fn(agent_w, data)(state)
+    assert _equal(s1.critic, s2.critic) and m1["critic_loss"] == m2["critic_loss"]
+    assert not _equal(s1.disc, s2.disc) and m1["disc_loss"] != m2["disc_loss"]
+    assert not _equal(s1.actor, s2.actor) and m1["generator_loss"] != m2["generator_loss"]
+    assert _equal(s1.miw, s2.miw)
+
+
+# --- policy class -----------------------------------------------------------------------------------
+
+
+def test_tanh_gaussian_policy_shapes_sampling_and_training():
+    config, agent, data, state = _setup(agent__policy="tanh_gaussian", rollout__period=1, agent__actor_update_every=1)
+    obs_dim, act_dim, h = agent.obs_dim, agent.act_dim, config.agent.hidden_dims
+    kernels = [v["kernel"].shape for _, v in sorted(state.actor["params"]["MLP_0"].items())]
+    assert kernels[0] == (obs_dim, h[0]) and kernels[-1] == (h[-1], 2 * act_dim)  # no noise input; mean and log-std
+    assert agent.noise(jax.random.PRNGKey(0), 4).shape == (4, act_dim)
+    # sampling: stochastic per state, raw is the pre-tanh sample, actions in bounds
+    obs = jnp.repeat(data.observations[:1], 256, axis=0)
+    act, raw = agent.act(state.actor, jax.random.PRNGKey(1), obs)
+    assert act.shape == (256, act_dim) and float(jnp.min(jnp.std(raw, axis=0))) > 0.1
+    np.testing.assert_allclose(act, agent.max_action * jnp.tanh(raw), rtol=1e-6)
+    assert bool(jnp.all(jnp.abs(act) <= agent.max_action))
+    before = jax.device_get(state)
+    state, metrics = make_update_step(agent)(state, data)
+    state = jax.device_get(state)
+    for name, value in metrics.items():
+        assert np.isfinite(value), name
+    assert not _equal(state.actor, before.actor) and not _equal(state.disc, before.disc)
+    filled = int(state.buffer.size)
+    assert filled > 0 and np.all(np.abs(state.buffer.data.actions[:filled]) <= agent.max_action)
+
+
+# --- no regulariser ------------------------------------------------------------------------------------
+
+
+def test_no_regularizer_freezes_disc_and_actor_loss_is_q_term():
+    config, agent, data, state = _setup(agent__regularizer="none", miw__schedule="phased")
+    state = _late(state, config)
+    before = jax.device_get(state)
+    s, m = _iteration_fn(agent, data)(state)
+    assert _equal(s.disc, before.disc) and _equal(s.disc_opt, before.disc_opt)
+    assert "disc_loss" not in m and float(m["generator_loss"]) == 0.0
+    assert float(m["actor_q_term"]) != 0.0 and m["actor_loss"] == m["actor_q_term"]
+    assert not _equal(s.actor, before.actor)
+
+
+# --- real data only -----------------------------------------------------------------------------------
+
+
+def test_real_only_fixed_fraction_ignores_the_model_buffer():
+    """f = 1 at an epoch where the schedule would give 0.5: filling the buffer with garbage changes
+    no leaf of the state (critic, actor, discriminator) and no metric."""
+    config, agent, data, state = _setup(rollout__fixed_real_fraction=1.0, miw__schedule="phased")
+    state = _late(state, config)
+    full = state.buffer.replace(size=jnp.asarray(state.buffer.capacity, jnp.int32))
+    clean = state.replace(buffer=full)
+    poisoned = state.replace(buffer=full.replace(data=jax.tree.map(lambda x: x + 1e3, full.data)))
+    step = _iteration_fn(agent, data)
+    s1, m1 = step(clean)
+    s2, m2 = step(poisoned)
+    assert float(m1["real_fraction"]) == 1.0
+    assert _equal(s1.replace(buffer=None), s2.replace(buffer=None))
+    assert _equal(m1, m2)
+
+
+# --- reward as the MIW test function -----------------------------------------------------------------------
+
+
+def test_reward_test_function_uses_rewards_not_q():
+    config, agent, data, state = _setup(miw__test_function="reward")
+    key = jax.random.PRNGKey(3)
+    new, m = jax.device_get(jax.jit(lambda s: miw_step(agent, s, data, key))(state))
+    assert all(np.isfinite(v) for v in m.values())
+    assert not _equal(new.miw, state.miw)
+
+    @jax.jit
+    def by_hand(state):
+        """The same samples: lhs = mean(w r~), rhs = (1 - g) mean r^(s0, pi) + g mean((1 - d) w' r^(s', pi)),
+        and the Q version's lhs = mean(w Q1)."""
+        b, s0, a0, a1 = _miw_batches(agent, state, data, key)
+        w = agent.miw.apply(state.miw, b.observations, b.actions)
+        w_t = agent.miw.apply(state.miw_target, b.observations, b.actions)
+        g = config.agent.gamma
+        rhs = (1 - g) * jnp.mean(model_mean_reward(state.model, s0, a0)) + g * jnp.mean(
+            (1 - b.dones) * w_t * model_mean_reward(state.model, b.next_observations, a1))
+        q_lhs = jnp.mean(w * _q1(agent, state.critic, b.observations, b.actions))
+        return jnp.mean(w * b.rewards), rhs, q_lhs
+
+    lhs, rhs, q_lhs = by_hand(state)
+    np.testing.assert_allclose(m["miw_lhs"], lhs, rtol=1e-5)
+    np.testing.assert_allclose(m["miw_rhs"], rhs, rtol=1e-4)
+    assert abs(float(q_lhs) - float(m["miw_lhs"])) > 1e-3  # not the Q version's
+
+
+def test_reward_test_function_rejected_with_other_estimators():
+    with pytest.raises(ValueError, match="test_function"):
+        _setup(miw__test_function="reward", miw__estimator="dualdice")
