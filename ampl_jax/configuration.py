@@ -12,8 +12,13 @@ class ConfigError(ValueError):
 _CHOICES = {
     "dataset.mu0": ("dataset", "env"),
     "miw.schedule": ("interleaved", "phased", "none"),
-    "miw.test_function": ("q",),
+    "miw.test_function": ("q", "reward"),
+    "miw.estimator": ("td_dice", "vpm", "gendice", "dualdice"),
+    "agent.policy": ("implicit", "tanh_gaussian"),
+    "method": ("ampl",),
     "agent.regularizer": ("jsd", "none"),
+    "model.rollout_elite_sampling": ("iid", "balanced"),
+    "model.fake_elite_sampling": ("iid", "balanced"),
 }
 
 _POSITIVE_INT = (
@@ -23,12 +28,13 @@ _POSITIVE_INT = (
     "agent.batch_size", "agent.noise_dim", "agent.actor_update_every", "miw.batch_size",
     "miw.mu0_batch_size", "miw.phased_steps", "train.total_steps", "train.epoch_length",
     "train.model_retrain_epochs", "train.eval_every", "eval.episodes", "eval.num_action_samples",
+    "checkpoint.every", "checkpoint.keep",
 )
 
 _POSITIVE_FLOAT = (
     "model.learning_rate", "agent.critic_lr", "agent.actor_lr", "agent.disc_lr", "miw.lr",
     "agent.critic_grad_clip", "miw.grad_clip", "agent.critic_huber_delta", "miw.huber_delta",
-    "agent.target_cap", "agent.noise_std", "miw.alpha", "miw.mean_bound",
+    "agent.target_cap", "agent.noise_std", "miw.alpha", "miw.mean_bound", "miw.aux_lr",
 )
 
 _UNIT_INTERVAL = (
@@ -78,5 +84,47 @@ def validate(config: ml_collections.ConfigDict) -> None:
         )
     if not config.dataset.id or "/" not in config.dataset.id:
         raise ConfigError(f"config.dataset.id={config.dataset.id!r} is not a Minari id such as 'mujoco/walker2d/medium-v0'")
+    if config.miw.norm_penalty < 0:
+        raise ConfigError(f"config.miw.norm_penalty={config.miw.norm_penalty!r} must be >= 0")
+    if config.miw.test_function == "reward" and config.miw.estimator != "td_dice":
+        raise ConfigError("config.miw.test_function='reward' needs config.miw.estimator='td_dice'")
     if config.num_seeds != 1:
         raise ConfigError("config.num_seeds > 1 (vmapped seeds) is not supported yet; run one process per seed")
+
+
+# Keys that may change when a run is resumed in the same workdir: none of them changes what the
+# steps already taken computed. Extending (or shortening) train.total_steps is the main use.
+RESUMABLE_KEYS = frozenset({
+    "train.total_steps", "train.log_every", "checkpoint.every", "checkpoint.keep", "dataset.download",
+})
+
+
+def to_dict(config: ml_collections.ConfigDict) -> dict:
+    """The resolved config as plain JSON data (tuples become lists), as written to config.json."""
+    import json
+
+    return json.loads(config.to_json_best_effort())
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def differences(saved: dict, new: dict, ignore: frozenset[str] = RESUMABLE_KEYS) -> list[str]:
+    """'key: saved -> new' for every key (dotted) whose value differs, other than `ignore`d ones."""
+    a, b = _flatten(saved), _flatten(new)
+    out = []
+    for key in sorted(set(a) | set(b)):
+        if key in ignore:
+            continue
+        missing = "<absent>"
+        va, vb = a.get(key, missing), b.get(key, missing)
+        if va != vb:
+            out.append(f"{key}: {va!r} -> {vb!r}")
+    return out

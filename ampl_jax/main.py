@@ -1,8 +1,13 @@
 """Entry point: `python -m ampl_jax.main --config=configs/walker.py --workdir=runs/walker`.
 
-Overrides go as `--config.seed=3 --config.dataset.id=mujoco/hopper/medium-v0`. Problems a user
-can fix (bad config, missing dataset, shape mismatch, diverged run) end with one line on stderr
-and exit status 1; `--debug` shows the traceback instead.
+Overrides go as `--config.seed=3 --config.dataset.id=mujoco/hopper/medium-v0`. Re-running the
+same command with the same --workdir resumes from the newest checkpoint there; a workdir holding
+a run of another config is refused unless --overwrite is given.
+
+Exit status: 0 done; 1 a problem the user can fix (bad config, flag, dataset, shapes, workdir,
+unloadable checkpoints, a diverged run), reported as one line on stderr (`--debug` shows the
+traceback instead); 143 stopped by SIGTERM after saving a checkpoint (run the command again to
+resume).
 """
 
 from __future__ import annotations
@@ -14,10 +19,17 @@ from absl import app, flags
 from ml_collections import config_flags
 
 FLAGS = flags.FLAGS
-config_flags.DEFINE_config_file("config", None, "Path to an ml_collections config file.", lock_config=True)
-flags.DEFINE_string("workdir", None, "Directory for config.json, metrics, TensorBoard, summary and plots.")
-flags.DEFINE_bool("progress", True, "Show a progress bar.")
-flags.DEFINE_bool("debug", False, "Raise errors with their traceback instead of a one-line message.")
+
+
+def define_flags() -> None:
+    """Define the CLI flags (at run time, not import time: importing this module defines nothing)."""
+    if "workdir" in FLAGS:
+        return
+    config_flags.DEFINE_config_file("config", None, "Path to an ml_collections config file.", lock_config=True)
+    flags.DEFINE_string("workdir", None, "Directory for config.json, checkpoints, metrics, TensorBoard, summary, plots.")
+    flags.DEFINE_bool("overwrite", False, "Discard a run of another config in --workdir instead of refusing to start.")
+    flags.DEFINE_bool("progress", True, "Show a progress bar.")
+    flags.DEFINE_bool("debug", False, "Raise errors with their traceback instead of a one-line message.")
 
 
 def _fail(msg: str) -> None:
@@ -25,7 +37,21 @@ def _fail(msg: str) -> None:
     sys.exit(1)
 
 
+def _one_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+def quiet_logs() -> None:
+    """absl logs INFO to stderr under app.run; orbax logs every save there. Keep stderr for problems."""
+    from absl import logging
+
+    if not FLAGS["verbosity"].present:
+        logging.set_verbosity(logging.WARNING)
+
+
 def main(argv) -> None:
+    quiet_logs()
     if len(argv) > 1:
         _fail(f"unexpected arguments {argv[1:]}: use --config=FILE --workdir=DIR and --config.KEY=VALUE overrides")
     if FLAGS.config is None:
@@ -33,16 +59,30 @@ def main(argv) -> None:
     config = FLAGS.config
     workdir = FLAGS.workdir or os.path.join("runs", config.dataset.id.replace("/", "_") + f"_seed{config.seed}")
 
+    from ampl_jax.configuration import ConfigError, validate
+
+    try:
+        validate(config)  # before the heavy imports: a bad value fails in a second
+    except ConfigError as e:
+        if FLAGS.debug:
+            raise
+        _fail(_one_line(e))
+
     from ampl_jax import train
-    from ampl_jax.configuration import ConfigError
+    from ampl_jax.checkpoint import CheckpointError
     from ampl_jax.data.load import DatasetError
 
     try:
-        summary = train.run(config, workdir, progress=FLAGS.progress)
-    except (ConfigError, DatasetError, train.TrainingError, PermissionError, ValueError) as e:
+        summary = train.run(config, workdir, progress=FLAGS.progress, overwrite=FLAGS.overwrite)
+    except (ConfigError, DatasetError, train.TrainingError, train.WorkdirError, CheckpointError, ValueError,
+            OSError) as e:
         if FLAGS.debug:
             raise
-        _fail(str(e).splitlines()[0] if str(e) else type(e).__name__)
+        _fail(_one_line(e))
+    if summary.get("interrupted"):
+        print(f"stopped by {summary['interrupted']}: checkpoint saved at step {summary['steps']} in "
+              f"{summary['checkpoint_dir']}; run the same command again to resume", file=sys.stderr, flush=True)
+        sys.exit(train.EXIT_PREEMPTED)
     print(f"final normalized score {summary['final_normalized_score']:.1f} "
           f"(return {summary['final_return_mean']:.1f}) after {summary['steps']} steps; "
           f"results in {workdir}", flush=True)
@@ -61,6 +101,7 @@ def _parse_flags(argv: list[str]) -> list[str]:
 
 
 def run_cli() -> None:
+    define_flags()
     app.run(main, flags_parser=_parse_flags)
 
 

@@ -225,3 +225,35 @@ class MeanAccumulator:
     def reset(self) -> None:
         self._values = {}
 
+    def state(self) -> dict[str, list[Any]]:
+        """The pending values as JSON-ready floats/lists, for checkpoints (float64 round trips exactly)."""
+        return {k: [np.asarray(v, dtype=np.float64).tolist() for v in vs] for k, vs in self._values.items()}
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, list[Any]]) -> MeanAccumulator:
+        """Rebuild from `state()`: `means()` then gives bit-identical results to the original."""
+        acc = cls()
+        acc._values = {k: list(vs) for k, vs in state.items()}
+        return acc
+
+
+
+def truncate_jsonl(path: str, step: int) -> int:
+    """Keep the lines of a JSON-lines log whose "step" is <= `step` (atomically); returns lines kept.
+
+    Used on resume like `MetricsWriter.truncate_after`: lines written after the checkpoint a run
+    resumes from are dropped, since the resumed run writes them again. Unparsable lines go too.
+    """
+    if not os.path.exists(path):
+        return 0
+    kept = []
+    with open(path) as f:
+        for line in f:
+            try:
+                row = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(row, dict) and isinstance(row.get("step"), int) and row["step"] <= step:
+                kept.append(json.dumps(row) + "\n")
+    _atomic_write_bytes(path, "".join(kept).encode("utf-8"))
+    return len(kept)

@@ -1,15 +1,25 @@
 """The host loop: data, first model fit, then chunks of the compiled update_step.
 
 Everything heavy runs inside `update_step` (one device call per rollout period); the host only
-evaluates, logs, refits the world model every `model_retrain_epochs`, and writes results.
+evaluates, logs, refits the world model every `model_retrain_epochs`, checkpoints, and writes
+results. A run is a pure function of (config, dataset): every key is derived from the seed (the
+evaluation's from (seed, step)), and a checkpoint holds everything else the loop carries, so a
+run killed at any point and resumed ends bit-identical to an uninterrupted one.
 """
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import json
 import math
 import os
+import shutil
+import signal
+import tempfile
+import threading
 import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import jax
@@ -18,23 +28,26 @@ import ml_collections
 import numpy as np
 from tqdm.auto import tqdm
 
-from ampl_jax import configuration
+from ampl_jax import checkpoint, configuration
 from ampl_jax.data import preprocess
 from ampl_jax.data.load import DatasetError, DatasetNotFoundError, load_dataset
 from ampl_jax.evaluation import check_env_matches, evaluate
-from ampl_jax.metrics import MeanAccumulator, MetricsWriter, plot_learning_curve, write_json
+from ampl_jax.metrics import (CSV_NAME, TB_DIR, MeanAccumulator, MetricsWriter, plot_learning_curve,
+                              truncate_jsonl, write_json)
 from ampl_jax.state import Agent, TrainState, init_train_state, make_agent
 from ampl_jax.types import DatasetInfo, OfflineData
 from ampl_jax.update import make_dataset_weights, make_miw_phase, make_select_action, make_update_step
 from ampl_jax.world_model.fit import fit, init_model_state
 from ampl_jax.world_model.termination import termination_fn
 
+FITS_NAME = "model_fits.jsonl"
+
 
 class TrainingError(RuntimeError):
     """Training cannot go on (e.g. a loss became NaN); the message names what and when."""
 
 
-def load_data(config: ml_collections.ConfigDict) -> tuple[OfflineData, DatasetInfo]:
+def load_data(config: ml_collections.ConfigDict, *, progress: bool = True) -> tuple[OfflineData, DatasetInfo]:
     """Load the dataset, creating it locally first when the config allows and it is missing."""
     d = config.dataset
     try:
@@ -50,7 +63,7 @@ def load_data(config: ml_collections.ConfigDict) -> tuple[OfflineData, DatasetIn
             ) from None
         print(f"Dataset {d.id!r} not found locally: creating it from {d.create_env} ({d.create_policy} policy, "
               f"{d.create_steps} steps).", flush=True)
-        make_dataset(d.create_env, d.create_policy, d.create_steps, config.seed, d.id)
+        make_dataset(d.create_env, d.create_policy, d.create_steps, config.seed, d.id, progress=progress)
         data, info = load_dataset(d.id)
     if d.mu0 == "env":
         data = data._replace(init_observations=_env_initial_states(info.env_id, d.mu0_env_samples, config.seed))
@@ -74,95 +87,286 @@ def build(config: ml_collections.ConfigDict, data: OfflineData, info: DatasetInf
     return make_agent(config, info, termination_fn(info.env_id), np.asarray(obs_range), bound)
 
 
-def _check_finite(metrics: dict[str, float], step: int) -> None:
+def _check_finite(metrics: dict[str, float], step: int, last_good: str) -> None:
     bad = [k for k, v in metrics.items() if not math.isfinite(v)]
     if bad:
-        raise TrainingError(f"non-finite {', '.join(sorted(bad))} at step {step}: the run diverged; "
+        raise TrainingError(f"non-finite {', '.join(sorted(bad))} at step {step}: the run diverged; {last_good}; "
                             "lower the learning rates or check the dataset")
 
 
-def run(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = True) -> dict[str, Any]:
-    """Train AMPL as the config says; write config.json, metrics.csv, TensorBoard, summary.json, plot."""
+def make_nonfinite_check(state: TrainState) -> Callable[[TrainState], list[str]]:
+    """A cheap divergence guard: one jitted all-finite reduction per float leaf of the state.
+
+    Returns a function giving the names of the leaves holding a NaN or inf (empty when all are
+    finite); it runs before every evaluation and every checkpoint, so no checkpoint holds one.
+    """
+    paths, _ = zip(*jax.tree_util.tree_flatten_with_path(state)[0])
+    names = [checkpoint.leaf_name(p) for p in paths]
+
+    @jax.jit
+    def finite(s: TrainState) -> jax.Array:
+        return jnp.stack([jnp.all(jnp.isfinite(x)) if jnp.issubdtype(x.dtype, jnp.inexact) else jnp.array(True)
+                          for x in jax.tree.leaves(s)])
+
+    def check(s: TrainState) -> list[str]:
+        ok = np.asarray(finite(s))
+        return [n for n, good in zip(names, ok) if not good]
+
+    return check
+
+
+class WorkdirError(RuntimeError):
+    """The workdir cannot be used as asked (unwritable, or it holds another run); nothing was changed."""
+
+
+# What a run writes in its workdir, besides the checkpoints: all of it goes on --overwrite.
+RUN_FILES = ("config.json", CSV_NAME, FITS_NAME, "summary.json", "learning_curve.png")
+RUN_DIRS = (checkpoint.CKPT_DIR, checkpoint.CORRUPT_DIR, TB_DIR)
+
+# `main` exits with this status when SIGTERM stopped a run after saving a checkpoint (128 + 15,
+# what a shell reports for a process ended by SIGTERM): the run is incomplete but resumable.
+EXIT_PREEMPTED = 143
+
+
+def _prepare_workdir(workdir: str) -> None:
+    """Create the workdir and prove it writable, before any work is done."""
+    try:
+        os.makedirs(workdir, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=workdir, prefix=".write-test-")
+        os.close(fd)
+        os.remove(probe)
+    except OSError as e:
+        raise WorkdirError(f"workdir {workdir!r} is not usable ({e.strerror or type(e).__name__}): "
+                           "choose another --workdir") from None
+
+
+def _check_same_run(workdir: str, resolved: dict) -> None:
+    """Refuse a workdir holding a run of another config (keys in RESUMABLE_KEYS may differ)."""
+    saved = []
+    path = os.path.join(workdir, "config.json")
+    if os.path.exists(path):
+        try:
+            with open(path) as f:
+                saved.append(json.load(f))
+        except (OSError, ValueError) as e:
+            raise WorkdirError(f"{path} is unreadable ({type(e).__name__}); use another --workdir, "
+                               "or --overwrite to discard the run in it") from None
+    extra = checkpoint.read_extra(workdir)
+    if extra and isinstance(extra.get("config"), dict):
+        saved.append(extra["config"])
+    for cfg in saved:
+        diffs = configuration.differences(cfg, resolved)
+        if diffs:
+            shown = "; ".join(diffs[:3]) + (f"; and {len(diffs) - 3} more" if len(diffs) > 3 else "")
+            raise WorkdirError(
+                f"workdir {workdir!r} holds a run with a different config ({shown}); use another --workdir, "
+                f"or --overwrite to discard that run (on resume only {', '.join(sorted(configuration.RESUMABLE_KEYS))} "
+                "may change)"
+            )
+
+
+def _clear_run(workdir: str) -> None:
+    """--overwrite: remove what an earlier run wrote here (only the names a run writes)."""
+    for name in RUN_DIRS:
+        shutil.rmtree(os.path.join(workdir, name), ignore_errors=True)
+    for name in RUN_FILES:
+        path = os.path.join(workdir, name)
+        if os.path.exists(path):
+            os.remove(path)
+
+
+@contextlib.contextmanager
+def _sigterm_flag() -> Iterator[dict[str, str | None]]:
+    """While active, SIGTERM only sets flag["signal"]: the loop saves and stops at the next chunk."""
+    flag: dict[str, str | None] = {"signal": None}
+    if threading.current_thread() is not threading.main_thread():
+        yield flag
+        return
+
+    def handler(signum, frame):
+        flag["signal"] = signal.Signals(signum).name
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield flag
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def eval_key(k_eval: jax.Array, step: int) -> jax.Array:
+    """The key of the evaluation at `step`: derived, never carried, so a resumed run draws the same."""
+    return jax.random.fold_in(k_eval, step)
+
+
+def run(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = True,
+        overwrite: bool = False) -> dict[str, Any]:
+    """Train AMPL as the config says, resuming from the newest checkpoint in `workdir` if any.
+
+    Writes config.json, metrics.csv, TensorBoard events, model_fits.jsonl, checkpoints/,
+    summary.json and learning_curve.png. Every check that can refuse the run (config, workdir,
+    earlier run of another config, dataset, shapes) runs before anything in `workdir` changes;
+    `overwrite=True` discards an earlier run (only after those checks passed). A SIGTERM saves a
+    checkpoint at the next chunk boundary and returns {"interrupted": "SIGTERM", ...} without a summary.
+    """
     configuration.validate(config)
     start = time.time()
-    os.makedirs(workdir, exist_ok=True)
-    if not os.access(workdir, os.W_OK):
-        raise PermissionError(f"workdir {workdir!r} is not writable: choose another --workdir")
-    write_json(os.path.join(workdir, "config.json"), json.loads(config.to_json_best_effort()))
+    resolved = configuration.to_dict(config)
+    _prepare_workdir(workdir)
+    if not overwrite:
+        _check_same_run(workdir, resolved)
 
-    data, info = load_data(config)
+    data, info = load_data(config, progress=progress)
     agent = build(config, data, info)
+    if overwrite:
+        _clear_run(workdir)
+
     t = config.train
     period = config.rollout.period
     chunks = math.ceil(t.total_steps / period)
     eval_chunks = max(1, math.ceil(t.eval_every / period))
+    ckpt_chunks = max(1, math.ceil(config.checkpoint.every / period))
     refit_steps = t.model_retrain_epochs * t.epoch_length
 
     key = jax.random.PRNGKey(config.seed)
     k_model, k_fit, k_state, k_eval = jax.random.split(key, 4)
     transitions = data.transitions()
-    model = init_model_state(k_model, transitions, config.model)
-    model, fit_info = fit(model, k_fit, transitions, None, config.model, progress=progress)
-    _log_fit(workdir, 0, fit_info)
-    state = init_train_state(agent, k_state, model)
 
-    update_step = make_update_step(agent)
-    select = make_select_action(agent)
-    weights_fn = make_dataset_weights(agent)
-    miw_phase = make_miw_phase(agent, config.miw.phased_steps) if config.miw.schedule == "phased" else None
+    def fresh_state(model) -> TrainState:
+        return init_train_state(agent, k_state, model)
 
-    def act_fn(obs: np.ndarray) -> np.ndarray:
-        nonlocal k_eval
-        k_eval, sub = jax.random.split(k_eval)
-        return np.asarray(select(state.actor, state.critic, sub, jnp.asarray(obs, jnp.float32)))
-
-    writer = MetricsWriter(workdir)
-    acc = MeanAccumulator()
-    last_score = float("nan")
-    last_eval: dict[str, float] = {}
-    timer, timed_steps = time.time(), 0
-    bar = tqdm(total=chunks * period, disable=not progress, desc="AMPL", unit="it", dynamic_ncols=True)
+    ckpts = checkpoint.Checkpoints(workdir, config.checkpoint.keep)
     try:
-        for chunk in range(chunks):
-            state, metrics = update_step(state, data)
-            metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
-            step = int(state.step)
-            _check_finite(metrics, step)
-            acc.add(metrics)
-            timed_steps += period
-            bar.update(period)
+        target = jax.eval_shape(lambda: fresh_state(init_model_state(k_model, transitions, config.model)))
+        restored = ckpts.restore_latest(target)  # the last check that can refuse: nothing changed before it
+        write_json(os.path.join(workdir, "config.json"), resolved)
+        fits_path = os.path.join(workdir, FITS_NAME)
+        if restored is not None:
+            start_step, state, extra = restored
+            print(f"Resuming from the checkpoint at step {start_step} in {ckpts.directory} "
+                  "(the initial model fit is skipped).", flush=True)
+            writer = MetricsWriter(workdir, resume=True)
+            writer.truncate_after(start_step)
+            truncate_jsonl(fits_path, start_step)
+            acc = MeanAccumulator.from_state(extra["pending_metrics"])
+            last_eval = dict(extra["last_eval"])
+            fit_epochs = extra["model_fit_epochs"]
+            wall_before = float(extra["wall_seconds"])
+        else:
+            start_step, wall_before = 0, 0.0
+            writer = MetricsWriter(workdir, resume=False)
+            writer.truncate_after(-1)  # TensorBoard: drop events of an earlier, unfinished attempt
+            truncate_jsonl(fits_path, -1)
+            acc, last_eval = MeanAccumulator(), {}
+            model = init_model_state(k_model, transitions, config.model)
+            model, fit_info = fit(model, k_fit, transitions, None, config.model, progress=progress)
+            _log_fit(workdir, 0, fit_info)
+            fit_epochs = fit_info.get("epochs")
+            state = fresh_state(model)
 
-            if config.miw.schedule != "none" and step % refit_steps < period and step >= refit_steps:
-                state = _refit(config, state, data, transitions, weights_fn, miw_phase, workdir)
+        nonfinite = make_nonfinite_check(state)
+        last_saved = start_step if restored is not None else None
 
-            if (chunk + 1) % eval_chunks == 0 or chunk == chunks - 1:
-                elapsed = time.time() - timer
-                res = evaluate(act_fn, info.env_id, config.eval.episodes, seed=config.seed + 10_000 + step,
-                               max_episode_steps=None if config.eval.max_episode_steps < 0 else config.eval.max_episode_steps)
-                score = _score(res.return_mean, info)
-                last_score = score
-                last_eval = {"return_mean": float(res.return_mean), "return_std": float(res.return_std),
-                             "normalized_score": score}
-                row = {**last_eval, **acc.means(),
-                       "iters_per_sec": timed_steps / max(elapsed, 1e-9), "wall_seconds": time.time() - start}
-                writer.write(step, row)
-                bar.set_postfix(score=f"{score:.1f}", ret=f"{res.return_mean:.0f}")
-                timer, timed_steps = time.time(), 0
+        def last_good() -> str:
+            if last_saved is None:
+                return "no checkpoint was saved"
+            return f"the last good checkpoint (step {last_saved}) in {ckpts.directory} is intact"
+
+        def guard(step: int) -> None:
+            bad = nonfinite(state)
+            if bad:
+                shown = ", ".join(bad[:4]) + (f" and {len(bad) - 4} more" if len(bad) > 4 else "")
+                raise TrainingError(f"non-finite values in {shown} at step {step}: the run diverged; {last_good()}; "
+                                    "lower the learning rates or check the dataset")
+
+        def save(step: int) -> None:
+            nonlocal last_saved
+            guard(step)
+            ckpts.save(step, state, {
+                "config": resolved,
+                "pending_metrics": acc.state(),
+                "last_eval": last_eval,
+                "model_fit_epochs": fit_epochs,
+                "wall_seconds": wall_before + time.time() - start,
+            })
+            last_saved = step
+
+        if restored is None:
+            save(0)  # the initial fit is the slow part of a start: never do it twice
+
+        update_step = make_update_step(agent)
+        select = make_select_action(agent)
+        weights_fn = make_dataset_weights(agent)
+        miw_phase = make_miw_phase(agent, config.miw.phased_steps) if config.miw.schedule == "phased" else None
+
+        def make_act_fn(key: jax.Array) -> Callable[[np.ndarray], np.ndarray]:
+            calls = itertools.count()
+
+            def act_fn(obs: np.ndarray) -> np.ndarray:
+                sub = jax.random.fold_in(key, next(calls))
+                return np.asarray(select(state.actor, state.critic, sub, jnp.asarray(obs, jnp.float32)))
+
+            return act_fn
+
+        interrupted = None
+        timer, timed_steps = time.time(), 0
+        bar = tqdm(total=chunks * period, initial=min(start_step, chunks * period), disable=not progress,
+                   desc="AMPL", unit="it", dynamic_ncols=True)
+        try:
+            with _sigterm_flag() as flag:
+                for chunk in range(start_step // period, chunks):
+                    state, metrics = update_step(state, data)
+                    metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
+                    step = int(state.step)
+                    _check_finite(metrics, step, last_good())
+                    acc.add(metrics)
+                    timed_steps += period
+                    bar.update(period)
+
+                    if config.miw.schedule != "none" and step % refit_steps < period and step >= refit_steps:
+                        state = _refit(config, state, data, transitions, weights_fn, miw_phase, workdir)
+
+                    if (chunk + 1) % eval_chunks == 0 or chunk == chunks - 1:
+                        guard(step)
+                        elapsed = time.time() - timer
+                        res = evaluate(make_act_fn(eval_key(k_eval, step)), info.env_id, config.eval.episodes,
+                                       seed=config.seed + 10_000 + step,
+                                       max_episode_steps=None if config.eval.max_episode_steps < 0 else config.eval.max_episode_steps)
+                        score = _score(res.return_mean, info)
+                        last_eval = {"return_mean": float(res.return_mean), "return_std": float(res.return_std),
+                                     "normalized_score": score}
+                        row = {**last_eval, **acc.means(), "iters_per_sec": timed_steps / max(elapsed, 1e-9),
+                               "wall_seconds": wall_before + time.time() - start}
+                        writer.write(step, row)
+                        bar.set_postfix(score=f"{score:.1f}", ret=f"{res.return_mean:.0f}")
+                        timer, timed_steps = time.time(), 0
+
+                    if (chunk + 1) % ckpt_chunks == 0 or chunk == chunks - 1 or flag["signal"]:
+                        save(step)
+                    if flag["signal"]:
+                        interrupted = flag["signal"]
+                        break
+        finally:
+            bar.close()
+            writer.close()
     finally:
-        bar.close()
-        writer.close()
+        ckpts.close()
 
-    plot_learning_curve(os.path.join(workdir, "metrics.csv"), os.path.join(workdir, "learning_curve.png"))
+    steps_done = int(state.step)
+    if interrupted:
+        return {"interrupted": interrupted, "steps": steps_done, "checkpoint_dir": ckpts.directory}
+
+    plot_learning_curve(os.path.join(workdir, CSV_NAME), os.path.join(workdir, "learning_curve.png"))
     summary = {
         "dataset_id": info.dataset_id,
         "env_id": info.env_id,
         "seed": config.seed,
-        "steps": int(state.step),
-        "final_normalized_score": last_score,
+        "steps": steps_done,
+        "final_normalized_score": last_eval.get("normalized_score", float("nan")),
         "final_return_mean": last_eval.get("return_mean"),
         "final_return_std": last_eval.get("return_std"),
-        "model_fit_epochs": fit_info.get("epochs"),
-        "wall_seconds": time.time() - start,
+        "model_fit_epochs": fit_epochs,
+        "resumed_from_step": start_step if restored is not None else None,
+        "wall_seconds": wall_before + time.time() - start,
     }
     write_json(os.path.join(workdir, "summary.json"), summary)
     return summary
@@ -178,7 +382,7 @@ def _log_fit(workdir: str, step: int, info: dict, extra: dict | None = None) -> 
     """One JSON line per model fit (model_fits.jsonl): epochs, holdout losses, elites, w stats."""
     row = {"step": step, **{k: np.asarray(v).tolist() for k, v in info.items() if k != "train_loss_history"},
            **(extra or {})}
-    with open(os.path.join(workdir, "model_fits.jsonl"), "a") as f:
+    with open(os.path.join(workdir, FITS_NAME), "a") as f:
         f.write(json.dumps(row) + "\n")
 
 
