@@ -88,8 +88,6 @@ def validate(config: ml_collections.ConfigDict) -> None:
         raise ConfigError(f"config.miw.norm_penalty={config.miw.norm_penalty!r} must be >= 0")
     if config.miw.test_function == "reward" and config.miw.estimator != "td_dice":
         raise ConfigError("config.miw.test_function='reward' needs config.miw.estimator='td_dice'")
-    if config.num_seeds != 1:
-        raise ConfigError("config.num_seeds > 1 (vmapped seeds) is not supported yet; run one process per seed")
 
 
 # Keys that may change when a run is resumed in the same workdir: none of them changes what the

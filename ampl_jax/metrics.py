@@ -109,8 +109,12 @@ class MetricsWriter:
             self._tb = SummaryWriter(self.tb_dir, purge_step=self._purge_step)
         return self._tb
 
-    def write(self, step: int, scalars: Mapping[str, Any]) -> None:
-        """Append one row (values are cast to float) and flush both outputs."""
+    def write(self, step: int, scalars: Mapping[str, Any], tb_prefix: str = "") -> None:
+        """Append one row (values are cast to float) and flush both outputs.
+
+        TensorBoard tags get `tb_prefix` (e.g. "seed3/" when several seeds share one file); a
+        "seed" column is a row label, so it goes to the CSV only.
+        """
         if "step" in scalars:
             raise ValueError("'step' is the row key, do not pass it among the scalars")
         values = {k: float(v) for k, v in scalars.items()}
@@ -134,7 +138,8 @@ class MetricsWriter:
             f.flush()
         tb = self._tensorboard()
         for k, v in values.items():
-            tb.add_scalar(k, v, global_step=int(step))
+            if k != "seed":
+                tb.add_scalar(tb_prefix + k, v, global_step=int(step))
         tb.flush()
 
     def close(self) -> None:
@@ -169,12 +174,21 @@ def plot_learning_curve(csv_path: str, png_path: str, y: str = "normalized_score
     from matplotlib.figure import Figure
 
     steps, values = read_column(csv_path, y)
+    columns, rows = _read_csv(csv_path)
+    seeds = (np.array([float(r["seed"]) for r in rows if r.get(y) not in (None, "")])
+             if "seed" in columns else np.zeros(steps.shape))
     fig = Figure(figsize=(6, 4), dpi=100)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
     finite = np.isfinite(values)  # e.g. "nan" scores when a dataset has no reference returns
-    steps, values = steps[finite], values[finite]
-    ax.plot(steps, values, marker="o" if steps.size < 30 else None, lw=1.5)
+    steps, values, seeds = steps[finite], values[finite], seeds[finite]
+    unique = np.unique(seeds)
+    for s in unique:  # one line per seed (several seeds share one file when vmapped)
+        sel = seeds == s
+        ax.plot(steps[sel], values[sel], marker="o" if sel.sum() < 30 else None, lw=1.5,
+                alpha=1.0 if unique.size == 1 else 0.6, label=f"seed {int(s)}" if unique.size > 1 else None)
+    if unique.size > 1:
+        ax.legend(fontsize="small")
     ax.set_xlabel("step")
     ax.set_ylabel(y)
     ax.grid(alpha=0.3)

@@ -28,7 +28,7 @@ import ml_collections
 import numpy as np
 from tqdm.auto import tqdm
 
-from ampl_jax import checkpoint, configuration
+from ampl_jax import checkpoint, configuration, distributed
 from ampl_jax.data import preprocess
 from ampl_jax.data.load import DatasetError, DatasetNotFoundError, load_dataset
 from ampl_jax.evaluation import check_env_matches, evaluate
@@ -36,7 +36,8 @@ from ampl_jax.metrics import (CSV_NAME, TB_DIR, MeanAccumulator, MetricsWriter, 
                               truncate_jsonl, write_json)
 from ampl_jax.state import Agent, TrainState, init_train_state, make_agent
 from ampl_jax.types import DatasetInfo, OfflineData
-from ampl_jax.update import make_dataset_weights, make_miw_phase, make_select_action, make_update_step
+from ampl_jax.update import (build_update_step, make_dataset_weights, make_miw_phase, make_select_action,
+                             make_update_step)
 from ampl_jax.world_model.fit import fit, init_model_state
 from ampl_jax.world_model.termination import termination_fn
 
@@ -227,28 +228,42 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = Tru
     ckpt_chunks = max(1, math.ceil(config.checkpoint.every / period))
     refit_steps = t.model_retrain_epochs * t.epoch_length
 
-    key = jax.random.PRNGKey(config.seed)
-    k_model, k_fit, k_state, k_eval = jax.random.split(key, 4)
+    # Seeds: config.seed + i for i < num_seeds. Each seed's keys are those of a run with that
+    # seed alone; with several seeds the state gets a leading seed axis (vmapped update_step,
+    # the axis sharded over all local devices).
+    num_seeds = config.num_seeds
+    seeds = [config.seed + i for i in range(num_seeds)]
+    seed_keys = [jax.random.split(jax.random.PRNGKey(s), 4) for s in seeds]  # k_model, k_fit, k_state, k_eval
+    mesh = distributed.seed_mesh(num_seeds) if num_seeds > 1 else None
     transitions = data.transitions()
 
-    def fresh_state(model) -> TrainState:
-        return init_train_state(agent, k_state, model)
+    def fresh_state(models: list) -> TrainState:
+        states = [init_train_state(agent, seed_keys[i][2], models[i]) for i in range(num_seeds)]
+        return states[0] if num_seeds == 1 else distributed.stack_seeds(states)
+
+    def place(state: TrainState) -> TrainState:
+        return state if mesh is None else distributed.shard_seeds(state, mesh)
+
+    def seed_view(state: TrainState, i: int) -> TrainState:
+        return state if num_seeds == 1 else distributed.unstack_seed(state, i)
 
     ckpts = checkpoint.Checkpoints(workdir, config.checkpoint.keep)
     try:
-        target = jax.eval_shape(lambda: fresh_state(init_model_state(k_model, transitions, config.model)))
+        target = jax.eval_shape(lambda: fresh_state(
+            [init_model_state(k[0], transitions, config.model) for k in seed_keys]))
         restored = ckpts.restore_latest(target)  # the last check that can refuse: nothing changed before it
         write_json(os.path.join(workdir, "config.json"), resolved)
         fits_path = os.path.join(workdir, FITS_NAME)
         if restored is not None:
             start_step, state, extra = restored
+            state = place(state)
             print(f"Resuming from the checkpoint at step {start_step} in {ckpts.directory} "
                   "(the initial model fit is skipped).", flush=True)
             writer = MetricsWriter(workdir, resume=True)
             writer.truncate_after(start_step)
             truncate_jsonl(fits_path, start_step)
-            acc = MeanAccumulator.from_state(extra["pending_metrics"])
-            last_eval = dict(extra["last_eval"])
+            accs = [MeanAccumulator.from_state(p) for p in extra["pending_metrics"]]
+            last_eval = [dict(e) for e in extra["last_eval"]]
             fit_epochs = extra["model_fit_epochs"]
             wall_before = float(extra["wall_seconds"])
         else:
@@ -256,12 +271,15 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = Tru
             writer = MetricsWriter(workdir, resume=False)
             writer.truncate_after(-1)  # TensorBoard: drop events of an earlier, unfinished attempt
             truncate_jsonl(fits_path, -1)
-            acc, last_eval = MeanAccumulator(), {}
-            model = init_model_state(k_model, transitions, config.model)
-            model, fit_info = fit(model, k_fit, transitions, None, config.model, progress=progress)
-            _log_fit(workdir, 0, fit_info)
-            fit_epochs = fit_info.get("epochs")
-            state = fresh_state(model)
+            accs, last_eval = [MeanAccumulator() for _ in seeds], [{} for _ in seeds]
+            models, fit_epochs = [], []
+            for i, k in enumerate(seed_keys):  # one plain-MLE fit per seed, as each would run alone
+                model = init_model_state(k[0], transitions, config.model)
+                model, fit_info = fit(model, k[1], transitions, None, config.model, progress=progress)
+                _log_fit(workdir, 0, fit_info, {"seed": seeds[i]} if num_seeds > 1 else None)
+                models.append(model)
+                fit_epochs.append(fit_info.get("epochs"))
+            state = place(fresh_state(models))
 
         nonfinite = make_nonfinite_check(state)
         last_saved = start_step if restored is not None else None
@@ -283,7 +301,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = Tru
             guard(step)
             ckpts.save(step, state, {
                 "config": resolved,
-                "pending_metrics": acc.state(),
+                "pending_metrics": [acc.state() for acc in accs],
                 "last_eval": last_eval,
                 "model_fit_epochs": fit_epochs,
                 "wall_seconds": wall_before + time.time() - start,
@@ -293,17 +311,21 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = Tru
         if restored is None:
             save(0)  # the initial fit is the slow part of a start: never do it twice
 
-        update_step = make_update_step(agent)
+        if num_seeds == 1:
+            update_step = make_update_step(agent)
+        else:
+            update_step = distributed.make_seeded_step(build_update_step(agent), mesh)
+            data = distributed.replicate(data, mesh)
         select = make_select_action(agent)
         weights_fn = make_dataset_weights(agent)
         miw_phase = make_miw_phase(agent, config.miw.phased_steps) if config.miw.schedule == "phased" else None
 
-        def make_act_fn(key: jax.Array) -> Callable[[np.ndarray], np.ndarray]:
+        def make_act_fn(key: jax.Array, seed_state: TrainState) -> Callable[[np.ndarray], np.ndarray]:
             calls = itertools.count()
 
             def act_fn(obs: np.ndarray) -> np.ndarray:
                 sub = jax.random.fold_in(key, next(calls))
-                return np.asarray(select(state.actor, state.critic, sub, jnp.asarray(obs, jnp.float32)))
+                return np.asarray(select(seed_state.actor, seed_state.critic, sub, jnp.asarray(obs, jnp.float32)))
 
             return act_fn
 
@@ -315,29 +337,36 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = Tru
             with _sigterm_flag() as flag:
                 for chunk in range(start_step // period, chunks):
                     state, metrics = update_step(state, data)
-                    metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
-                    step = int(state.step)
-                    _check_finite(metrics, step, last_good())
-                    acc.add(metrics)
+                    metrics = jax.device_get(metrics)
+                    step = int(np.asarray(jax.device_get(state.step)).reshape(-1)[0])
+                    for i in range(num_seeds):
+                        seed_metrics = {k: float(np.asarray(v).reshape(-1)[i]) for k, v in metrics.items()}
+                        _check_finite(seed_metrics, step, last_good())
+                        accs[i].add(seed_metrics)
                     timed_steps += period
                     bar.update(period)
 
                     if config.miw.schedule != "none" and step % refit_steps < period and step >= refit_steps:
-                        state = _refit(config, state, data, transitions, weights_fn, miw_phase, workdir)
+                        refitted = [_refit(config, seed_view(state, i), data, transitions, weights_fn, miw_phase,
+                                           workdir, seeds[i] if num_seeds > 1 else None) for i in range(num_seeds)]
+                        state = refitted[0] if num_seeds == 1 else place(distributed.stack_seeds(refitted))
 
                     if (chunk + 1) % eval_chunks == 0 or chunk == chunks - 1:
                         guard(step)
                         elapsed = time.time() - timer
-                        res = evaluate(make_act_fn(eval_key(k_eval, step)), info.env_id, config.eval.episodes,
-                                       seed=config.seed + 10_000 + step,
-                                       max_episode_steps=None if config.eval.max_episode_steps < 0 else config.eval.max_episode_steps)
-                        score = _score(res.return_mean, info)
-                        last_eval = {"return_mean": float(res.return_mean), "return_std": float(res.return_std),
-                                     "normalized_score": score}
-                        row = {**last_eval, **acc.means(), "iters_per_sec": timed_steps / max(elapsed, 1e-9),
-                               "wall_seconds": wall_before + time.time() - start}
-                        writer.write(step, row)
-                        bar.set_postfix(score=f"{score:.1f}", ret=f"{res.return_mean:.0f}")
+                        for i, seed in enumerate(seeds):
+                            res = evaluate(make_act_fn(eval_key(seed_keys[i][3], step), seed_view(state, i)),
+                                           info.env_id, config.eval.episodes, seed=seed + 10_000 + step,
+                                           max_episode_steps=None if config.eval.max_episode_steps < 0
+                                           else config.eval.max_episode_steps)
+                            last_eval[i] = {"return_mean": float(res.return_mean), "return_std": float(res.return_std),
+                                            "normalized_score": _score(res.return_mean, info)}
+                            row = {"seed": seed, **last_eval[i], **accs[i].means(),
+                                   "iters_per_sec": timed_steps / max(elapsed, 1e-9),
+                                   "wall_seconds": wall_before + time.time() - start}
+                            writer.write(step, row, tb_prefix=f"seed{seed}/" if num_seeds > 1 else "")
+                        mean_score = float(np.mean([e["normalized_score"] for e in last_eval]))
+                        bar.set_postfix(score=f"{mean_score:.1f}")
                         timer, timed_steps = time.time(), 0
 
                     if (chunk + 1) % ckpt_chunks == 0 or chunk == chunks - 1 or flag["signal"]:
@@ -351,21 +380,25 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = Tru
     finally:
         ckpts.close()
 
-    steps_done = int(state.step)
+    steps_done = int(np.asarray(jax.device_get(state.step)).reshape(-1)[0])
     if interrupted:
         return {"interrupted": interrupted, "steps": steps_done, "checkpoint_dir": ckpts.directory}
 
     plot_learning_curve(os.path.join(workdir, CSV_NAME), os.path.join(workdir, "learning_curve.png"))
+    finals = [e.get("normalized_score", float("nan")) for e in last_eval]
     summary = {
         "dataset_id": info.dataset_id,
         "env_id": info.env_id,
         "seed": config.seed,
         "steps": steps_done,
-        "final_normalized_score": last_eval.get("normalized_score", float("nan")),
-        "final_return_mean": last_eval.get("return_mean"),
-        "final_return_std": last_eval.get("return_std"),
-        "model_fit_epochs": fit_epochs,
+        # one seed: its score; several: the mean over seeds (each seed's in *_per_seed)
+        "final_normalized_score": float(np.mean(finals)),
+        "final_return_mean": float(np.mean([e.get("return_mean", float("nan")) for e in last_eval])),
+        "final_return_std": last_eval[0].get("return_std") if num_seeds == 1 else None,
+        "model_fit_epochs": fit_epochs[0] if num_seeds == 1 else fit_epochs,
         "resumed_from_step": start_step if restored is not None else None,
+        **({"seeds": seeds, "final_normalized_score_per_seed": finals,
+            "final_normalized_score_std": float(np.std(finals, ddof=1))} if num_seeds > 1 else {}),
         "wall_seconds": wall_before + time.time() - start,
     }
     write_json(os.path.join(workdir, "summary.json"), summary)
@@ -386,9 +419,10 @@ def _log_fit(workdir: str, step: int, info: dict, extra: dict | None = None) -> 
         f.write(json.dumps(row) + "\n")
 
 
-def _refit(config, state: TrainState, data: OfflineData, transitions, weights_fn, miw_phase, workdir) -> TrainState:
+def _refit(config, state: TrainState, data: OfflineData, transitions, weights_fn, miw_phase, workdir,
+           seed: int | None = None) -> TrainState:
     """Every model_retrain_epochs: (phased: a block of MIW steps), then a w-weighted warm refit."""
-    extra = {}
+    extra = {} if seed is None else {"seed": seed}
     if miw_phase is not None:
         state, m = miw_phase(state, data)
         extra.update({f"phase_{k}": float(v) for k, v in jax.device_get(m).items()})

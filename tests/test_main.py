@@ -51,3 +51,23 @@ def test_missing_dataset_names_both_fixes(tmp_path):
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr
     assert "make_dataset" in proc.stderr and "download" in proc.stderr
+
+
+def test_vmapped_seeds_in_main_match_single_seed_runs(tmp_path):
+    """--config.num_seeds=2 trains seeds 0 and 1 in one program; each matches its run alone."""
+    def run(workdir, *extra):
+        proc = _main(["--config=tests/tiny_config.py", f"--workdir={workdir}", "--noprogress",
+                      "--config.train.total_steps=16", *extra], tmp_path / "minari")
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        return list(csv.DictReader(open(workdir / "metrics.csv")))
+
+    both = run(tmp_path / "both", "--config.num_seeds=2")
+    alone = {s: run(tmp_path / f"s{s}", f"--config.seed={s}") for s in (0, 1)}
+    assert sorted((int(r["step"]), int(float(r["seed"]))) for r in both) == [(8, 0), (8, 1), (16, 0), (16, 1)]
+    for r in both:
+        ref = next(a for a in alone[int(float(r["seed"]))] if a["step"] == r["step"])
+        for col in ("critic_loss", "disc_loss", "actor_loss", "miw_residual", "q_mean"):
+            assert float(r[col]) == pytest.approx(float(ref[col]), rel=1e-3, abs=1e-6), col
+    assert both[0]["critic_loss"] != both[1]["critic_loss"]  # two different seeds
+    summary = json.load(open(tmp_path / "both" / "summary.json"))
+    assert summary["seeds"] == [0, 1] and len(summary["final_normalized_score_per_seed"]) == 2
