@@ -150,7 +150,9 @@ def test_rescaled_rewards(loaded):
 
 def test_reference_scores_and_env_spec(loaded):
     _, info, _ = loaded
-    assert info.ref_max_score == pytest.approx(3234.3)
+    from ampl_jax.behaviour.snapshots import load_snapshot
+
+    assert info.ref_max_score == pytest.approx(load_snapshot("Hopper-v5", "expert").return_mean)
     assert info.ref_min_score is not None and -100 < info.ref_min_score < 200  # random Hopper return
     spec = gymnasium.envs.registration.EnvSpec.from_json(info.env_spec_json)
     assert spec.id == "Hopper-v5" and spec.max_episode_steps == 1000
@@ -300,10 +302,11 @@ def test_make_dataset_is_reproducible(minari_root):
 
 def test_unknown_policy_is_clear(minari_root):
     env = gymnasium.make("Hopper-v5")
-    with pytest.raises(policies.PolicyError, match="unknown behaviour policy 'greedy'; available: random"):
+    known = "unknown behaviour policy 'greedy'; available: expert, medium, random"
+    with pytest.raises(policies.PolicyError, match=known):
         policies.make_policy("greedy", env, 0)
-    with pytest.raises(policies.PolicyError, match="'expert' is not available yet"):
-        policies.make_policy("expert", env, 0)
+    with pytest.raises(policies.PolicyError, match="no 'expert' behaviour policy is shipped for InvertedPendulum-v5"):
+        policies.make_policy("expert", gymnasium.make("InvertedPendulum-v5"), 0)
     with pytest.raises(policies.PolicyError, match="unknown behaviour policy"):
         make_dataset("Hopper-v5", "greedy", 10, 0, "test/policy/unknown-v0", progress=False)
     assert not dataset_path("test/policy/unknown-v0").exists()
@@ -340,7 +343,8 @@ def test_cli_errors_are_one_line(minari_root):
     for args, expected in (
         (["--env=NoSuchEnv-v0", "--steps=10", "--dataset-id=test/cli/bad-v0"], "unknown Gymnasium environment"),
         (["--env=Hopper-v5", "--steps=10", "--dataset-id=no version"], "malformed dataset id"),
-        (["--env=Hopper-v5", "--steps=10", "--policy=medium", "--dataset-id=test/cli/m-v0"], "not available yet"),
+        (["--env=InvertedPendulum-v5", "--steps=10", "--policy=medium", "--dataset-id=test/cli/m-v0"],
+         "no 'medium' behaviour policy is shipped"),
     ):
         proc = _cli(args, minari_root)
         assert proc.returncode == 1, proc.stderr

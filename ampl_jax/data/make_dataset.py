@@ -1,13 +1,17 @@
-"""Create a Minari dataset locally by running a behaviour policy in the real Gymnasium env.
+"""Create a D4RL-style Minari dataset locally from a behaviour policy in the real Gymnasium env.
 
-    python -m ampl_jax.data.make_dataset --env=Hopper-v5 --policy=random --steps=20000 \\
-        --seed=0 --dataset-id=ampl/hopper/random-v0
+    python -m ampl_jax.data.make_dataset --env=Walker2d-v5 --policy=medium --steps=1000000 \\
+        --dataset-id=ampl/walker2d/medium-v0
 
-Why: published datasets cannot always be downloaded (offline machines, tests), and quick starts
-need a dataset of a known env. Exactly `steps` transitions are recorded; the episode cut by the
-budget is stored as a truncation, never a termination. Reference scores go into the metadata:
-ref_min_score = mean return of the uniform random policy, ref_max_score = the D4RL expert
-reference of ampl_jax/data/scores.py (until the project ships its own expert policies).
+Why: published datasets cannot always be downloaded (offline machines, tests). The families
+follow D4RL: random (uniform actions), medium and expert (the shipped SAC snapshots, sampling
+their stochastic tanh-Gaussian), medium-replay (the shipped SAC replay buffer up to the medium
+snapshot) and medium-expert (the first half of the steps from medium, the rest from expert).
+Exactly `steps` transitions are recorded (medium-replay: at most the buffer's size); an episode
+cut by the budget is stored as a truncation, never a termination, and so is the env's time limit.
+Reference scores go into the metadata: ref_min_score = mean return of the uniform random policy
+(100 episodes on v5, cached in ampl_jax/data/scores.py), ref_max_score = mean return of the
+shipped expert snapshot (its stochastic policy, from the snapshot's JSON sidecar).
 """
 
 from __future__ import annotations
@@ -16,13 +20,21 @@ import shutil
 import sys
 import warnings
 from pathlib import Path
+from typing import Any
 
 import gymnasium
 import numpy as np
 
 from ampl_jax.data import scores
 from ampl_jax.data.load import DatasetError, check_dataset_id, dataset_path
-from ampl_jax.data.policies import PolicyError, make_policy
+from ampl_jax.data.policies import POLICIES, Policy, PolicyError, make_policy
+
+# Dataset families that are not a single policy: built from shipped snapshots / buffers.
+COMPOSITE_FAMILIES: tuple[str, ...] = ("medium-replay", "medium-expert")
+
+
+def families() -> list[str]:
+    return sorted(POLICIES) + list(COMPOSITE_FAMILIES)
 
 
 def _make_env(env_id: str) -> gymnasium.Env:
@@ -57,6 +69,103 @@ def random_return(env_id: str, episodes: int, seed: int) -> float:
     return total / episodes
 
 
+def reference_min(env_id: str, episodes: int, seed: int) -> tuple[float, str, int]:
+    """(ref_min_score, how it was obtained, episodes): the cached v5 value, else measured now."""
+    cached = scores.random_return_v5(env_id)
+    if cached is not None:
+        n = scores.RANDOM_RETURN_EPISODES
+        return cached, f"mean return of the uniform random policy over {n} episodes (cached)", n
+    how = f"mean return of the uniform random policy over {episodes} episodes (seed {seed})"
+    return random_return(env_id, episodes, seed), how, episodes
+
+
+def reference_max(env_id: str) -> tuple[float | None, str]:
+    """(ref_max_score, how): the shipped expert's return, else D4RL's expert reference, else None."""
+    from ampl_jax.behaviour.snapshots import SnapshotError, load_snapshot
+
+    try:
+        expert = load_snapshot(env_id, "expert")
+    except SnapshotError:
+        table = scores.reference_scores(env_id)
+        if table is None:
+            return None, "none (no shipped expert, no table entry)"
+        return table[1], "D4RL expert reference (ampl_jax/data/scores.py; no shipped expert)"
+    m = expert.meta
+    return expert.return_mean, (
+        f"mean return of the shipped expert snapshot (stochastic policy, {m['eval_episodes']} "
+        f"episodes: {m['stochastic_return_mean']:.1f} +- {m['stochastic_return_std']:.1f})"
+    )
+
+
+def _snapshot_note(env_id: str, name: str) -> str:
+    from ampl_jax.behaviour.snapshots import load_snapshot
+
+    m = load_snapshot(env_id, name).meta
+    return (
+        f"'{name}' = SAC snapshot after {m['snapshot_env_steps']} of {m['training_env_steps']} "
+        f"training steps, return {m['stochastic_return_mean']:.1f} +- {m['stochastic_return_std']:.1f} "
+        f"(stochastic, {m['eval_episodes']} episodes)"
+    )
+
+
+def _collect(
+    collector: Any,
+    act: Policy,
+    steps: int,
+    episode_seeds: np.random.Generator,
+    progress: bool,
+    desc: str,
+) -> int:
+    """Step `act` for exactly `steps` transitions; returns the number of episodes begun.
+
+    The last episode is left open: the next reset or the save flushes it as truncated.
+    """
+    from tqdm.auto import tqdm
+
+    obs, _ = collector.reset(seed=int(episode_seeds.integers(2**31)))
+    episodes = 1
+    for t in tqdm(range(steps), desc=desc, disable=not progress, unit="step"):
+        obs, _, terminated, truncated, _ = collector.step(act(obs))
+        if (terminated or truncated) and t < steps - 1:
+            obs, _ = collector.reset(seed=int(episode_seeds.integers(2**31)))
+            episodes += 1
+    return episodes
+
+
+def _replay_buffers(env_id: str, steps: int) -> tuple[list, int]:
+    """The shipped medium-replay buffer as Minari EpisodeBuffers, cut to at most `steps` steps."""
+    from minari.data_collector.episode_buffer import EpisodeBuffer
+
+    from ampl_jax.behaviour.snapshots import SnapshotError, load_replay
+
+    try:
+        z = load_replay(env_id)
+    except SnapshotError as e:
+        raise DatasetError(str(e)) from None
+    buffers, t, o = [], 0, 0
+    for n in z["lengths"]:
+        n = int(n)
+        take = min(n, steps - t)
+        term = z["terminations"][t : t + take].copy()
+        trunc = z["truncations"][t : t + take].copy()
+        if take < n:  # cut by the budget: a truncation
+            trunc[-1], term[-1] = True, False
+        buffers.append(
+            EpisodeBuffer(
+                id=len(buffers),
+                observations=z["observations"][o : o + take + 1],
+                actions=z["actions"][t : t + take],
+                rewards=z["rewards"][t : t + take].astype(np.float64).tolist(),
+                terminations=term.tolist(),
+                truncations=trunc.tolist(),
+            )
+        )
+        t, o = t + n, o + n + 1
+        if t >= steps:
+            break
+    return buffers, min(t, steps)
+
+
 def make_dataset(
     env_id: str,
     policy: str,
@@ -68,18 +177,19 @@ def make_dataset(
     progress: bool = True,
     overwrite: bool = False,
 ) -> Path:
-    """Collect `steps` transitions of `policy` in `env_id` and store them as Minari `dataset_id`.
+    """Collect `steps` transitions of the family `policy` in `env_id` as Minari `dataset_id`.
 
     Returns the dataset's directory in the local store (MINARI_DATASETS_PATH honoured).
     """
     import minari
-    from tqdm.auto import tqdm
 
     check_dataset_id(dataset_id)
     if steps < 1:
         raise DatasetError(f"--steps must be >= 1, got {steps}")
     if ref_episodes < 1:
         raise DatasetError(f"ref_episodes must be >= 1, got {ref_episodes}")
+    if policy not in POLICIES and policy not in COMPOSITE_FAMILIES:
+        raise PolicyError(f"unknown behaviour policy '{policy}'; available: {', '.join(families())}")
     path = dataset_path(dataset_id)
     if path.exists() and not overwrite:
         raise DatasetError(
@@ -88,51 +198,87 @@ def make_dataset(
         )
 
     env = _make_env(env_id)
-    act = make_policy(policy, env, seed)  # before collecting: an unknown policy fails fast
-    ref_min = random_return(env_id, ref_episodes, seed)
-    ref_max = (scores.reference_scores(env_id) or (None, None))[1]
-
-    # Episode seeds from their own stream so they do not correlate with the policy's draws.
-    episode_seeds = np.random.default_rng([seed, 1])
-    collector = minari.DataCollector(env, record_infos=False)
-    try:
-        obs, _ = collector.reset(seed=int(episode_seeds.integers(2**31)))
-        for t in tqdm(range(steps), desc=f"collecting {dataset_id}", disable=not progress, unit="step"):
-            obs, _, terminated, truncated, _ = collector.step(act(obs))
-            # No reset after the last step: the open episode is flushed as truncated on save.
-            if (terminated or truncated) and t < steps - 1:
-                obs, _ = collector.reset(seed=int(episode_seeds.integers(2**31)))
-
-        if path.exists():  # overwrite: only now, after collection succeeded
-            shutil.rmtree(path)
-        command = (
-            f"python -m ampl_jax.data.make_dataset --env={env_id} --policy={policy} "
-            f"--steps={steps} --seed={seed} --dataset-id={dataset_id}"
-        )
-        with warnings.catch_warnings():
-            # minari warns for every optional field left empty (permalink, email).
-            warnings.filterwarnings("ignore", message=r".*is set to None.*")
-            dataset = collector.create_dataset(
-                dataset_id=dataset_id,
-                eval_env=env_id,
-                algorithm_name=f"{policy} behaviour policy (ampl_jax.data.policies)",
-                author="ampl-jax make_dataset",
-                description=(
-                    f"{steps} transitions of the '{policy}' policy in {env_id}, seed {seed}, made by "
-                    f"`{command}`. ref_min_score: mean return of the uniform random policy over "
-                    f"{ref_episodes} episodes; ref_max_score: D4RL expert reference "
-                    "(ampl_jax/data/scores.py)."
-                ),
+    # Build the policies (or read the buffer) first: a missing snapshot fails fast.
+    if policy == "medium-expert":
+        halves = [("medium", steps // 2, seed), ("expert", steps - steps // 2, seed + 1)]
+        halves = [(name, n, make_policy(name, env, s)) for name, n, s in halves if n > 0]
+    elif policy == "medium-replay":
+        buffers, steps_written = _replay_buffers(env_id, steps)
+    else:
+        halves = [(policy, steps, make_policy(policy, env, seed))]
+    ref_min, min_how, min_episodes = reference_min(env_id, ref_episodes, seed)
+    ref_max, max_how = reference_max(env_id)
+    command = (
+        f"python -m ampl_jax.data.make_dataset --env={env_id} --policy={policy} "
+        f"--steps={steps} --seed={seed} --dataset-id={dataset_id}"
+    )
+    extra: dict[str, Any] = {}
+    with warnings.catch_warnings():
+        # minari warns for every optional field left empty (permalink, email).
+        warnings.filterwarnings("ignore", message=r".*is set to None.*")
+        if policy == "medium-replay":
+            if path.exists():
+                shutil.rmtree(path)
+            how = (
+                f"the replay buffer of the SAC run that produced the shipped medium snapshot, up to "
+                f"that snapshot ({steps_written} transitions, {len(buffers)} episodes; "
+                f"{_snapshot_note(env_id, 'medium')})"
             )
-        # Stored after creation: minari itself would only record ref_min_score together with a
-        # ref_max_score, and would re-estimate it with its own unseeded episode count.
-        refs = {"ref_min_score": ref_min, "num_episodes_average_score": ref_episodes}
-        if ref_max is not None:
-            refs["ref_max_score"] = ref_max
-        dataset.storage.update_metadata(refs)
-    finally:
-        collector.close()
+            dataset = minari.create_dataset_from_buffers(
+                dataset_id=dataset_id,
+                buffer=buffers,
+                env=env_id,
+                eval_env=env_id,
+                algorithm_name="SAC replay buffer (ampl_jax.behaviour.train_sac)",
+                author="ampl-jax make_dataset",
+                description=_description(policy, env_id, how, command, min_how, max_how),
+            )
+            extra["ampl_transitions"] = steps_written
+        else:
+            collector = minari.DataCollector(env, record_infos=False)
+            try:
+                # Episode seeds from their own stream so they do not correlate with the policy's draws.
+                episode_seeds = np.random.default_rng([seed, 1])
+                for name, n, act in halves:
+                    k = _collect(collector, act, n, episode_seeds, progress, f"{dataset_id} [{name}]")
+                    extra[f"ampl_{name}_episodes"] = k
+                if path.exists():  # overwrite: only now, after collection succeeded
+                    shutil.rmtree(path)
+                notes = "; ".join(_snapshot_note(env_id, name) for name, _, _ in halves if name != "random")
+                how = {
+                    "random": f"{steps} transitions of uniform random actions",
+                    "medium-expert": (
+                        f"{halves[0][1]} transitions of the medium policy, then {steps - halves[0][1]} "
+                        f"of the expert policy, each sampling its tanh-Gaussian"
+                    ),
+                }.get(policy, f"{steps} transitions of the {policy} policy sampling its tanh-Gaussian")
+                if notes:
+                    how += f" ({notes})"
+                dataset = collector.create_dataset(
+                    dataset_id=dataset_id,
+                    eval_env=env_id,
+                    algorithm_name=f"{policy} behaviour policy (ampl_jax.data.policies)",
+                    author="ampl-jax make_dataset",
+                    description=_description(policy, env_id, how, command, min_how, max_how),
+                )
+            finally:
+                collector.close()
+    # Stored after creation: minari itself would only record ref_min_score together with a
+    # ref_max_score, and would re-estimate it with its own unseeded episode count.
+    refs: dict[str, Any] = {"ref_min_score": ref_min, "num_episodes_average_score": min_episodes}
+    if ref_max is not None:
+        refs["ref_max_score"] = ref_max
+    dataset.storage.update_metadata({**refs, **extra, "ampl_family": policy})
+    env.close()
     return path
+
+
+def _description(family: str, env_id: str, how: str, command: str, min_how: str, max_how: str) -> str:
+    return (
+        f"D4RL-style '{family}' dataset of {env_id}: {how}. Made by `{command}`. Episodes cut by "
+        f"the time limit or the step budget are truncations, not terminations. ref_min_score: "
+        f"{min_how}; ref_max_score: {max_how}."
+    )
 
 
 def main(argv: list[str]) -> None:
@@ -162,11 +308,16 @@ def _define_flags() -> None:
     from absl import flags
 
     flags.DEFINE_string("env", None, "Gymnasium environment id, e.g. Hopper-v5.", required=True)
-    flags.DEFINE_string("policy", "random", "Behaviour policy (ampl_jax.data.policies).")
+    flags.DEFINE_string(
+        "policy", "random", "Dataset family: random, medium, expert, medium-replay, medium-expert."
+    )
     flags.DEFINE_integer("steps", 20_000, "Number of transitions to record.", lower_bound=1)
     flags.DEFINE_integer("seed", 0, "Seed of the policy and of the episode resets.")
     flags.DEFINE_string("dataset_id", None, "Minari id, e.g. ampl/hopper/random-v0.", required=True)
-    flags.DEFINE_integer("ref_episodes", 10, "Random-policy episodes for ref_min_score.", lower_bound=1)
+    flags.DEFINE_integer(
+        "ref_episodes", 10, "Random-policy episodes for ref_min_score (envs without a cached value).",
+        lower_bound=1,
+    )
     flags.DEFINE_boolean("overwrite", False, "Replace an existing dataset with the same id.")
     flags.DEFINE_boolean("progress", True, "Show a progress bar.")
 

@@ -1,8 +1,9 @@
 """Behaviour policies that generate offline datasets (`make_dataset --policy=NAME`).
 
-A registry of factories `(env, seed) -> policy`, so trained snapshots can be added later as one
-entry each: "medium" and "expert" are reserved for behaviour-policy parameters shipped inside the
-package (not there yet; asking for them raises a clear error instead of a silent stand-in).
+A registry of factories `(env, seed) -> policy`: "random" draws uniform actions; "medium" and
+"expert" are the SAC snapshots shipped in ampl_jax/behaviour/snapshots for the env's exact id
+(e.g. Hopper-v5). Like D4RL, the trained policies act by sampling their stochastic
+tanh-Gaussian, not by its mean, so the data covers the policy's own action noise.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ PolicyFactory = Callable[[gymnasium.Env, int], Policy]
 
 
 class PolicyError(ValueError):
-    """A behaviour policy that does not exist, or is not available in this version."""
+    """A behaviour policy that does not exist, or is not available for this env."""
 
 
 def _box_action_space(env: gymnasium.Env) -> gymnasium.spaces.Box:
@@ -42,12 +43,38 @@ def random_policy(env: gymnasium.Env, seed: int) -> Policy:
     return act
 
 
+def snapshot_policy(name: str) -> PolicyFactory:
+    """Factory of the shipped SAC snapshot `name`: samples a ~ tanh-Gaussian (seeded NumPy)."""
+
+    def factory(env: gymnasium.Env, seed: int) -> Policy:
+        from ampl_jax.behaviour.sac import act_np, to_env_action
+        from ampl_jax.behaviour.snapshots import SnapshotError, load_snapshot
+
+        space = _box_action_space(env)
+        env_id = env.spec.id if env.spec is not None else "<unregistered env>"
+        try:
+            snap = load_snapshot(env_id, name)
+        except SnapshotError as e:
+            raise PolicyError(str(e)) from None
+        obs_dim = int(np.prod(env.observation_space.shape))
+        if snap.layers[0][0].shape[0] != obs_dim or snap.meta["act_dim"] != int(np.prod(space.shape)):
+            raise PolicyError(f"snapshot '{name}' of {env_id} does not fit the env's spaces")
+        rng = np.random.default_rng(seed)
+        layers, low, high = snap.layers, snap.low, snap.high
+
+        def act(obs: np.ndarray) -> np.ndarray:
+            return to_env_action(act_np(layers, obs, rng), low, high).astype(space.dtype)
+
+        return act
+
+    return factory
+
+
 POLICIES: dict[str, PolicyFactory] = {
     "random": random_policy,
+    "medium": snapshot_policy("medium"),
+    "expert": snapshot_policy("expert"),
 }
-
-# Names reserved for trained behaviour-policy snapshots (parameter files shipped in the package).
-PLANNED_POLICIES: tuple[str, ...] = ("medium", "expert")
 
 
 def make_policy(name: str, env: gymnasium.Env, seed: int) -> Policy:
@@ -55,9 +82,4 @@ def make_policy(name: str, env: gymnasium.Env, seed: int) -> Policy:
     if name in POLICIES:
         return POLICIES[name](env, seed)
     known = ", ".join(sorted(POLICIES))
-    if name in PLANNED_POLICIES:
-        raise PolicyError(
-            f"behaviour policy '{name}' is not available yet (trained snapshots are not shipped in "
-            f"this version); available: {known}"
-        )
     raise PolicyError(f"unknown behaviour policy '{name}'; available: {known}")

@@ -20,6 +20,17 @@ REFERENCE_SCORES: dict[str, tuple[float, float]] = {
     "ant": (-325.6, 3879.7),
 }
 
+# env id -> (mean, std) return of the uniform random policy over 100 episodes (policy seed 0,
+# reset seeds 0..99), measured here on the v5 environments: the ref_min_score of datasets made by
+# make_dataset, cached so dataset creation does not spend 100 episodes on it. Differs from D4RL's
+# v2 numbers (e.g. Hopper: +16.7 on v5 against -20.3 on v2).
+RANDOM_RETURNS_V5: dict[str, tuple[float, float]] = {
+    "Hopper-v5": (16.66883949956298, 17.6028855542871),
+    "Walker2d-v5": (1.7700239419401487, 7.738026004404768),
+    "HalfCheetah-v5": (-282.4868419273262, 72.26329452520169),
+}
+RANDOM_RETURN_EPISODES = 100
+
 # family -> the Gymnasium environment the project uses for it (datasets, evaluation).
 DEFAULT_ENV_IDS: dict[str, str] = {
     "hopper": "Hopper-v5",
@@ -46,6 +57,12 @@ def reference_scores(env_id: str) -> tuple[float, float] | None:
     """(random return, expert return) for an env id such as "Hopper-v5"; None if not tabulated."""
     family = env_family(env_id)
     return None if family is None else REFERENCE_SCORES[family]
+
+
+def random_return_v5(env_id: str) -> float | None:
+    """Cached mean return of the uniform random policy in `env_id` (exact id), or None."""
+    entry = RANDOM_RETURNS_V5.get(env_id)
+    return None if entry is None else entry[0]
 
 
 def default_env_id(dataset_id: str) -> str | None:
