@@ -286,7 +286,46 @@ def suite_update(quick: bool) -> dict[str, Any]:
     return out
 
 
+def suite_seeds(quick: bool) -> dict[str, Any]:
+    """Wall time of one update_step for 1, 2, 4, 8 vmapped seeds, as a ratio to 1 seed.
+
+    Paper sizes, MIW interleaved; the seed axis is sharded over all local devices (one on a
+    plain CPU). Windows of the seed counts are interleaved; medians reported.
+    """
+    from ampl_jax import distributed
+    from ampl_jax.state import init_train_state
+    from ampl_jax.update import build_update_step
+
+    counts = (1, 2, 4) if quick else (1, 2, 4, 8)
+    runs: dict[int, Any] = {}
+    for n in counts:
+        c, agent, data, state = _agent_setup("interleaved", quick)
+        states = [init_train_state(agent, jax.random.PRNGKey(s), jax.tree.map(jnp.copy, state.model)) for s in range(n)]
+        states = [s.replace(step=state.step) for s in states]
+        mesh = distributed.seed_mesh(n)
+        stacked = distributed.shard_seeds(distributed.stack_seeds(states), mesh)
+        step = distributed.make_seeded_step(build_update_step(agent), mesh)
+        data = distributed.replicate(data, mesh)
+        t = time.perf_counter()
+        stacked, _ = _block(step(stacked, data))
+        runs[n] = dict(step=step, state=stacked, data=data, first_call_s=time.perf_counter() - t, windows=[],
+                       period=c.rollout.period)
+    for _ in range(2 if quick else 3):
+        for n, r in runs.items():
+            t = time.perf_counter()
+            r["state"], _ = _block(r["step"](r["state"], r["data"]))
+            r["windows"].append(time.perf_counter() - t)
+    base = statistics.median(runs[counts[0]]["windows"])
+    out: dict[str, Any] = {"devices": len(jax.devices())}
+    for n, r in runs.items():
+        med = statistics.median(r["windows"])
+        out[f"seeds_{n}"] = {"call_s": med, "windows": r["windows"], "ratio_to_1": med / base,
+                             "seed_iters_per_s": n * r["period"] / med, "first_call_s": r["first_call_s"]}
+    return out
+
+
 SUITES: dict[str, Callable[[bool], dict[str, Any]]] = {
+    "seeds": suite_seeds,
     "model": suite_model,
     "rollout": suite_rollout,
     "update": suite_update,
@@ -336,8 +375,14 @@ def markdown(results: dict[str, Any]) -> str:
         lines.append(f"| compile s: fused interleaved / no MIW / unfused | {u['fused_interleaved']['compile_s']:.1f} / "
                      f"{u['fused_no_miw']['compile_s']:.1f} / {u['unfused_interleaved']['compile_s']:.1f} | | |")
         lines.append(f"| peak RSS MB (whole bench process) | {u['peak_rss_mb']:.0f} | about 1000 | |")
+    sd = results.get("seeds")
+    if sd:
+        for k, v in sd.items():
+            if k.startswith("seeds_"):
+                lines.append(f"| {k.split('_')[1]} vmapped seeds: s per update_step (ratio to 1 seed), seed-it/s "
+                             f"| {v['call_s']:.2f} ({v['ratio_to_1']:.2f}x), {v['seed_iters_per_s']:.1f} | | |")
     for name, res in results.items():  # suites added later print their scalar figures
-        if name not in ("model", "rollout", "update", "env") and isinstance(res, dict):
+        if name not in ("model", "rollout", "update", "seeds", "env") and isinstance(res, dict):
             for k, v in res.items():
                 if isinstance(v, (int, float)):
                     lines.append(f"| {name}.{k} | {v:.4g} | | |")
