@@ -23,6 +23,9 @@ def get_config() -> ml_collections.ConfigDict:
     c.dataset.create_env = ""  # Gymnasium id used when creating, e.g. "Hopper-v5"
     c.dataset.create_policy = "random"
     c.dataset.create_steps = 20_000
+    # Offline fallback: when `id` is not in the local store and download is off, train on this
+    # locally made dataset instead (created with the settings above when create_if_missing).
+    c.dataset.fallback_id = ""
     c.dataset.mu0 = "dataset"  # "dataset": first state of every episode; "env": env.reset() samples
     c.dataset.mu0_env_samples = 100_000
 

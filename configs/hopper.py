@@ -5,6 +5,12 @@ from configs import default
 
 def get_config():
     c = default.get_config()
-    c.dataset.id = "mujoco/hopper/medium-v0"
+    c.dataset.id = "mujoco/hopper/medium-v0"  # official Minari id (--config.dataset.download=True)
+    # Offline: ampl-jax's own medium dataset, made on first use from the shipped SAC policy.
+    c.dataset.fallback_id = "ampl/hopper/medium-v0"
+    c.dataset.create_if_missing = True
+    c.dataset.create_env = "Hopper-v5"
+    c.dataset.create_policy = "medium"
+    c.dataset.create_steps = 1_000_000
     c.rollout.horizon = 1
     return c

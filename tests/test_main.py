@@ -71,3 +71,19 @@ def test_vmapped_seeds_in_main_match_single_seed_runs(tmp_path):
     assert both[0]["critic_loss"] != both[1]["critic_loss"]  # two different seeds
     summary = json.load(open(tmp_path / "both" / "summary.json"))
     assert summary["seeds"] == [0, 1] and len(summary["final_normalized_score_per_seed"]) == 2
+
+
+def test_offline_fallback_to_local_dataset(tmp_path, monkeypatch, capsys):
+    """An official id missing offline falls back to the local dataset, created on first use."""
+    from ampl_jax import train
+    from tests import tiny_config
+
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path))
+    config = tiny_config.get_config()
+    config.dataset.id = "mujoco/hopper/medium-v0"
+    config.dataset.fallback_id = "ampl/test/hopper-fallback-v0"
+    config.dataset.create_steps = 300
+    data, info = train.load_data(config, progress=False)
+    assert info.dataset_id == "ampl/test/hopper-fallback-v0" and data.observations.shape == (300, 11)
+    assert "using the local 'ampl/test/hopper-fallback-v0'" in capsys.readouterr().out
+    assert not (tmp_path / "mujoco").exists()  # nothing written under the official id
