@@ -15,7 +15,7 @@ _CHOICES = {
     "miw.test_function": ("q", "reward"),
     "miw.estimator": ("td_dice", "vpm", "gendice", "dualdice"),
     "agent.policy": ("implicit", "tanh_gaussian"),
-    "method": ("ampl",),
+    "method": ("ampl", "bc", "mopo"),
     "agent.regularizer": ("jsd", "none"),
     "model.rollout_elite_sampling": ("iid", "balanced"),
     "model.fake_elite_sampling": ("iid", "balanced"),

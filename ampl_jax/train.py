@@ -99,11 +99,22 @@ def _env_initial_states(env_id: str, n: int, seed: int) -> jax.Array:
     return jnp.asarray(np.stack(obs), jnp.float32)
 
 
+def method_module(config: ml_collections.ConfigDict):
+    """None for AMPL itself, else the baseline module (same interface: make_agent, init_state, ...)."""
+    if config.method == "ampl":
+        return None
+    from ampl_jax import baselines
+
+    return baselines.get(config.method)
+
+
 def build(config: ml_collections.ConfigDict, data: OfflineData, info: DatasetInfo) -> Agent:
     check_env_matches(info.env_id, info.obs_dim, info.act_dim)
     obs_range = preprocess.obs_range(jnp.concatenate([data.observations, data.next_observations]))
     bound = float(preprocess.reward_bound(data.scaled_rewards))
-    return make_agent(config, info, termination_fn(info.env_id), np.asarray(obs_range), bound)
+    module = method_module(config)
+    make = make_agent if module is None else module.make_agent
+    return make(config, info, termination_fn(info.env_id), np.asarray(obs_range), bound)
 
 
 def _check_finite(metrics: dict[str, float], step: int, last_good: str) -> None:
@@ -255,8 +266,12 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = Tru
     mesh = distributed.seed_mesh(num_seeds) if num_seeds > 1 else None
     transitions = data.transitions()
 
+    module = method_module(config)
+    needs_model = module is None or module.NEEDS_MODEL
+    init_state = init_train_state if module is None else module.init_state
+
     def fresh_state(models: list) -> TrainState:
-        states = [init_train_state(agent, seed_keys[i][2], models[i]) for i in range(num_seeds)]
+        states = [init_state(agent, seed_keys[i][2], models[i]) for i in range(num_seeds)]
         return states[0] if num_seeds == 1 else distributed.stack_seeds(states)
 
     def place(state: TrainState) -> TrainState:
@@ -268,7 +283,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = Tru
     ckpts = checkpoint.Checkpoints(workdir, config.checkpoint.keep)
     try:
         target = jax.eval_shape(lambda: fresh_state(
-            [init_model_state(k[0], transitions, config.model) for k in seed_keys]))
+            [init_model_state(k[0], transitions, config.model) if needs_model else None for k in seed_keys]))
         restored = ckpts.restore_latest(target)  # the last check that can refuse: nothing changed before it
         write_json(os.path.join(workdir, "config.json"), resolved)
         fits_path = os.path.join(workdir, FITS_NAME)
@@ -292,6 +307,10 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = Tru
             accs, last_eval = [MeanAccumulator() for _ in seeds], [{} for _ in seeds]
             models, fit_epochs = [], []
             for i, k in enumerate(seed_keys):  # one plain-MLE fit per seed, as each would run alone
+                if not needs_model:  # behaviour cloning: no world model at all
+                    models.append(None)
+                    fit_epochs.append(None)
+                    continue
                 model = init_model_state(k[0], transitions, config.model)
                 model, fit_info = fit(model, k[1], transitions, None, config.model, progress=progress)
                 _log_fit(workdir, 0, fit_info, {"seed": seeds[i]} if num_seeds > 1 else None)
@@ -330,27 +349,33 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = Tru
             save(0)  # the initial fit is the slow part of a start: never do it twice
 
         if num_seeds == 1:
-            update_step = make_update_step(agent)
+            update_step = make_update_step(agent) if module is None else module.make_update_step(agent)
         else:
-            update_step = distributed.make_seeded_step(build_update_step(agent), mesh)
+            pure_step = build_update_step(agent) if module is None else module.build_update_step(agent)
+            update_step = distributed.make_seeded_step(pure_step, mesh)
             data = distributed.replicate(data, mesh)
-        select = make_select_action(agent)
-        weights_fn = make_dataset_weights(agent)
-        miw_phase = make_miw_phase(agent, config.miw.phased_steps) if config.miw.schedule == "phased" else None
+        if module is None:
+            ampl_select = make_select_action(agent)
+            select = lambda st, key, obs: ampl_select(st.actor, st.critic, key, obs)
+            weights_fn = make_dataset_weights(agent)
+        else:  # baselines: their own policy; MOPO fits its model once (no MIW, no reweighted refits)
+            select, weights_fn = module.make_select_action(agent), None
+        miw_phase = (make_miw_phase(agent, config.miw.phased_steps)
+                     if module is None and config.miw.schedule == "phased" else None)
 
         def make_act_fn(key: jax.Array, seed_state: TrainState) -> Callable[[np.ndarray], np.ndarray]:
             calls = itertools.count()
 
             def act_fn(obs: np.ndarray) -> np.ndarray:
                 sub = jax.random.fold_in(key, next(calls))
-                return np.asarray(select(seed_state.actor, seed_state.critic, sub, jnp.asarray(obs, jnp.float32)))
+                return np.asarray(select(seed_state, sub, jnp.asarray(obs, jnp.float32)))
 
             return act_fn
 
         interrupted = None
         timer, timed_steps = time.time(), 0
         bar = tqdm(total=chunks * period, initial=min(start_step, chunks * period), disable=not progress,
-                   desc="AMPL", unit="it", dynamic_ncols=True)
+                   desc=config.method.upper(), unit="it", dynamic_ncols=True)
         try:
             with _sigterm_flag() as flag:
                 for chunk in range(start_step // period, chunks):
@@ -364,7 +389,8 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = Tru
                     timed_steps += period
                     bar.update(period)
 
-                    if config.miw.schedule != "none" and step % refit_steps < period and step >= refit_steps:
+                    if (weights_fn is not None and config.miw.schedule != "none" and step % refit_steps < period
+                            and step >= refit_steps):
                         refitted = [_refit(config, seed_view(state, i), data, transitions, weights_fn, miw_phase,
                                            workdir, seeds[i] if num_seeds > 1 else None) for i in range(num_seeds)]
                         state = refitted[0] if num_seeds == 1 else place(distributed.stack_seeds(refitted))

@@ -87,3 +87,17 @@ def test_offline_fallback_to_local_dataset(tmp_path, monkeypatch, capsys):
     assert info.dataset_id == "ampl/test/hopper-fallback-v0" and data.observations.shape == (300, 11)
     assert "using the local 'ampl/test/hopper-fallback-v0'" in capsys.readouterr().out
     assert not (tmp_path / "mujoco").exists()  # nothing written under the official id
+
+
+@pytest.mark.parametrize("method", ["bc", "mopo"])
+def test_baselines_run_in_the_same_job(tmp_path, method):
+    proc = _main(["--config=tests/tiny_config.py", f"--workdir={tmp_path / 'w'}", "--noprogress",
+                  f"--config.method={method}", "--config.train.total_steps=8",
+                  "--config.mopo.hidden_dims=(32, 32)", "--config.mopo.batch_size=32",
+                  "--config.bc.hidden_dims=(32, 32)", "--config.bc.batch_size=32"], tmp_path / "minari")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = list(csv.DictReader(open(tmp_path / "w" / "metrics.csv")))
+    loss = "bc_loss" if method == "bc" else "critic_loss"
+    assert rows and math.isfinite(float(rows[-1][loss])) and math.isfinite(float(rows[-1]["return_mean"]))
+    fits = (tmp_path / "w" / "model_fits.jsonl")
+    assert fits.exists() == (method == "mopo")  # BC fits no world model
