@@ -164,3 +164,17 @@ def get_config() -> ml_collections.ConfigDict:
     c.mopo.init_temperature = 1.0
 
     return c
+
+
+def medium_task(env_id: str, family: str, horizon: int) -> ml_collections.ConfigDict:
+    """A per-task config: the official Minari medium dataset, with an offline fallback to
+    ampl-jax's own `ampl/<family>/medium-v0`, made on first use from the shipped SAC policy."""
+    c = get_config()
+    c.dataset.id = f"mujoco/{family}/medium-v0"  # official id: --config.dataset.download=True
+    c.dataset.fallback_id = f"ampl/{family}/medium-v0"
+    c.dataset.create_if_missing = True
+    c.dataset.create_env = env_id
+    c.dataset.create_policy = "medium"
+    c.dataset.create_steps = 1_000_000
+    c.rollout.horizon = horizon
+    return c

@@ -1,16 +1,11 @@
-"""Hopper, D4RL-style medium data. Horizons per dataset (spec): medium 1, medium-replay 1, medium-expert 3."""
+"""Hopper, D4RL-style medium data. Horizons per dataset (spec): medium 1, medium-replay 1, medium-expert 3.
+
+For another quality set both ids and the horizon, e.g. --config.dataset.id=mujoco/hopper/medium-expert-v0
+--config.dataset.fallback_id=ampl/hopper/medium-expert-v0 --config.dataset.create_policy=medium-expert.
+"""
 
 from configs import default
 
 
 def get_config():
-    c = default.get_config()
-    c.dataset.id = "mujoco/hopper/medium-v0"  # official Minari id (--config.dataset.download=True)
-    # Offline: ampl-jax's own medium dataset, made on first use from the shipped SAC policy.
-    c.dataset.fallback_id = "ampl/hopper/medium-v0"
-    c.dataset.create_if_missing = True
-    c.dataset.create_env = "Hopper-v5"
-    c.dataset.create_policy = "medium"
-    c.dataset.create_steps = 1_000_000
-    c.rollout.horizon = 1
-    return c
+    return default.medium_task("Hopper-v5", "hopper", horizon=1)

@@ -1,19 +1,11 @@
-"""Walker2d, D4RL-style medium data (official Minari id; set dataset.id for other qualities).
+"""Walker2d, D4RL-style medium data. Horizons per dataset (spec): medium 3, medium-replay 5, medium-expert 5.
 
-Horizons per dataset (spec): medium 3, medium-replay 5, medium-expert 5.
+For another quality set both ids and the horizon, e.g. --config.dataset.id=mujoco/walker2d/medium-expert-v0
+--config.dataset.fallback_id=ampl/walker2d/medium-expert-v0 --config.dataset.create_policy=medium-expert.
 """
 
 from configs import default
 
 
 def get_config():
-    c = default.get_config()
-    c.dataset.id = "mujoco/walker2d/medium-v0"  # official Minari id (--config.dataset.download=True)
-    # Offline: ampl-jax's own medium dataset, made on first use from the shipped SAC policy.
-    c.dataset.fallback_id = "ampl/walker2d/medium-v0"
-    c.dataset.create_if_missing = True
-    c.dataset.create_env = "Walker2d-v5"
-    c.dataset.create_policy = "medium"
-    c.dataset.create_steps = 1_000_000
-    c.rollout.horizon = 3
-    return c
+    return default.medium_task("Walker2d-v5", "walker2d", horizon=3)
