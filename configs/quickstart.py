@@ -3,7 +3,7 @@
 Creates a small local Hopper-v5 dataset on first use (20k steps of the shipped "medium" SAC
 policy in the real MuJoCo environment), fits
 the paper's 7-member ensemble with a short early-stopping budget, and trains smaller networks
-for a few thousand iterations with every component of AMPL switched on (model rollouts from the
+for 20k iterations with every component of AMPL switched on (model rollouts from the
 start, MIW interleaved, a w-weighted refit, the Q term after a short warm start). It shows the
 machinery end to end; its score is not a paper number.
 """
@@ -35,14 +35,15 @@ def get_config():
     c.miw.batch_size = 256
     c.miw.mu0_batch_size = 256
 
-    # Schedules in epochs of 250 iterations: the real-data fraction starts falling at epoch 6,
-    # the Q term joins at epoch 4, the model is refitted with w after 10 epochs.
-    c.train.total_steps = 5_000
-    c.train.epoch_length = 250
-    c.rollout.real_full_epochs = 5
-    c.rollout.real_decay_every = 1
-    c.agent.warm_start_epochs = 4
-    c.train.model_retrain_epochs = 10
-    c.train.eval_every = 1_000
+    # Schedules in epochs of 500 iterations: the Q term joins after 8 epochs (4k iterations), the
+    # real-data fraction starts falling after 10 and reaches 0.5 at epoch 19, and the model is
+    # refitted with w every 20 epochs (once, at 10k).
+    c.train.total_steps = 20_000
+    c.train.epoch_length = 500
+    c.rollout.real_full_epochs = 10
+    c.rollout.real_decay_every = 2
+    c.agent.warm_start_epochs = 8
+    c.train.model_retrain_epochs = 20
+    c.train.eval_every = 2_000
     c.eval.episodes = 5
     return c
