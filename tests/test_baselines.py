@@ -10,30 +10,12 @@ import pytest
 from ampl_jax.baselines import bc, get, mopo
 from ampl_jax.buffer import buffer_init, buffer_insert
 from ampl_jax.data import preprocess
-from ampl_jax.types import DatasetInfo, OfflineData, Transitions
+from ampl_jax.types import Transitions
 from ampl_jax.world_model import fit, init_model_state, rollout, termination_fn
 from ampl_jax.world_model.ensemble import ensemble_apply
 from tests import tiny_config
+from tests.test_update import ACT, OBS, _data
 
-OBS, ACT = 11, 3  # Hopper-v5 shapes
-
-
-def _data(n=500, seed=0, policy=None) -> tuple[OfflineData, DatasetInfo]:
-    """Synthetic Hopper-shaped data (healthy height, so model rollouts are not all terminated)."""
-    rng = np.random.default_rng(seed)
-    obs = rng.normal(size=(n, OBS)).astype(np.float32) * 0.1
-    obs[:, 0] += 1.25
-    act = rng.uniform(-1, 1, size=(n, ACT)).astype(np.float32) if policy is None else policy(obs)
-    nxt = obs + 0.01 * rng.normal(size=(n, OBS)).astype(np.float32)
-    rew = rng.normal(size=n).astype(np.float32)
-    scaled = (rew - rew.min() + 1e-3) / (rew.max() - rew.min())
-    data = OfflineData(
-        jnp.asarray(obs), jnp.asarray(act), jnp.asarray(rew), jnp.asarray(scaled), jnp.asarray(nxt),
-        jnp.zeros(n), jnp.asarray(np.roll(act, -1, 0)), jnp.ones(n), jnp.asarray(obs[:50]),
-    )
-    info = DatasetInfo("ampl/test/synthetic-v0", "Hopper-v5", OBS, ACT, 1.0, 10, n, -20.0, 3234.0,
-                       float(rew.min()), float(rew.max()))
-    return data, info
 
 
 def _config(**mopo_over):

@@ -15,11 +15,12 @@ from tests import tiny_config
 OBS, ACT = 11, 3  # Hopper-v5 shapes
 
 
-def _data(n=500, seed=0) -> tuple[OfflineData, DatasetInfo]:
+def _data(n=500, seed=0, policy=None) -> tuple[OfflineData, DatasetInfo]:
+    """Synthetic Hopper-shaped data (healthy height, so model rollouts are not all terminated)."""
     rng = np.random.default_rng(seed)
     obs = rng.normal(size=(n, OBS)).astype(np.float32) * 0.1
     obs[:, 0] += 1.25  # healthy Hopper height
-    act = rng.uniform(-1, 1, size=(n, ACT)).astype(np.float32)
+    act = rng.uniform(-1, 1, size=(n, ACT)).astype(np.float32) if policy is None else policy(obs)
     nxt = obs + 0.01 * rng.normal(size=(n, OBS)).astype(np.float32)
     rew = rng.normal(size=n).astype(np.float32)
     scaled = (rew - rew.min() + 1e-3) / (rew.max() - rew.min())
