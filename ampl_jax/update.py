@@ -204,7 +204,8 @@ def miw_step(agent: Agent, state: TrainState, data: OfflineData, key: jax.Array)
 
     # One forward pass of w, two backward passes: the loss's gradient and mean(w)'s gradient.
     w, vjp_fn = jax.vjp(lambda p: agent.miw.apply(p, b.observations, b.actions), state.miw)
-    (loss, aux), dloss_dw = jax.value_and_grad(miw_lib.td_dice_loss, has_aux=True)(
+    loss_fn = functools.partial(miw_lib.td_dice_loss, split_batch=m.split_batch_gradient)
+    (loss, aux), dloss_dw = jax.value_and_grad(loss_fn, has_aux=True)(
         w, q, q0, q_next, w_target, b.dones, g, m.huber_delta)
     (grad_f,) = vjp_fn(dloss_dw)
     (grad_g,) = vjp_fn(jnp.full_like(w, 1.0 / w.shape[0]))

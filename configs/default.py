@@ -116,6 +116,9 @@ def get_config() -> ml_collections.ConfigDict:
     c.miw.tau = 0.01  # w' and Q1' Polyak rate
     c.miw.last_layer_init = 3e-3
     c.miw.phased_steps = 100_000  # MIW steps per block, "phased" schedule
+    # False: the spec's gradient (biased O(1/B) towards smaller w); True: Huber' on one half of
+    # the batch times the gradient on the other (unbiased; see miw.td_dice_loss). Not a paper setting.
+    c.miw.split_batch_gradient = False
     c.miw.test_function = "q"  # "q" | "reward" (r~ on data, the model's mean r^ at policy actions)
     # MIW estimator ablation: "td_dice" (the paper's) | "vpm" | "gendice" | "dualdice" (see miw.py)
     c.miw.estimator = "td_dice"
