@@ -10,11 +10,11 @@ import pytest
 from ampl_jax.baselines import bc, get, mopo
 from ampl_jax.buffer import buffer_init, buffer_insert
 from ampl_jax.data import preprocess
-from ampl_jax.types import Transitions
 from ampl_jax.world_model import fit, init_model_state, rollout, termination_fn
 from ampl_jax.world_model.ensemble import ensemble_apply
 from tests import tiny_config
 from tests.test_update import ACT, OBS, _data
+from tests.test_world_model import _hopper
 
 
 
@@ -106,23 +106,6 @@ def test_penalty_is_the_max_over_elites_of_the_std_norm(mopo_setup):
     np.testing.assert_allclose(np.asarray(pen), expected, rtol=1e-5)
 
 
-def _hopper_random(n: int, seed: int) -> Transitions:
-    """n transitions of a uniform-random policy in Hopper-v5 (raw rewards)."""
-    import gymnasium as gym
-
-    env = gym.make("Hopper-v5")
-    env.action_space.seed(seed)
-    o, _ = env.reset(seed=seed)
-    rows = []
-    while len(rows) < n:
-        a = env.action_space.sample()
-        o2, r, term, trunc, _ = env.step(a)
-        rows.append((o, a, r, o2, float(term)))
-        o = env.reset()[0] if term or trunc else o2
-    env.close()
-    return Transitions(*(jnp.asarray(np.asarray(x), jnp.float32) for x in zip(*rows)))
-
-
 def test_penalty_larger_off_the_data():
     """On real Hopper dynamics, a fitted ensemble's max-aleatoric penalty grows away from the data.
 
@@ -130,7 +113,7 @@ def test_penalty_larger_off_the_data():
     random direction (same actions). The margin is what a 2000-step fit gives on 5 seeds
     (far/in ratio at 30 std: 1.3 to 1.9).
     """
-    train = _hopper_random(2000, seed=0)
+    train = _hopper(2000, seed=0)
     cfg = _config().model
     cfg.update(dict(num_members=3, num_elites=2, hidden_dims=(32, 32), weight_decays=(2.5e-5, 5e-5),
                     batch_size=128, epoch_steps=100, max_epochs=20, patience=100))
