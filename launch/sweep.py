@@ -201,7 +201,7 @@ def dataset_folder(dataset_id: str) -> str:
 
 def config_dataset_id(config: str) -> str:
     """dataset.id of a config file (for the folder name when --datasets is empty)."""
-    path = config.split(":", 1)[0]
+    path, _, arg = config.partition(":")
     if REPO_ROOT not in sys.path:
         sys.path.insert(0, REPO_ROOT)
     spec = importlib.util.spec_from_file_location("_sweep_config", path)
@@ -209,7 +209,7 @@ def config_dataset_id(config: str) -> str:
         raise SweepError(f"--config {path} does not exist")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return str(module.get_config().dataset.id)
+    return str((module.get_config(arg) if arg else module.get_config()).dataset.id)
 
 
 def build_runs(config: str, datasets: Sequence[str], seeds: Sequence[int],
