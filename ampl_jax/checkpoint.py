@@ -61,7 +61,7 @@ def fingerprint(tree: Any) -> str:
 
 def abstract_like(tree: Any) -> Any:
     """Restore target: shapes and dtypes of `tree` (arrays or ShapeDtypeStructs) on the default device."""
-    sharding = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    sharding = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
     return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), tree)
 
 
@@ -76,6 +76,8 @@ class Checkpoints:
 
     Saves are synchronous on purpose: the next `update_step` donates the state's buffers, and a
     save that returned has committed (renamed its temporary directory) before training goes on.
+    In a multi-process job only process 0 makes one (orbax's active_processes={0}): the caller
+    gathers the whole state to it first (distributed.gather_seeds).
     """
 
     def __init__(self, workdir: str, keep: int):
@@ -83,8 +85,14 @@ class Checkpoints:
         self.workdir = workdir
         self.directory = os.path.abspath(os.path.join(workdir, CKPT_DIR))
         self._keep = keep
+        multiprocessing = {}
+        if jax.process_count() > 1:  # orbax cannot create the directory itself for a subset of processes
+            os.makedirs(self.directory, exist_ok=True)
+            multiprocessing["multiprocessing_options"] = ocp.options.MultiprocessingOptions(
+                primary_host=0, active_processes={0})
         options = ocp.CheckpointManagerOptions(
-            max_to_keep=keep, create=True, enable_async_checkpointing=False, cleanup_tmp_directories=True
+            max_to_keep=keep, create=not multiprocessing, enable_async_checkpointing=False, cleanup_tmp_directories=True,
+            **multiprocessing,
         )
         self._manager = ocp.CheckpointManager(self.directory, options=options)
 

@@ -3,10 +3,17 @@
 A seed axis is a leading axis on every leaf of the TrainState; `update_step` runs under
 `jax.vmap` over it, and the axis is sharded over a 1-D `jax.sharding.Mesh` of all devices, so
 each device advances its own seeds with no communication. The offline data is replicated.
+
+Several hosts (a TPU pod, or processes joined by JAX_COORDINATOR_ADDRESS): every process trains
+its own contiguous block of the seeds on its local devices with no cross-host traffic in the
+update step; the hosts meet only to agree (errors, SIGTERM), to gather per-seed metrics for the
+logs, and to gather the state into one checkpoint that process 0 writes. That checkpoint has the
+same layout as a single-host run with the same num_seeds, so either can resume the other.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any, Callable, Sequence
 
@@ -19,11 +26,13 @@ SEED_AXIS = "seeds"
 
 
 def maybe_initialize_multihost() -> None:
-    """Join a multi-host job (TPU pod, or JAX_COORDINATOR_ADDRESS set) before any device use.
+    """Join a multi-process job before any device use; on one host (neither variable set) a no-op.
 
-    On a single host this does nothing. On TPU VMs `jax.distributed.initialize()` finds the
-    coordinator itself; elsewhere it reads JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and
-    JAX_PROCESS_ID.
+    JAX_COORDINATOR_ADDRESS (host:port of process 0) with JAX_NUM_PROCESSES and JAX_PROCESS_ID
+    joins explicitly (any cluster, or several processes on one machine); AMPL_MULTIHOST=1 lets
+    `jax.distributed.initialize()` find the job itself (every worker of a Cloud TPU pod slice,
+    SLURM). Nothing is inferred otherwise, so independent runs on the hosts of a slice (the
+    sweep launcher's sharded mode) never join by accident.
     """
     if os.environ.get("JAX_COORDINATOR_ADDRESS"):
         jax.distributed.initialize(
@@ -31,7 +40,7 @@ def maybe_initialize_multihost() -> None:
             num_processes=int(os.environ["JAX_NUM_PROCESSES"]),
             process_id=int(os.environ["JAX_PROCESS_ID"]),
         )
-    elif os.environ.get("TPU_WORKER_HOSTNAMES", "").count(",") > 0:
+    elif os.environ.get("AMPL_MULTIHOST", "") == "1":
         jax.distributed.initialize()
 
 
@@ -40,9 +49,77 @@ def is_main_process() -> bool:
     return jax.process_index() == 0
 
 
+def process_seeds(seed: int, num_seeds: int) -> list[int]:
+    """This process's block of the run's seeds seed, seed+1, ..., seed+num_seeds-1."""
+    count, index = jax.process_count(), jax.process_index()
+    if num_seeds % count:
+        raise ValueError(f"num_seeds={num_seeds} does not divide over {count} processes: "
+                         f"use a multiple of {count} (each host trains num_seeds / {count} seeds)")
+    n = num_seeds // count
+    return [seed + index * n + i for i in range(n)]
+
+
+class ProcessFailed(RuntimeError):
+    """Another process of a multi-process job failed; the message says which and why."""
+
+
+def gather_json(obj: Any) -> list[Any]:
+    """Every process's JSON-serialisable `obj`, in process order (no communication on one process)."""
+    if jax.process_count() == 1:
+        return [obj]
+    from jax.experimental import multihost_utils
+
+    data = np.frombuffer(json.dumps(obj).encode(), np.uint8)
+    sizes = np.asarray(multihost_utils.process_allgather(np.asarray([data.size], np.int64))).reshape(-1)
+    padded = np.zeros(int(sizes.max()), np.uint8)
+    padded[:data.size] = data
+    rows = np.asarray(multihost_utils.process_allgather(padded)).reshape(len(sizes), -1)
+    return [json.loads(rows[i, :sizes[i]].tobytes().decode()) for i in range(len(sizes))]
+
+
+def agree(fn: Callable[[], Any]) -> Any:
+    """Run fn() on every process; if it raised on any, raise on all (so none waits on the others).
+
+    The process that failed re-raises its own exception; the others raise RuntimeError naming it.
+    """
+    if jax.process_count() == 1:
+        return fn()
+    result, error, message = None, None, None
+    try:
+        result = fn()
+    except Exception as e:  # noqa: BLE001 - re-raised below, after the others have heard of it
+        error, message = e, f"{type(e).__name__}: {e}"
+    messages = gather_json(message)
+    if error is not None:
+        raise error
+    for index, m in enumerate(messages):
+        if m is not None:
+            raise ProcessFailed(f"process {index} failed: {m}")
+    return result
+
+
+def gather_seeds(tree: Any) -> Any:
+    """Every process's seed-stacked tree -> the whole run's (numpy), seeds in process order."""
+    tree = jax.device_get(tree)
+    if jax.process_count() == 1:
+        return tree
+    from jax.experimental import multihost_utils
+
+    return jax.tree.map(lambda x: np.asarray(multihost_utils.process_allgather(np.asarray(x), tiled=True)), tree)
+
+
+def broadcast_from_main(tree: Any) -> Any:
+    """Process 0's `tree` on every process (others pass any tree of the same shapes)."""
+    if jax.process_count() == 1:
+        return tree
+    from jax.experimental import multihost_utils
+
+    return jax.tree.map(np.asarray, multihost_utils.broadcast_one_to_all(jax.device_get(tree)))
+
+
 def seed_mesh(num_seeds: int, devices: Sequence[jax.Device] | None = None) -> Mesh:
-    """A 1-D mesh over the devices that the seeds divide evenly (all of them when possible)."""
-    devices = list(jax.devices() if devices is None else devices)
+    """A 1-D mesh over the local devices that the seeds divide evenly (all of them when possible)."""
+    devices = list(jax.local_devices() if devices is None else devices)
     n = len(devices)
     while num_seeds % n:
         n -= 1

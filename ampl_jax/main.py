@@ -68,14 +68,22 @@ def main(argv) -> None:
             raise
         _fail(_one_line(e))
 
-    from ampl_jax import train
+    from ampl_jax import distributed, train
     from ampl_jax.checkpoint import CheckpointError
+
+    try:
+        distributed.maybe_initialize_multihost()  # a no-op on one host
+    except (RuntimeError, ValueError, KeyError) as e:
+        if FLAGS.debug:
+            raise
+        _fail(f"could not join the multi-host job ({_one_line(e)}): check JAX_COORDINATOR_ADDRESS, "
+              "JAX_NUM_PROCESSES and JAX_PROCESS_ID")
     from ampl_jax.data.load import DatasetError
 
     try:
         summary = train.run(config, workdir, progress=FLAGS.progress, overwrite=FLAGS.overwrite)
     except (ConfigError, DatasetError, train.TrainingError, train.WorkdirError, CheckpointError, ValueError,
-            OSError) as e:
+            OSError, distributed.ProcessFailed) as e:
         if FLAGS.debug:
             raise
         _fail(_one_line(e))

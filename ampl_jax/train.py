@@ -237,18 +237,16 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = Tru
     earlier run of another config, dataset, shapes) runs before anything in `workdir` changes;
     `overwrite=True` discards an earlier run (only after those checks passed). A SIGTERM saves a
     checkpoint at the next chunk boundary and returns {"interrupted": "SIGTERM", ...} without a summary.
+
+    In a multi-process job (distributed.maybe_initialize_multihost) every process trains its own
+    block of the seeds; only process 0 touches `workdir` (logs, checkpoints, summary), after
+    gathering the other processes' metrics and states.
     """
     configuration.validate(config)
     start = time.time()
     resolved = configuration.to_dict(config)
-    _prepare_workdir(workdir)
-    if not overwrite:
-        _check_same_run(workdir, resolved)
-
-    data, info = load_data(config, progress=progress)
-    agent = build(config, data, info)
-    if overwrite:
-        _clear_run(workdir)
+    multi = jax.process_count() > 1
+    is_main = jax.process_index() == 0
 
     t = config.train
     period = config.rollout.period
@@ -259,64 +257,104 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = Tru
 
     # Seeds: config.seed + i for i < num_seeds. Each seed's keys are those of a run with that
     # seed alone; with several seeds the state gets a leading seed axis (vmapped update_step,
-    # the axis sharded over all local devices).
+    # the axis sharded over all local devices). Process p of P trains seeds p*n .. p*n+n-1, n = num_seeds/P.
     num_seeds = config.num_seeds
-    seeds = [config.seed + i for i in range(num_seeds)]
-    seed_keys = [jax.random.split(jax.random.PRNGKey(s), 4) for s in seeds]  # k_model, k_fit, k_state, k_eval
-    mesh = distributed.seed_mesh(num_seeds) if num_seeds > 1 else None
+    stacked = num_seeds > 1
+    all_seeds = [config.seed + i for i in range(num_seeds)]
+    seeds = distributed.agree(lambda: distributed.process_seeds(config.seed, num_seeds))
+    lo, hi = seeds[0] - config.seed, seeds[-1] - config.seed + 1
+    seed_keys = [jax.random.split(jax.random.PRNGKey(s), 4) for s in all_seeds]  # k_model, k_fit, k_state, k_eval
+    local_keys = seed_keys[lo:hi]
+    mesh = distributed.seed_mesh(len(seeds)) if stacked else None
+
+    def prepare() -> None:
+        if is_main:
+            _prepare_workdir(workdir)
+            if not overwrite:
+                _check_same_run(workdir, resolved)
+
+    distributed.agree(prepare)
+    # Process 0 first, so that processes sharing a Minari store never create a dataset at once.
+    first = distributed.agree(lambda: load_data(config, progress=progress) if is_main else None)
+    data, info = distributed.agree(lambda: first if is_main else load_data(config, progress=progress))
+    agent = distributed.agree(lambda: build(config, data, info))
+    if overwrite and is_main:
+        _clear_run(workdir)
     transitions = data.transitions()
 
     module = method_module(config)
     needs_model = module is None or module.NEEDS_MODEL
     init_state = init_train_state if module is None else module.init_state
 
-    def fresh_state(models: list) -> TrainState:
-        states = [init_state(agent, seed_keys[i][2], models[i]) for i in range(num_seeds)]
-        return states[0] if num_seeds == 1 else distributed.stack_seeds(states)
+    def fresh_state(models: list, keys: list) -> TrainState:
+        states = [init_state(agent, k[2], m) for k, m in zip(keys, models)]
+        return distributed.stack_seeds(states) if stacked else states[0]
 
     def place(state: TrainState) -> TrainState:
         return state if mesh is None else distributed.shard_seeds(state, mesh)
 
     def seed_view(state: TrainState, i: int) -> TrainState:
-        return state if num_seeds == 1 else distributed.unstack_seed(state, i)
+        return distributed.unstack_seed(state, i) if stacked else state
 
-    ckpts = checkpoint.Checkpoints(workdir, config.checkpoint.keep)
+    def gathered(local: list) -> list:
+        """Per-seed values of every process, in seed order."""
+        return [x for block in distributed.gather_json(local) for x in block]
+
+    def write_fits(rows: list[dict]) -> None:
+        rows = gathered(rows)
+        if is_main:
+            _append_jsonl(os.path.join(workdir, FITS_NAME), rows)
+
+    ckpts = distributed.agree(lambda: checkpoint.Checkpoints(workdir, config.checkpoint.keep) if is_main else None)
+    writer = None
     try:
         target = jax.eval_shape(lambda: fresh_state(
-            [init_model_state(k[0], transitions, config.model) if needs_model else None for k in seed_keys]))
-        restored = ckpts.restore_latest(target)  # the last check that can refuse: nothing changed before it
-        write_json(os.path.join(workdir, "config.json"), resolved)
+            [init_model_state(k[0], transitions, config.model) if needs_model else None for k in seed_keys], seed_keys))
+        # the last check that can refuse: nothing changed before it
+        restored = distributed.agree(lambda: ckpts.restore_latest(target) if is_main else None)
+        if multi:
+            head = distributed.gather_json(None if restored is None else [restored[0], restored[2]])[0]
+            if head is not None:
+                full = distributed.broadcast_from_main(
+                    restored[1] if is_main else jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), target))
+                restored = (head[0], jax.tree.map(lambda x: x[lo:hi], full), head[1])
         fits_path = os.path.join(workdir, FITS_NAME)
+        if is_main:
+            write_json(os.path.join(workdir, "config.json"), resolved)
         if restored is not None:
             start_step, state, extra = restored
             state = place(state)
-            print(f"Resuming from the checkpoint at step {start_step} in {ckpts.directory} "
-                  "(the initial model fit is skipped).", flush=True)
-            writer = MetricsWriter(workdir, resume=True)
-            writer.truncate_after(start_step)
-            truncate_jsonl(fits_path, start_step)
-            accs = [MeanAccumulator.from_state(p) for p in extra["pending_metrics"]]
-            last_eval = [dict(e) for e in extra["last_eval"]]
-            fit_epochs = extra["model_fit_epochs"]
+            if is_main:
+                print(f"Resuming from the checkpoint at step {start_step} in {ckpts.directory} "
+                      "(the initial model fit is skipped).", flush=True)
+                writer = MetricsWriter(workdir, resume=True)
+                writer.truncate_after(start_step)
+                truncate_jsonl(fits_path, start_step)
+            local = slice(lo, hi) if stacked else slice(0, 1)
+            accs = [MeanAccumulator.from_state(p) for p in extra["pending_metrics"][local]]
+            last_eval = [dict(e) for e in extra["last_eval"][local]]
+            fit_epochs = list(extra["model_fit_epochs"][local])
             wall_before = float(extra["wall_seconds"])
         else:
             start_step, wall_before = 0, 0.0
-            writer = MetricsWriter(workdir, resume=False)
-            writer.truncate_after(-1)  # TensorBoard: drop events of an earlier, unfinished attempt
-            truncate_jsonl(fits_path, -1)
+            if is_main:
+                writer = MetricsWriter(workdir, resume=False)
+                writer.truncate_after(-1)  # TensorBoard: drop events of an earlier, unfinished attempt
+                truncate_jsonl(fits_path, -1)
             accs, last_eval = [MeanAccumulator() for _ in seeds], [{} for _ in seeds]
-            models, fit_epochs = [], []
-            for i, k in enumerate(seed_keys):  # one plain-MLE fit per seed, as each would run alone
+            models, fit_epochs, fit_rows = [], [], []
+            for seed, k in zip(seeds, local_keys):  # one plain-MLE fit per seed, as each would run alone
                 if not needs_model:  # behaviour cloning: no world model at all
                     models.append(None)
                     fit_epochs.append(None)
                     continue
                 model = init_model_state(k[0], transitions, config.model)
-                model, fit_info = fit(model, k[1], transitions, None, config.model, progress=progress)
-                _log_fit(workdir, 0, fit_info, {"seed": seeds[i]} if num_seeds > 1 else None)
+                model, fit_info = fit(model, k[1], transitions, None, config.model, progress=progress and is_main)
+                fit_rows.append(_fit_row(0, fit_info, {"seed": seed} if stacked else None))
                 models.append(model)
                 fit_epochs.append(fit_info.get("epochs"))
-            state = place(fresh_state(models))
+            write_fits(fit_rows)
+            state = place(fresh_state(models, local_keys))
 
         nonfinite = make_nonfinite_check(state)
         last_saved = start_step if restored is not None else None
@@ -324,10 +362,11 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = Tru
         def last_good() -> str:
             if last_saved is None:
                 return "no checkpoint was saved"
-            return f"the last good checkpoint (step {last_saved}) in {ckpts.directory} is intact"
+            where = ckpts.directory if is_main else os.path.join(workdir, checkpoint.CKPT_DIR)
+            return f"the last good checkpoint (step {last_saved}) in {where} is intact"
 
         def guard(step: int) -> None:
-            bad = nonfinite(state)
+            bad = gathered(nonfinite(state)) if multi else nonfinite(state)
             if bad:
                 shown = ", ".join(bad[:4]) + (f" and {len(bad) - 4} more" if len(bad) > 4 else "")
                 raise TrainingError(f"non-finite values in {shown} at step {step}: the run diverged; {last_good()}; "
@@ -336,19 +375,22 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = Tru
         def save(step: int) -> None:
             nonlocal last_saved
             guard(step)
-            ckpts.save(step, state, {
-                "config": resolved,
-                "pending_metrics": [acc.state() for acc in accs],
-                "last_eval": last_eval,
-                "model_fit_epochs": fit_epochs,
-                "wall_seconds": wall_before + time.time() - start,
-            })
+            whole = distributed.gather_seeds(state) if multi else state
+            pending, evals, epochs = gathered([acc.state() for acc in accs]), gathered(last_eval), gathered(fit_epochs)
+            if is_main:
+                ckpts.save(step, whole, {
+                    "config": resolved,
+                    "pending_metrics": pending,
+                    "last_eval": evals,
+                    "model_fit_epochs": epochs,
+                    "wall_seconds": wall_before + time.time() - start,
+                })
             last_saved = step
 
         if restored is None:
             save(0)  # the initial fit is the slow part of a start: never do it twice
 
-        if num_seeds == 1:
+        if not stacked:
             update_step = make_update_step(agent) if module is None else module.make_update_step(agent)
         else:
             pure_step = build_update_step(agent) if module is None else module.build_update_step(agent)
@@ -374,7 +416,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = Tru
 
         interrupted = None
         timer, timed_steps = time.time(), 0
-        bar = tqdm(total=chunks * period, initial=min(start_step, chunks * period), disable=not progress,
+        bar = tqdm(total=chunks * period, initial=min(start_step, chunks * period), disable=not (progress and is_main),
                    desc=config.method.upper(), unit="it", dynamic_ncols=True)
         try:
             with _sigterm_flag() as flag:
@@ -382,53 +424,75 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = Tru
                     state, metrics = update_step(state, data)
                     metrics = jax.device_get(metrics)
                     step = int(np.asarray(jax.device_get(state.step)).reshape(-1)[0])
-                    for i in range(num_seeds):
-                        seed_metrics = {k: float(np.asarray(v).reshape(-1)[i]) for k, v in metrics.items()}
-                        _check_finite(seed_metrics, step, last_good())
-                        accs[i].add(seed_metrics)
+                    error = None
+                    try:
+                        for i in range(len(seeds)):
+                            seed_metrics = {k: float(np.asarray(v).reshape(-1)[i]) for k, v in metrics.items()}
+                            _check_finite(seed_metrics, step, last_good())
+                            accs[i].add(seed_metrics)
+                    except TrainingError as e:
+                        error = str(e)
+                    signal_name = flag["signal"]
+                    if multi:  # every process stops on any one's error or SIGTERM, at the same chunk
+                        status = distributed.gather_json([error, signal_name])
+                        error = next((e for e, _ in status if e), None)
+                        signal_name = next((s for _, s in status if s), None)
+                    if error:
+                        raise TrainingError(error)
                     timed_steps += period
                     bar.update(period)
 
                     if (weights_fn is not None and config.miw.schedule != "none" and step % refit_steps < period
                             and step >= refit_steps):
-                        refitted = [_refit(config, seed_view(state, i), data, transitions, weights_fn, miw_phase,
-                                           workdir, seeds[i] if num_seeds > 1 else None) for i in range(num_seeds)]
-                        state = refitted[0] if num_seeds == 1 else place(distributed.stack_seeds(refitted))
+                        refitted, fit_rows = [], []
+                        for i, seed in enumerate(seeds):
+                            new, row = _refit(config, seed_view(state, i), data, transitions, weights_fn, miw_phase,
+                                              seed if stacked else None)
+                            refitted.append(new)
+                            fit_rows.append(row)
+                        write_fits(fit_rows)
+                        state = place(distributed.stack_seeds(refitted)) if stacked else refitted[0]
 
                     if (chunk + 1) % eval_chunks == 0 or chunk == chunks - 1:
                         guard(step)
                         elapsed = time.time() - timer
+                        rows = []
                         for i, seed in enumerate(seeds):
-                            res = evaluate(make_act_fn(eval_key(seed_keys[i][3], step), seed_view(state, i)),
+                            res = evaluate(make_act_fn(eval_key(local_keys[i][3], step), seed_view(state, i)),
                                            info.env_id, config.eval.episodes, seed=seed + 10_000 + step,
                                            max_episode_steps=None if config.eval.max_episode_steps < 0
                                            else config.eval.max_episode_steps)
                             last_eval[i] = {"return_mean": float(res.return_mean), "return_std": float(res.return_std),
                                             "normalized_score": _score(res.return_mean, info)}
-                            row = {"seed": seed, **last_eval[i], **accs[i].means(),
-                                   "iters_per_sec": timed_steps / max(elapsed, 1e-9),
-                                   "wall_seconds": wall_before + time.time() - start}
-                            writer.write(step, row, tb_prefix=f"seed{seed}/" if num_seeds > 1 else "")
-                        mean_score = float(np.mean([e["normalized_score"] for e in last_eval]))
-                        bar.set_postfix(score=f"{mean_score:.1f}")
+                            rows.append({"seed": seed, **last_eval[i], **accs[i].means(),
+                                         "iters_per_sec": timed_steps / max(elapsed, 1e-9),
+                                         "wall_seconds": wall_before + time.time() - start})
+                        rows = gathered(rows)
+                        if is_main:
+                            for row in rows:
+                                writer.write(step, row, tb_prefix=f"seed{row['seed']}/" if stacked else "")
+                        bar.set_postfix(score=f"{float(np.mean([r['normalized_score'] for r in rows])):.1f}")
                         timer, timed_steps = time.time(), 0
 
-                    if (chunk + 1) % ckpt_chunks == 0 or chunk == chunks - 1 or flag["signal"]:
+                    if (chunk + 1) % ckpt_chunks == 0 or chunk == chunks - 1 or signal_name:
                         save(step)
-                    if flag["signal"]:
-                        interrupted = flag["signal"]
+                    if signal_name:
+                        interrupted = signal_name
                         break
         finally:
             bar.close()
-            writer.close()
+            if writer is not None:
+                writer.close()
     finally:
-        ckpts.close()
+        if ckpts is not None:
+            ckpts.close()
 
     steps_done = int(np.asarray(jax.device_get(state.step)).reshape(-1)[0])
     if interrupted:
-        return {"interrupted": interrupted, "steps": steps_done, "checkpoint_dir": ckpts.directory}
+        return {"interrupted": interrupted, "steps": steps_done,
+                "checkpoint_dir": os.path.abspath(os.path.join(workdir, checkpoint.CKPT_DIR))}
 
-    plot_learning_curve(os.path.join(workdir, CSV_NAME), os.path.join(workdir, "learning_curve.png"))
+    last_eval, fit_epochs = gathered(last_eval), gathered(fit_epochs)
     finals = [e.get("normalized_score", float("nan")) for e in last_eval]
     summary = {
         "dataset_id": info.dataset_id,
@@ -438,14 +502,17 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = Tru
         # one seed: its score; several: the mean over seeds (each seed's in *_per_seed)
         "final_normalized_score": float(np.mean(finals)),
         "final_return_mean": float(np.mean([e.get("return_mean", float("nan")) for e in last_eval])),
-        "final_return_std": last_eval[0].get("return_std") if num_seeds == 1 else None,
-        "model_fit_epochs": fit_epochs[0] if num_seeds == 1 else fit_epochs,
+        "final_return_std": last_eval[0].get("return_std") if not stacked else None,
+        "model_fit_epochs": fit_epochs[0] if not stacked else fit_epochs,
         "resumed_from_step": start_step if restored is not None else None,
-        **({"seeds": seeds, "final_normalized_score_per_seed": finals,
-            "final_normalized_score_std": float(np.std(finals, ddof=1))} if num_seeds > 1 else {}),
+        **({"seeds": all_seeds, "final_normalized_score_per_seed": finals,
+            "final_normalized_score_std": float(np.std(finals, ddof=1))} if stacked else {}),
+        **({"processes": jax.process_count()} if multi else {}),
         "wall_seconds": wall_before + time.time() - start,
     }
-    write_json(os.path.join(workdir, "summary.json"), summary)
+    if is_main:
+        plot_learning_curve(os.path.join(workdir, CSV_NAME), os.path.join(workdir, "learning_curve.png"))
+        write_json(os.path.join(workdir, "summary.json"), summary)
     return summary
 
 
@@ -455,17 +522,26 @@ def _score(return_mean: float, info: DatasetInfo) -> float:
     return float(preprocess.normalized_score(return_mean, info.ref_min_score, info.ref_max_score))
 
 
-def _log_fit(workdir: str, step: int, info: dict, extra: dict | None = None) -> None:
-    """One JSON line per model fit (model_fits.jsonl): epochs, holdout losses, elites, w stats."""
-    row = {"step": step, **{k: np.asarray(v).tolist() for k, v in info.items() if k != "train_loss_history"},
-           **(extra or {})}
-    with open(os.path.join(workdir, FITS_NAME), "a") as f:
-        f.write(json.dumps(row) + "\n")
+def _fit_row(step: int, info: dict, extra: dict | None = None) -> dict:
+    """One JSON line of model_fits.jsonl: epochs, holdout losses, elites, w stats."""
+    return {"step": step, **{k: np.asarray(v).tolist() for k, v in info.items() if k != "train_loss_history"},
+            **(extra or {})}
 
 
-def _refit(config, state: TrainState, data: OfflineData, transitions, weights_fn, miw_phase, workdir,
-           seed: int | None = None) -> TrainState:
-    """Every model_retrain_epochs: (phased: a block of MIW steps), then a w-weighted warm refit."""
+def _append_jsonl(path: str, rows: list[dict]) -> None:
+    if not rows:  # e.g. BC: no world model, so no model_fits.jsonl at all
+        return
+    with open(path, "a") as f:
+        for row in rows:
+            f.write(json.dumps(row) + "\n")
+
+
+def _refit(config, state: TrainState, data: OfflineData, transitions, weights_fn, miw_phase,
+           seed: int | None = None) -> tuple[TrainState, dict]:
+    """Every model_retrain_epochs: (phased: a block of MIW steps), then a w-weighted warm refit.
+
+    Returns the new state and its model_fits.jsonl row.
+    """
     extra = {} if seed is None else {"seed": seed}
     if miw_phase is not None:
         state, m = miw_phase(state, data)
@@ -475,5 +551,4 @@ def _refit(config, state: TrainState, data: OfflineData, transitions, weights_fn
     model, info = fit(state.model, k_fit, transitions, w, config.model, max_epochs=config.model.refit_max_epochs)
     w_np = np.asarray(w)
     extra.update({"w_min": float(w_np.min()), "w_max": float(w_np.max()), "w_std": float(w_np.std())})
-    _log_fit(workdir, int(state.step), info, extra)
-    return state.replace(model=model, key=key)
+    return state.replace(model=model, key=key), _fit_row(int(state.step), info, extra)

@@ -61,6 +61,9 @@ flags.DEFINE_string("project", "", "GCP project (gcloud's default when empty).")
 flags.DEFINE_list("tpu_steps", ["create", "copy", "start"],
                   "Steps in order, from create, copy, start, fetch, delete.")
 flags.DEFINE_integer("tpu_workers", 0, "Workers (hosts) of the TPU VM; 0: inferred from the accelerator type.")
+flags.DEFINE_bool("tpu_multihost", False, "Multi-host slice: every run is ONE job over all workers (AMPL_MULTIHOST=1, "
+                  "each host trains num_seeds/workers of its seeds, worker 0 writes the run) instead of "
+                  "each worker running its own share of the runs.")
 flags.DEFINE_multi_string("tpu_env", [], "KEY=VALUE environment for the sweep on every worker (repeat the "
                          "flag), e.g. the libtpu topology variables that make each host its own slice.")
 flags.DEFINE_string("remote_dir", "ampl-jax", "Code directory on the workers, relative to home.")
@@ -375,17 +378,22 @@ def tpu_hosts(accelerator_type: str) -> int:
 def remote_sweep_args(config: str, datasets: Sequence[str], seeds: str, grid: str, grid_file: str,
                       root: str, parallel: int, rerun: bool, progress: bool,
                       extra_args: Sequence[str], workers: int = 1,
-                      shards: tuple[str, str] = ("1", "0")) -> list[str]:
+                      shards: tuple[str, str] = ("1", "0"), multihost: bool = False) -> list[str]:
     """The `launch.sweep` argv every worker runs.
 
     On multi-host slices each worker takes the shard of its worker number; on one host the
     given (num_shards, shard_index) pass through, so that several one-host VMs can split a sweep.
+    `multihost`: every worker runs every run (one multi-process job each), with --rerun so that
+    all workers run the same list (only worker 0 has the summaries; a finished run resumes at
+    its end in seconds).
     """
     args = ["python3", "-m", "launch.sweep", f"--config={config}"]
     if datasets:
         args.append("--datasets=" + ",".join(datasets))
     args += [f"--seeds={seeds}", f"--root={root}", f"--parallel={parallel}"]
-    if workers > 1:
+    if multihost:
+        args.append("--rerun")
+    elif workers > 1:
         args += ["--num_shards=auto", "--shard_index=auto"]
     elif shards[0] != "1":
         args += [f"--num_shards={shards[0]}", f"--shard_index={shards[1]}"]
@@ -393,7 +401,7 @@ def remote_sweep_args(config: str, datasets: Sequence[str], seeds: str, grid: st
         args.append(f"--grid={grid}")
     if grid_file:
         args.append(f"--grid_file={grid_file}")
-    if rerun:
+    if rerun and not multihost:
         args.append("--rerun")
     if progress:
         args.append("--progress")
@@ -405,7 +413,7 @@ def remote_sweep_args(config: str, datasets: Sequence[str], seeds: str, grid: st
 def tpu_commands(name: str, zone: str, accelerator_type: str, version: str, project: str,
                  steps: Sequence[str], sweep_args: Sequence[str], root: str, *,
                  extra_copy: Sequence[str] = (), remote_dir: str = "ampl-jax",
-                 workers: int = 1, env: Sequence[str] = ()) -> list[list[str]]:
+                 workers: int = 1, env: Sequence[str] = (), multihost: bool = False) -> list[list[str]]:
     """gcloud argv lists for the chosen steps (create, copy, start, fetch, delete).
 
     `start` installs the package with jax[tpu] and starts the sweep detached (nohup) on every
@@ -436,7 +444,7 @@ def tpu_commands(name: str, zone: str, accelerator_type: str, version: str, proj
             cmds.append([*tpu, "ssh", name, *where, "--worker=all", f"--command={script}"])
         elif step == "fetch":
             parent = os.path.dirname(os.path.normpath(root)) or "."
-            for w in range(workers):
+            for w in range(1 if multihost else workers):  # multihost: only worker 0 writes runs
                 cmds.append([*tpu, "scp", "--recurse", f"{name}:~/{remote_dir}/{os.path.normpath(root)}",
                              parent, *where, f"--worker={w}"])
         elif step == "delete":
@@ -472,10 +480,11 @@ def _main_tpu(extra_args: list[str]) -> int:
     workers = FLAGS.tpu_workers or tpu_hosts(FLAGS.accelerator_type)
     sweep_args = remote_sweep_args(FLAGS.config, FLAGS.datasets, FLAGS.seeds, FLAGS.grid, FLAGS.grid_file,
                                    FLAGS.root, FLAGS.parallel, FLAGS.rerun, FLAGS.progress, extra_args, workers,
-                                   (FLAGS.num_shards, FLAGS.shard_index))
+                                   (FLAGS.num_shards, FLAGS.shard_index), FLAGS.tpu_multihost)
+    env = list(FLAGS.tpu_env) + (["AMPL_MULTIHOST=1"] if FLAGS.tpu_multihost else [])
     cmds = tpu_commands(FLAGS.tpu, FLAGS.zone, FLAGS.accelerator_type, FLAGS.tpu_version, FLAGS.project,
                         FLAGS.tpu_steps, sweep_args, FLAGS.root, extra_copy=extra_copy,
-                        remote_dir=FLAGS.remote_dir, workers=workers, env=FLAGS.tpu_env)
+                        remote_dir=FLAGS.remote_dir, workers=workers, env=env, multihost=FLAGS.tpu_multihost)
     for cmd in cmds:
         print(shlex.join(cmd), flush=True)
         if not FLAGS.dry_run:

@@ -12,10 +12,25 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _main(args, minari_root, timeout=600):
-    env = dict(os.environ, MINARI_DATASETS_PATH=str(minari_root), JAX_PLATFORMS="cpu", MPLBACKEND="Agg")
-    return subprocess.run([sys.executable, "-m", "ampl_jax.main", *args], cwd=ROOT, env=env,
+def _env(minari_root, cache=None, **extra):
+    env = dict(os.environ, MINARI_DATASETS_PATH=str(minari_root), JAX_PLATFORMS="cpu", MPLBACKEND="Agg", **extra)
+    if cache is not None:  # a persistent compilation cache shared by one test's runs
+        env.update(JAX_COMPILATION_CACHE_DIR=str(cache), JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+                   JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
+    return env
+
+
+def _main(args, minari_root, timeout=600, cache=None):
+    return subprocess.run([sys.executable, "-m", "ampl_jax.main", *args], cwd=ROOT, env=_env(minari_root, cache),
                           capture_output=True, text=True, timeout=timeout)
+
+
+def _free_port():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -53,11 +68,19 @@ def test_missing_dataset_names_both_fixes(tmp_path):
     assert "make_dataset" in proc.stderr and "download" in proc.stderr
 
 
-def test_vmapped_seeds_in_main_match_single_seed_runs(tmp_path):
-    """--config.num_seeds=2 trains seeds 0 and 1 in one program; each matches its run alone."""
+def test_vmapped_seeds_in_main_match_single_seed_runs_and_two_processes(tmp_path):
+    """--config.num_seeds=2 trains seeds 0 and 1 in one program; each matches its run alone.
+
+    Then the same run as a 2-process job (jax.distributed on localhost, one seed per process):
+    process 0 alone writes one metrics.csv and one checkpoint holding both seeds, equal to the
+    1-process run's to float32 rounding, and a single process resumes that checkpoint.
+    """
+    from ampl_jax import checkpoint
+
+    args = ["--config=tests/tiny_config.py", "--noprogress", "--config.train.total_steps=16"]
+
     def run(workdir, *extra):
-        proc = _main(["--config=tests/tiny_config.py", f"--workdir={workdir}", "--noprogress",
-                      "--config.train.total_steps=16", *extra], tmp_path / "minari")
+        proc = _main([*args, f"--workdir={workdir}", *extra], tmp_path / "minari", cache=tmp_path / "cache")
         assert proc.returncode == 0, proc.stderr[-3000:]
         return list(csv.DictReader(open(workdir / "metrics.csv")))
 
@@ -71,6 +94,36 @@ def test_vmapped_seeds_in_main_match_single_seed_runs(tmp_path):
     assert both[0]["critic_loss"] != both[1]["critic_loss"]  # two different seeds
     summary = json.load(open(tmp_path / "both" / "summary.json"))
     assert summary["seeds"] == [0, 1] and len(summary["final_normalized_score_per_seed"]) == 2
+
+    # Two processes, one seed each, sharing the workdir (and the Minari store: process 0 loads first).
+    mp, port = tmp_path / "mp", _free_port()
+    procs = [subprocess.Popen([sys.executable, "-m", "ampl_jax.main", *args, f"--workdir={mp}", "--config.num_seeds=2"],
+                              cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env=_env(tmp_path / "minari", tmp_path / "cache", JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}",
+                                       JAX_NUM_PROCESSES="2", JAX_PROCESS_ID=str(i)))
+             for i in (0, 1)]
+    outs = [p.communicate(timeout=600) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs[0][1][-2000:] + outs[1][1][-2000:]
+    multi = list(csv.DictReader(open(mp / "metrics.csv")))
+    assert [(r["step"], r["seed"]) for r in multi] == [(r["step"], r["seed"]) for r in both]
+    for r, ref in zip(multi, both):
+        for col in ("critic_loss", "disc_loss", "actor_loss", "miw_residual", "q_mean", "return_mean"):
+            assert float(r[col]) == pytest.approx(float(ref[col]), rel=1e-4, abs=1e-6), col
+    assert json.load(open(mp / "summary.json"))["processes"] == 2
+    step_a, tree_a, _ = checkpoint.load_tree(tmp_path / "both")
+    step_b, tree_b, _ = checkpoint.load_tree(mp)
+    assert step_a == step_b == 16
+    for (name, a), (_, b) in zip(checkpoint.named_leaves(tree_a), checkpoint.named_leaves(tree_b)):
+        assert a.shape == b.shape and a.shape[:1] == (2,), name  # one checkpoint, both seeds
+        if a.dtype.kind == "f":
+            assert float(abs(a.astype("float64") - b).max(initial=0.0)) < 1e-5, name
+        else:
+            assert (a == b).all(), name
+    proc = _main([*args[:-1], "--config.train.total_steps=24", f"--workdir={mp}", "--config.num_seeds=2"],
+                 tmp_path / "minari", cache=tmp_path / "cache")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Resuming from the checkpoint at step 16" in proc.stdout
+    assert [int(r["step"]) for r in csv.DictReader(open(mp / "metrics.csv"))] == [8, 8, 16, 16, 24, 24]
 
 
 def test_offline_fallback_to_local_dataset(tmp_path, monkeypatch, capsys):
@@ -101,3 +154,22 @@ def test_baselines_run_in_the_same_job(tmp_path, method):
     assert rows and math.isfinite(float(rows[-1][loss])) and math.isfinite(float(rows[-1]["return_mean"]))
     fits = (tmp_path / "w" / "model_fits.jsonl")
     assert fits.exists() == (method == "mopo")  # BC fits no world model
+
+
+def test_two_processes_one_failing_both_exit_with_one_line(tmp_path):
+    """Only process 0 checks the workdir; when it refuses, process 1 must not wait for it forever."""
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    port = _free_port()
+    procs = [subprocess.Popen([sys.executable, "-m", "ampl_jax.main", "--config=tests/tiny_config.py", "--noprogress",
+                               f"--workdir={blocker / 'run'}", "--config.num_seeds=2"],
+                              cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env=_env(tmp_path / "minari", JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}",
+                                       JAX_NUM_PROCESSES="2", JAX_PROCESS_ID=str(i)))
+             for i in (0, 1)]
+    errs = [p.communicate(timeout=300)[1] for p in procs]
+    assert [p.returncode for p in procs] == [1, 1], errs
+    assert "Traceback" not in errs[0] + errs[1]
+    assert "is not usable" in errs[0]
+    assert "process 0 failed: WorkdirError" in errs[1] and "is not usable" in errs[1]
+    assert blocker.read_text() == "not a directory"

@@ -145,6 +145,18 @@ def test_tpu_dry_run_prints_gcloud_commands():
                          for w in (0, 1)]
 
 
+def test_tpu_multihost_dry_run_runs_every_run_on_all_workers():
+    """--tpu_multihost: each run is one job over the slice: no shards, AMPL_MULTIHOST=1, fetch worker 0."""
+    proc = _sweep("--config=configs/hopper.py", "--seeds=0", "--root=runs/s", "--tpu=amp", "--accelerator_type=v4-16",
+                  "--tpu_multihost", "--tpu_steps=start,fetch", "--dry_run", "--", "--config.num_seeds=4")
+    assert proc.returncode == 0, proc.stderr
+    start, *fetch = proc.stdout.splitlines()
+    assert "nohup env AMPL_MULTIHOST=1 python3 -m launch.sweep --config=configs/hopper.py --seeds=0 --root=runs/s " \
+           "--parallel=1 --rerun -- --config.num_seeds=4 >" in start
+    assert "num_shards" not in start
+    assert fetch == ["gcloud compute tpus tpu-vm scp --recurse 'amp:~/ampl-jax/runs/s' runs --zone=us-central2-b --worker=0"]
+
+
 def test_shards_split_runs_round_robin():
     runs = sweep.build_runs("c.py", ["d"], list(range(5)), [[]], "r")
     parts = [sweep.shard(runs, 2, i) for i in (0, 1)]
