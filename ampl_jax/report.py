@@ -123,7 +123,9 @@ def load_run(path: str, metric: str = "normalized_score") -> list[SeedCurve]:
     if metric not in columns or "step" not in columns:
         raise ReportError(f"{path}/metrics.csv has no {metric!r} or 'step' column (columns: {columns})")
     flat = flatten(config)
-    dataset = str(flat.get("dataset.id") or summary.get("dataset_id") or "unknown")
+    # The data actually trained on (summary.json), e.g. the local fallback of an official id that
+    # was not in the store; the config's id for a run that has not finished.
+    dataset = str(summary.get("dataset_id") or flat.get("dataset.id") or "unknown")
     by_seed: dict[Any, list[tuple[int, float]]] = {}
     for r in rows:
         value, step = _float(r.get(metric)), _float(r.get("step"))

@@ -15,8 +15,8 @@ from ampl_jax import report
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _write_run(folder, dataset, horizon, rows, seed=0, num_seeds=1, seed_column=False):
-    """rows: [(step, score)] or, with seed_column, [(seed, step, score)]."""
+def _write_run(folder, dataset, horizon, rows, seed=0, num_seeds=1, seed_column=False, trained_on=None):
+    """rows: [(step, score)] or, with seed_column, [(seed, step, score)]; trained_on: summary's dataset_id."""
     os.makedirs(folder, exist_ok=True)
     config = {"seed": seed, "num_seeds": num_seeds, "dataset": {"id": dataset, "download": False},
               "rollout": {"horizon": horizon}, "model": {"hidden_dims": [8, 8]}}
@@ -34,7 +34,7 @@ def _write_run(folder, dataset, horizon, rows, seed=0, num_seeds=1, seed_column=
                 step, score = r
                 w.writerow([step, 10 * score, score, 0.5])
     with open(os.path.join(folder, "summary.json"), "w") as f:
-        json.dump({"dataset_id": dataset, "seed": seed}, f)
+        json.dump({"dataset_id": trained_on or dataset, "seed": seed}, f)
 
 
 @pytest.fixture
@@ -99,6 +99,14 @@ def test_steps_range_and_metric_choice(tmp_path):
     assert s.last_k_mean == pytest.approx(20.0)  # per-seed means 20 and 20
     assert "| d | base | 2 | 10-20 |" in result["markdown"]
     assert os.path.exists(r / "report.md") and os.path.exists(r / "curves_d.png")  # --out defaults to RUNS_DIR
+
+
+def test_runs_are_grouped_by_the_data_they_trained_on(tmp_path):
+    """An official id that fell back to a local dataset is reported under the local one."""
+    _write_run(tmp_path / "a", "mujoco/hopper/medium-v0", 1, [(1, 10.0)], trained_on="ampl/hopper/medium-v0")
+    _write_run(tmp_path / "b", "mujoco/hopper/medium-v0", 1, [(1, 30.0)], seed=1, trained_on="ampl/hopper/medium-v0")
+    curves = [c for p in report.find_runs(str(tmp_path)) for c in report.load_run(p)]
+    assert {c.dataset for c in curves} == {"ampl/hopper/medium-v0"}
 
 
 def test_mean_curve_bands():
