@@ -246,7 +246,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = Tru
     start = time.time()
     resolved = configuration.to_dict(config)
     multi = jax.process_count() > 1
-    is_main = jax.process_index() == 0
+    is_main = distributed.is_main_process()
 
     t = config.train
     period = config.rollout.period
