@@ -80,7 +80,7 @@ def gather_json(obj: Any) -> list[Any]:
 def agree(fn: Callable[[], Any]) -> Any:
     """Run fn() on every process; if it raised on any, raise on all (so none waits on the others).
 
-    The process that failed re-raises its own exception; the others raise RuntimeError naming it.
+    The process that failed re-raises its own exception; the others raise ProcessFailed naming it.
     """
     if jax.process_count() == 1:
         return fn()
