@@ -6,9 +6,10 @@
 The task (`hopper` or `walker`) follows the colon. Data are the per-task configs' offline
 fallbacks, `ampl/<env>/medium-v0` (1M steps of the shipped medium SAC policy, made on first use).
 Everything that costs time is cut to fit a 2-core CPU: 20k iterations with 3 vmapped seeds, the
-quick start's smaller networks, rollouts and model-fit budget, and schedules compressed in the
-same proportion (Q term after 4k iterations, real-data fraction falling from 5k, one w-weighted
-refit at 10k). `launch/cpu_scale.sh` runs the whole benchmark; the README has its table.
+quick start's smaller networks, rollouts and model-fit budget, and shorter schedules (Q term
+after 4k iterations, real-data fraction falling from 5k, one w-weighted refit at 10k, where a
+paper run has 9). `launch/cpu_scale.sh` runs the whole benchmark (with a variant refitting every 4
+epochs); the README has its table.
 """
 
 from configs import default
