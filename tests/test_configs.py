@@ -1,0 +1,33 @@
+"""Every shipped config file loads and passes validation (the values a user runs first)."""
+
+import importlib.util
+import os
+
+import pytest
+
+from ampl_jax import configuration
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CASES = [(name, None) for name in sorted(os.listdir(os.path.join(ROOT, "configs")))
+         if name.endswith(".py") and name not in ("__init__.py", "cpu_scale.py")]
+CASES += [("cpu_scale.py", "hopper"), ("cpu_scale.py", "walker")]
+
+
+@pytest.mark.parametrize("name,arg", CASES)
+def test_config_file_validates(name, arg):
+    spec = importlib.util.spec_from_file_location(f"_cfg_{name[:-3]}", os.path.join(ROOT, "configs", name))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    config = module.get_config(arg) if arg else module.get_config()
+    configuration.validate(config)
+    assert config.train.total_steps > 0 and config.dataset.id
+
+
+def test_cpu_scale_tasks_use_the_local_medium_datasets():
+    from configs import cpu_scale
+
+    for task, family in (("hopper", "hopper"), ("walker", "walker2d")):
+        c = cpu_scale.get_config(task)
+        assert c.dataset.fallback_id == f"ampl/{family}/medium-v0" and c.num_seeds == 3
+    with pytest.raises(ValueError, match="unknown cpu_scale task"):
+        cpu_scale.get_config("ant")
