@@ -5,11 +5,11 @@
 
 The task (`hopper` or `walker`) follows the colon. Data are the per-task configs' offline
 fallbacks, `ampl/<env>/medium-v0` (1M steps of the shipped medium SAC policy, made on first use).
-Everything that costs time is cut to fit a 2-core CPU: 20k iterations with 3 vmapped seeds, the
-quick start's smaller networks, rollouts and model-fit budget, and shorter schedules (Q term
-after 4k iterations, real-data fraction falling from 5k, one w-weighted refit at 10k, where a
-paper run has 9). `launch/cpu_scale.sh` runs the whole benchmark (with a variant refitting every 4
-epochs); the README has its table.
+Everything that costs time is cut to fit a 2-core CPU (`default.cpu_budget`, shared with the
+quick start): 20k iterations with 3 vmapped seeds, smaller networks, rollouts and model-fit
+budget, and shorter schedules (Q term after 4k iterations, real-data fraction falling from 5k,
+one w-weighted refit at 10k, where a paper run has 9). `launch/cpu_scale.sh` runs the whole
+benchmark (with a variant refitting every 4 epochs); the README has its table.
 """
 
 from configs import default
@@ -21,31 +21,8 @@ def get_config(task: str = "hopper"):
     if task not in TASKS:
         raise ValueError(f"unknown cpu_scale task {task!r}: use configs/cpu_scale.py:hopper or :walker")
     env_id, family = TASKS[task]
-    c = default.medium_task(env_id, family, horizon=1)
+    c = default.cpu_budget(default.medium_task(env_id, family, horizon=1))
     c.num_seeds = 3
-
-    c.model.epoch_steps = 200
-    c.model.patience = 3
-    c.model.max_epochs = 15
-    c.model.refit_max_epochs = 5
-
-    c.rollout.transitions_per_rollout = 4096
-    c.rollout.buffer_capacity = 100_000
-    c.rollout.period = 250
-
-    c.agent.hidden_dims = (256, 256)
-    c.agent.batch_size = 256
-    c.miw.batch_size = 256
-    c.miw.mu0_batch_size = 256
     c.bc.hidden_dims = (256, 256)
-
-    c.train.total_steps = 20_000
-    c.train.epoch_length = 500
-    c.rollout.real_full_epochs = 10
-    c.rollout.real_decay_every = 2
-    c.agent.warm_start_epochs = 8
-    c.train.model_retrain_epochs = 20
-    c.train.eval_every = 2_000
     c.checkpoint.every = 10_000
-    c.eval.episodes = 5
     return c

@@ -181,3 +181,37 @@ def medium_task(env_id: str, family: str, horizon: int) -> ml_collections.Config
     c.dataset.create_steps = 1_000_000
     c.rollout.horizon = horizon
     return c
+
+
+def cpu_budget(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """Cut `c` to a 20k-iteration run that fits a 2-core CPU (quick start, CPU-scale benchmark).
+
+    A short early-stopping budget for the paper's ensemble, 256-256 agent networks, 4096-transition
+    horizon-1 rollouts, and schedules in epochs of 500 iterations: the Q term joins after 8 epochs
+    (4k iterations), the real-data fraction starts falling after 10 and reaches 0.5 at epoch 19,
+    and the model is refitted with w every 20 epochs (once, at 10k; a paper run has 9 refits).
+    """
+    c.model.epoch_steps = 200
+    c.model.patience = 3
+    c.model.max_epochs = 15
+    c.model.refit_max_epochs = 5
+
+    c.rollout.horizon = 1
+    c.rollout.transitions_per_rollout = 4096
+    c.rollout.buffer_capacity = 100_000
+    c.rollout.period = 250
+
+    c.agent.hidden_dims = (256, 256)
+    c.agent.batch_size = 256
+    c.miw.batch_size = 256
+    c.miw.mu0_batch_size = 256
+
+    c.train.total_steps = 20_000
+    c.train.epoch_length = 500
+    c.rollout.real_full_epochs = 10
+    c.rollout.real_decay_every = 2
+    c.agent.warm_start_epochs = 8
+    c.train.model_retrain_epochs = 20
+    c.train.eval_every = 2_000
+    c.eval.episodes = 5
+    return c
