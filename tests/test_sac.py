@@ -133,3 +133,23 @@ def test_evaluate_is_deterministic_without_rng():
     env = gymnasium.make("InvertedPendulum-v5")
     a, b = evaluate(env, layers, 2, seed=5), evaluate(env, layers, 2, seed=5)
     np.testing.assert_array_equal(a, b)
+
+
+def test_sac_run_resumes_bit_identical(tmp_path):
+    """A run stopped at a checkpoint and continued by the same call equals one that never stopped."""
+    kw = dict(config=TINY, start_steps=500, eval_every=500, eval_episodes=2, checkpoint_every=500, log=None)
+    whole = train("InvertedPendulum-v5", 1500, 3, workdir=tmp_path / "a", **kw)
+    first = train("InvertedPendulum-v5", 1000, 3, workdir=tmp_path / "b", **kw)
+    assert [e["step"] for e in first.evaluations] == [500, 1000]
+    resumed = train("InvertedPendulum-v5", 1500, 3, workdir=tmp_path / "b", **kw)
+    strip = lambda evals: [{k: v for k, v in e.items() if k != "wall_s"} for e in evals]  # noqa: E731
+    assert strip(resumed.evaluations) == strip(whole.evaluations)
+    assert sorted(resumed.params) == [500, 1000, 1500]
+    for x, y in zip(jax.tree.leaves(resumed.params[1500]), jax.tree.leaves(whole.params[1500])):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+    for k in ("obs", "act", "rew", "next_obs", "term", "trunc"):
+        np.testing.assert_array_equal(getattr(resumed.replay, k), getattr(whole.replay, k))
+    assert resumed.replay.trunc[999] == 1  # the checkpoint step cuts its episode
+    # Another seed in the same run directory is refused before anything is overwritten.
+    with pytest.raises(ValueError, match="seed=3, not 4"):
+        train("InvertedPendulum-v5", 1500, 4, workdir=tmp_path / "b", **kw)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -100,11 +101,114 @@ def evaluate(
 
 @dataclasses.dataclass
 class TrainResult:
-    evaluations: list[dict[str, float]]  # step, mean, std of each periodic evaluation
+    evaluations: list[dict[str, float]]  # step, mean/std (stochastic), det_mean/det_std, wall_s
     params: dict[int, Any]  # step -> actor params (host NumPy) at that evaluation
     replay: HostReplay
     wall_time: float
     env_steps: int
+
+
+class RunDir:
+    """A resumable SAC run on disk: orbax checkpoints of the learner, replay chunks, eval snapshots.
+
+    Layout: `run.json` (what may not change on resume), `checkpoints/<t>/` (orbax: the SACState
+    and a JSON sidecar with the NumPy generators' states, the evaluations and wall time so far),
+    `replay/<t>.npz` (the rows added since the previous checkpoint, written before it, so a
+    checkpoint at t always has every row below t on disk) and `evals/<t>.msgpack` (the actor at
+    each periodic evaluation, from which snapshots are chosen at the end). Every file is written
+    to a temporary name and renamed, so a kill at any point leaves the newest complete checkpoint.
+    """
+
+    def __init__(self, path: str | Path, settings: dict[str, Any]):
+        settings = json.loads(json.dumps(settings))  # tuples -> lists, as they read back
+        self.path = Path(path)
+        (self.path / "replay").mkdir(parents=True, exist_ok=True)
+        (self.path / "evals").mkdir(parents=True, exist_ok=True)
+        run_file = self.path / "run.json"
+        if run_file.exists():
+            old = json.loads(run_file.read_text())
+            diff = {k: (old.get(k), v) for k, v in settings.items() if k != "steps" and old.get(k) != v}
+            if diff:
+                k, (a, b) = next(iter(diff.items()))
+                raise ValueError(
+                    f"{self.path} holds a SAC run with {k}={a!r}, not {b!r}; use the same flags "
+                    f"(only --steps may change on resume) or another --workdir"
+                )
+        _atomic_write(run_file, (json.dumps(settings, indent=1, sort_keys=True) + "\n").encode())
+        from ampl_jax.checkpoint import Checkpoints
+
+        self.checkpoints = Checkpoints(str(self.path), keep=2)
+
+    def save_eval_params(self, step: int, params: Any) -> None:
+        from flax import serialization
+
+        blob = serialization.msgpack_serialize(serialization.to_state_dict(jax.device_get(params)))
+        _atomic_write(self.path / "evals" / f"{step}.msgpack", blob)
+
+    def load_eval_params(self, upto: int) -> dict[int, Any]:
+        from flax import serialization
+
+        out = {}
+        for f in (self.path / "evals").glob("*.msgpack"):
+            if f.stem.isdigit() and int(f.stem) <= upto:
+                out[int(f.stem)] = serialization.msgpack_restore(f.read_bytes())
+        return dict(sorted(out.items()))
+
+    def save(self, t: int, last_t: int, state: Any, replay: HostReplay, extra: dict[str, Any]) -> None:
+        rows = slice(last_t, t)
+        chunk = {k: getattr(replay, k)[rows] for k in ("obs", "next_obs", "act", "rew", "term", "trunc")}
+        tmp = self.path / "replay" / f".{t}.tmp.npz"
+        np.savez(tmp, start=np.int64(last_t), **chunk)
+        tmp.rename(self.path / "replay" / f"{t}.npz")
+        saved = state.replace(key=jax.random.key_data(state.key))
+        self.checkpoints.save(t, saved, extra)
+
+    def restore(self, template: Any, replay: HostReplay) -> tuple[int, Any, dict[str, Any]] | None:
+        """(t, state, extra) of the newest checkpoint with the replay rows below t loaded, or None."""
+        target = template.replace(key=jax.random.key_data(template.key))
+        got = self.checkpoints.restore_latest(target)
+        if got is None:
+            return None
+        t, state, extra = got
+        state = state.replace(key=jax.random.wrap_key_data(state.key))
+        ends = sorted(int(f.stem) for f in (self.path / "replay").glob("*.npz") if f.stem.isdigit())
+        for end in (e for e in ends if e <= t):
+            with np.load(self.path / "replay" / f"{end}.npz") as z:
+                start = int(z["start"])
+                for k in ("obs", "next_obs", "act", "rew", "term", "trunc"):
+                    getattr(replay, k)[start:end] = z[k]
+        replay.size = t
+        return t, state, extra
+
+    def close(self) -> None:
+        self.checkpoints.close()
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    tmp.rename(path)
+
+
+def cpu_model() -> str:
+    """The host CPU's model name (timings are only comparable on one kind of machine)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or platform.machine()
+
+
+def _rng_state(rng: np.random.Generator) -> dict[str, Any]:
+    return rng.bit_generator.state
+
+
+def _set_rng_state(rng: np.random.Generator, state: dict[str, Any]) -> None:
+    rng.bit_generator.state = state
 
 
 def train(
@@ -116,10 +220,25 @@ def train(
     start_steps: int = 5000,
     train_every: int = 50,
     eval_every: int = 10_000,
-    eval_episodes: int = 5,
+    eval_episodes: int = 10,
+    workdir: str | Path | None = None,
+    checkpoint_every: int = 50_000,
+    curve_out: str | Path | None = None,
     log: Callable[[str], None] | None = print,
 ) -> TrainResult:
-    """Online SAC in `env_id` for `steps` env steps; periodic deterministic evaluations + params."""
+    """Online SAC in `env_id` for `steps` env steps; periodic evaluations + the actor at each.
+
+    Each periodic evaluation runs the stochastic policy (the one that makes datasets, and the
+    one snapshots are chosen by) for `eval_episodes` episodes and the deterministic one for half
+    as many. With a `workdir` the run checkpoints every `checkpoint_every` steps and the same call
+    resumes it from the newest checkpoint (a larger `steps` extends it). At each checkpoint step
+    the episode in progress is cut as a truncation (like the time limit: no done, bootstrapping
+    goes on) and the env reset from the behaviour generator, with or without a workdir, so the
+    checkpoint needs no simulator state and a resumed run equals an uninterrupted one on the same
+    machine.
+    """
+    if checkpoint_every <= 0 or checkpoint_every % train_every:
+        raise ValueError(f"checkpoint_every={checkpoint_every} must be a positive multiple of train_every={train_every}")
     t0 = time.time()
     env = gymnasium.make(env_id)
     eval_env = gymnasium.make(env_id)
@@ -128,27 +247,56 @@ def train(
     low, high = env.action_space.low.astype(np.float32), env.action_space.high.astype(np.float32)
     sac = SAC(obs_dim, act_dim, config)
     state = sac.init(jax.random.key(seed))
-    rng = np.random.default_rng([seed, 0])  # behaviour noise and warm-up actions
+    rng = np.random.default_rng([seed, 0])  # behaviour noise, warm-up actions and resets
     batch_rng = np.random.default_rng([seed, 1])  # minibatch indices
+    eval_rng = np.random.default_rng([seed, 3])  # noise of the stochastic evaluations
     replay = HostReplay(steps, obs_dim, act_dim)
+
+    evaluations, params, t_start, wall_before, reset_seed = [], {}, 0, 0.0, seed
+    run = None
+    if workdir is not None:
+        settings = {
+            "env_id": env_id, "seed": seed, "config": dataclasses.asdict(config), "start_steps": start_steps,
+            "train_every": train_every, "eval_every": eval_every, "eval_episodes": eval_episodes,
+            "checkpoint_every": checkpoint_every, "steps": steps,
+        }
+        run = RunDir(workdir, settings)
+        got = run.restore(state, replay)
+        if got is not None:
+            t_start, state, extra = got
+            for g, name in ((rng, "rng"), (batch_rng, "batch_rng"), (eval_rng, "eval_rng")):
+                _set_rng_state(g, extra[name])
+            evaluations, wall_before = extra["evaluations"], extra["wall_s"]
+            reset_seed = extra["reset_seed"]
+            params = run.load_eval_params(t_start)
+            if log is not None:
+                log(f"resumed {workdir} at step {t_start} ({wall_before / 60:.1f} min of training so far)")
     layers = actor_layers(jax.device_get(state.actor))
 
-    evaluations, params = [], {}
-    obs, _ = env.reset(seed=seed)
+    def reset_env() -> np.ndarray:
+        nonlocal reset_seed
+        reset_seed = int(rng.integers(2**31))
+        return env.reset(seed=reset_seed)[0]
+
+    if t_start == 0:
+        reset_seed = seed
+    obs = env.reset(seed=reset_seed)[0]  # on resume: the reset the checkpoint step did
     ep_return, ep_returns, metrics = 0.0, [], {}
-    for t in range(1, steps + 1):
+    last_ckpt = t_start
+    for t in range(t_start + 1, steps + 1):
         if t <= start_steps:
             a = rng.uniform(-1.0, 1.0, act_dim).astype(np.float32)
         else:
             a = act_np(layers, obs, rng)
         next_obs, r, terminated, truncated, _ = env.step(to_env_action(a, low, high))
-        replay.add(obs, a, r, next_obs, terminated, truncated)
+        cut = t % checkpoint_every == 0 or t == steps
+        replay.add(obs, a, r, next_obs, terminated, truncated or cut)
         ep_return += float(r)
         obs = next_obs
-        if terminated or truncated:
+        if terminated or truncated or cut:
             ep_returns.append(ep_return)
             ep_return = 0.0
-            obs, _ = env.reset(seed=int(rng.integers(2**31)))
+            obs = reset_env()
 
         if t % train_every == 0 and t >= start_steps:
             batches = replay.sample(batch_rng, (train_every, config.batch_size))
@@ -156,19 +304,40 @@ def train(
             layers = actor_layers(jax.device_get(state.actor))
 
         if t % eval_every == 0 or t == steps:
-            returns = evaluate(eval_env, layers, eval_episodes, seed=10_000 + t)
-            evaluations.append({"step": t, "mean": float(returns.mean()), "std": float(returns.std())})
+            sto = evaluate(eval_env, layers, eval_episodes, seed=10_000 + t, rng=eval_rng)
+            det = evaluate(eval_env, layers, max(1, eval_episodes // 2), seed=10_000 + t)
+            wall = wall_before + time.time() - t0
+            evaluations.append({
+                "step": t, "mean": float(sto.mean()), "std": float(sto.std()),
+                "det_mean": float(det.mean()), "det_std": float(det.std()), "wall_s": round(wall, 1),
+            })
             params[t] = jax.device_get(state.actor)
+            if run is not None:
+                run.save_eval_params(t, params[t])
+                _atomic_write(run.path / "evaluations.json", (json.dumps(evaluations, indent=0) + "\n").encode())
+            if curve_out is not None:
+                curve = {"env_id": env_id, "seed": seed, "steps": steps, "cpu": cpu_model(), "evaluations": evaluations}
+                Path(curve_out).parent.mkdir(parents=True, exist_ok=True)
+                _atomic_write(Path(curve_out), (json.dumps(curve, indent=0) + "\n").encode())
             if log is not None:
                 m = {k: round(float(v), 3) for k, v in metrics.items()}
                 train_ret = np.mean(ep_returns[-10:]) if ep_returns else float("nan")
                 log(
-                    f"step {t} eval {returns.mean():.1f} +- {returns.std():.1f} train(last10) "
-                    f"{train_ret:.1f} {m} {t / (time.time() - t0):.0f} steps/s"
+                    f"step {t} eval {sto.mean():.1f} +- {sto.std():.1f} (deterministic {det.mean():.1f}) "
+                    f"train(last10) {train_ret:.1f} {m} {(t - t_start) / (time.time() - t0):.0f} steps/s"
                 )
+        if run is not None and (t % checkpoint_every == 0 or t == steps):
+            extra = {
+                "rng": _rng_state(rng), "batch_rng": _rng_state(batch_rng), "eval_rng": _rng_state(eval_rng),
+                "evaluations": evaluations, "wall_s": wall_before + time.time() - t0, "reset_seed": reset_seed,
+            }
+            run.save(t, last_ckpt, state, replay, extra)
+            last_ckpt = t
     env.close()
     eval_env.close()
-    return TrainResult(evaluations, params, replay, time.time() - t0, steps)
+    if run is not None:
+        run.close()
+    return TrainResult(evaluations, params, replay, wall_before + time.time() - t0, steps)
 
 
 def choose_snapshots(evaluations: list[dict[str, float]], fraction: float = 1 / 3) -> dict[str, int]:
@@ -234,6 +403,12 @@ def ship(
     return metas
 
 
+def default_workdir(env_id: str, seed: int) -> Path:
+    """Outside the work tree, so a run survives a fresh checkout on the same machine."""
+    root = os.environ.get("AMPL_SAC_ROOT") or os.path.join(os.path.expanduser("~"), ".cache", "ampl_jax", "sac")
+    return Path(root) / f"{env_id}-s{seed}"
+
+
 def main(argv: list[str]) -> None:
     from absl import flags
 
@@ -250,6 +425,9 @@ def main(argv: list[str]) -> None:
         train_every=f.train_every,
         eval_every=f.eval_every,
         eval_episodes=f.eval_episodes,
+        workdir=f.workdir or default_workdir(f.env, f.seed),
+        checkpoint_every=f.checkpoint_every,
+        curve_out=f.curve_out or None,
     )
     out_root = Path(f.out) if f.out else snapshots.SNAPSHOT_DIR
     metas = ship(result, f.env, out_root, command, config, f.seed, f.final_episodes, f.replay)
@@ -270,7 +448,11 @@ def _define_flags() -> None:
     flags.DEFINE_integer("start_steps", 5000, "Uniform-random warm-up steps before learning.")
     flags.DEFINE_integer("train_every", 50, "Env steps between update calls (= gradient steps per call).")
     flags.DEFINE_integer("eval_every", 10_000, "Env steps between evaluations / kept snapshots.")
-    flags.DEFINE_integer("eval_episodes", 5, "Deterministic episodes per periodic evaluation.")
+    flags.DEFINE_integer("eval_episodes", 10, "Stochastic episodes per periodic evaluation (half as many deterministic).")
+    flags.DEFINE_string("workdir", "", "Run directory (checkpoints, replay chunks, eval snapshots); the same "
+                        "command resumes it. Default: $AMPL_SAC_ROOT or ~/.cache/ampl_jax/sac, then <env>-s<seed>.")
+    flags.DEFINE_string("curve_out", "", "Also write the periodic evaluations (with wall time) to this JSON file.")
+    flags.DEFINE_integer("checkpoint_every", 50_000, "Env steps between checkpoints (a multiple of train_every).")
     flags.DEFINE_integer("final_episodes", 10, "Episodes of the final evaluation of shipped snapshots.")
     flags.DEFINE_list("hidden", ["256", "256"], "Hidden layer widths of actor and critics.")
     flags.DEFINE_integer("batch_size", 256, "Minibatch size.")

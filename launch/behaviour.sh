@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Train the 1M-step SAC behaviour policies (issue: D4RL-strength data), resumably, in the background.
+#
+#   bash launch/behaviour.sh Hopper-v5 Walker2d-v5      # one lane: the envs one after another
+#   AMPL_SAC_ROOT=/data/sac bash launch/behaviour.sh HalfCheetah-v5
+#
+# Each env's run lives in $AMPL_SAC_ROOT/<env>-s<seed> (default ~/.cache/ampl_jax/sac); running the
+# same line again resumes every run from its newest checkpoint (a finished run just re-ships its
+# snapshots). On finishing, the run writes the expert/medium snapshots and medium_replay.npz into
+# the package and its curve into benchmarks/sac/. XLA is kept to one thread per run so that two
+# lanes share a 2-core machine without contention; runs are niced so interactive work comes first.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SEED=${SEED:-0}
+STEPS=${STEPS:-1000000}
+export XLA_FLAGS="${XLA_FLAGS:-} --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+mkdir -p benchmarks/sac
+for env in "$@"; do
+  nice -n 19 python -m ampl_jax.behaviour.train_sac --env="$env" --steps="$STEPS" --seed="$SEED" \
+    --eval_every=10000 --checkpoint_every=50000 --curve_out="benchmarks/sac/$env-s$SEED.json" \
+    --verbosity=-1
+done
