@@ -91,7 +91,8 @@ def main(argv) -> None:
         print(f"stopped by {summary['interrupted']}: checkpoint saved at step {summary['steps']} in "
               f"{summary['checkpoint_dir']}; run the same command again to resume", file=sys.stderr, flush=True)
         sys.exit(train.EXIT_PREEMPTED)
-    print(f"final normalized score {summary['final_normalized_score']:.1f} "
+    print(f"final normalized score {summary['final_normalized_score']:.1f} (dataset scale; "
+          f"{summary.get('final_d4rl_normalized_score', float('nan')):.1f} on the D4RL v2 scale) "
           f"(return {summary['final_return_mean']:.1f}) after {summary['steps']} steps; "
           f"results in {workdir}", flush=True)
 

@@ -11,13 +11,15 @@ import json
 import math
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 CSV_NAME = "metrics.csv"
 TB_DIR = "tensorboard"
+# metrics.csv column of the score on D4RL's v2 scale, beside the dataset-scale "normalized_score".
+D4RL_COLUMN = "d4rl_normalized_score"
 
 
 def _atomic_write_bytes(path: str, data: bytes) -> None:
@@ -101,6 +103,29 @@ class MetricsWriter:
             buf.seek(0)
             _atomic_write_bytes(self.csv_path, buf.read().encode("utf-8"))
         return len(kept)
+
+    def add_columns(self, names: Sequence[str]) -> list[str]:
+        """Append columns the file lacks (earlier rows get them empty); returns those added.
+
+        For a run resumed from a metrics.csv written before a column existed: `write` refuses
+        unknown keys, so the header is extended explicitly, keeping every existing column in place.
+        No-op before the first row (that row fixes the columns).
+        """
+        if self._columns is None:
+            return []
+        added = [n for n in dict.fromkeys(names) if n not in self._columns]
+        if not added:
+            return []
+        self._columns = [*self._columns, *added]
+        if os.path.exists(self.csv_path):
+            _, rows = _read_csv(self.csv_path)
+            with tempfile.SpooledTemporaryFile(mode="w+", newline="") as buf:
+                writer = csv.DictWriter(buf, fieldnames=self._columns, restval="")
+                writer.writeheader()
+                writer.writerows(rows)
+                buf.seek(0)
+                _atomic_write_bytes(self.csv_path, buf.read().encode("utf-8"))
+        return added
 
     def _tensorboard(self):
         if self._tb is None:

@@ -11,6 +11,10 @@ Per dataset and variant the report gives, for the chosen metric (normalized_scor
 - last-k avg: the mean of each seed's last k evaluations (all of them if it has fewer), then mean
   and std over seeds — less noisy than a single evaluation;
 - the number of seeds and the steps reached (a range when seeds stopped at different steps).
+With the default metric the tables show both score scales: "score (dataset scale)" (normalized_score,
+relative to the dataset's own ref_min_score / ref_max_score) and "score (D4RL v2 scale)"
+(d4rl_normalized_score, relative to D4RL's v2 random / expert returns; approximate, the envs are v5).
+Runs logged before that column existed get it from their return_mean and the env family.
 Std is the sample standard deviation over seeds (ddof=1); with a single seed it is undefined and
 reported as nan ("n/a" in the markdown). Non-finite scores (e.g. nan for datasets without
 reference returns) propagate into the means: use --metric=return_mean for those.
@@ -33,6 +37,8 @@ from typing import Any
 import numpy as np
 from absl import app, flags
 
+from ampl_jax.metrics import D4RL_COLUMN
+
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("last_k", 5, "Evaluations per seed averaged for the 'last-k avg' column.")
 flags.DEFINE_string("out", "", "Output directory (default: RUNS_DIR).")
@@ -41,6 +47,16 @@ flags.DEFINE_enum("band", "std", ["std", "minmax"], "Shaded band of the curves: 
 flags.DEFINE_list("ignore_keys", [], "Config keys that do not make a variant (seed, num_seeds and dataset.id never do).")
 
 ALWAYS_IGNORED = ("seed", "num_seeds", "dataset.id")
+DATASET_SCALE = "normalized_score"
+# Table headings of the two score scales; any other metric is shown by its column name.
+SCALE_LABELS = {DATASET_SCALE: "score (dataset scale)", D4RL_COLUMN: "score (D4RL v2 scale)"}
+SCALES_NOTE = (
+    "score (dataset scale): normalized_score, 0 = the dataset's ref_min_score (uniform random policy), "
+    "100 = its ref_max_score (for datasets made by make_dataset: the shipped expert). score (D4RL v2 "
+    "scale): d4rl_normalized_score, 0 and 100 = D4RL's random and expert returns of the v2 envs; the "
+    "envs here are v5, whose returns differ slightly from v2, so it is an approximate comparison with "
+    "published D4RL scores (nan where D4RL has no reference for the env)."
+)
 SKIP_DIRS = {"tensorboard", "checkpoints"}
 
 
@@ -120,15 +136,23 @@ def load_run(path: str, metric: str = "normalized_score") -> list[SeedCurve]:
         reader = csv.DictReader(f)
         columns = list(reader.fieldnames or [])
         rows = list(reader)
-    if metric not in columns or "step" not in columns:
+    # A run logged before the D4RL column existed: derive it from the return and the env family.
+    derive = metric == D4RL_COLUMN and metric not in columns and "return_mean" in columns
+    if (metric not in columns and not derive) or "step" not in columns:
         raise ReportError(f"{path}/metrics.csv has no {metric!r} or 'step' column (columns: {columns})")
     flat = flatten(config)
     # The data actually trained on (summary.json), e.g. the local fallback of an official id that
     # was not in the store; the config's id for a run that has not finished.
     dataset = str(summary.get("dataset_id") or flat.get("dataset.id") or "unknown")
+    if derive:
+        from ampl_jax.data.scores import d4rl_normalized_score  # imports jax: only when needed
+
+        env = str(summary.get("env_id") or dataset)
     by_seed: dict[Any, list[tuple[int, float]]] = {}
     for r in rows:
-        value, step = _float(r.get(metric)), _float(r.get("step"))
+        value, step = _float(r.get("return_mean" if derive else metric)), _float(r.get("step"))
+        if derive and value is not None:
+            value = d4rl_normalized_score(value, env)
         if value is None or step is None:
             continue  # rows without an evaluation
         if "seed" in columns:
@@ -188,7 +212,7 @@ def sample_std(values: Sequence[float]) -> float:
     return float(a.std(ddof=1)) if a.size >= 2 else math.nan
 
 
-def group_stats(curves: Sequence[SeedCurve], last_k: int = 5) -> list[GroupStats]:
+def group_stats(curves: Sequence[SeedCurve], last_k: int = 5, warn: bool = True) -> list[GroupStats]:
     """One GroupStats per (dataset, variant), in `assign_variants` order (call it first)."""
     if last_k < 1:
         raise ReportError(f"--last_k must be >= 1, got {last_k}")
@@ -200,7 +224,7 @@ def group_stats(curves: Sequence[SeedCurve], last_k: int = 5) -> list[GroupStats
     for (dataset, variant), members in groups.items():
         seeds = [c.seed for c in members]
         dup = sorted({str(s) for s in seeds if seeds.count(s) > 1})
-        if dup:
+        if dup and warn:
             print(f"warning: {dataset} {variant}: seed(s) {', '.join(dup)} appear more than once "
                   f"(each counted): {sorted({c.path for c in members})}", file=sys.stderr)
         finals = [float(c.values[-1]) for c in members]
@@ -215,32 +239,52 @@ def _pm(mean: float, std: float) -> str:
     return f"{mean:.1f} ± {'n/a' if math.isnan(std) else f'{std:.1f}'}"
 
 
-def to_markdown(stats: Sequence[GroupStats], metric: str, last_k: int) -> str:
-    lines = [f"| dataset | variant | seeds | steps | final {metric} (last eval) | last-{last_k} avg {metric} |",
-             "|---|---|---:|---:|---:|---:|"]
+def _key(s: GroupStats) -> tuple[str, str]:
+    return s.dataset, s.variant
+
+
+def to_markdown(stats: Sequence[GroupStats], metric: str, last_k: int,
+                d4rl: Sequence[GroupStats] | None = None) -> str:
+    """The table; with `d4rl` (stats of d4rl_normalized_score) two more columns, the second scale."""
+    labels = [SCALE_LABELS.get(metric, metric)] + ([SCALE_LABELS[D4RL_COLUMN]] if d4rl is not None else [])
+    head = "".join(f" final {x} | last-{last_k} avg {x} |" for x in labels)
+    lines = [f"| dataset | variant | seeds | steps |{head}", "|---|---|---:|---:|" + "---:|---:|" * len(labels)]
+    second = {_key(s): s for s in d4rl or ()}
     for s in stats:
         steps = str(s.steps_max) if s.steps_min == s.steps_max else f"{s.steps_min}-{s.steps_max}"
-        lines.append(f"| {s.dataset} | {s.variant} | {len(s.seeds)} | {steps} | "
-                     f"{_pm(s.final_mean, s.final_std)} | {_pm(s.last_k_mean, s.last_k_std)} |")
+        cells = f"{_pm(s.final_mean, s.final_std)} | {_pm(s.last_k_mean, s.last_k_std)} |"
+        if d4rl is not None:
+            t = second.get(_key(s))
+            cells += (" n/a | n/a |" if t is None
+                      else f" {_pm(t.final_mean, t.final_std)} | {_pm(t.last_k_mean, t.last_k_std)} |")
+        lines.append(f"| {s.dataset} | {s.variant} | {len(s.seeds)} | {steps} | {cells}")
     lines += ["", f"Mean ± sample std (ddof=1) over seeds; n/a with one seed. final: each seed's last "
                   f"evaluation. last-{last_k} avg: mean of each seed's last {last_k} evaluations (fewer if "
                   "it has fewer), then over seeds. steps: last evaluated step (min-max over seeds)."]
+    if d4rl is not None:
+        lines += ["", SCALES_NOTE]
     return "\n".join(lines) + "\n"
 
 
+# The d4rl_* columns (the same statistics on D4RL's v2 scale) come last, empty when not computed.
 CSV_COLUMNS = ("dataset", "variant", "num_seeds", "seeds", "steps_min", "steps_max", "final_mean", "final_std",
-               "last_k", "last_k_mean", "last_k_std", "metric")
+               "last_k", "last_k_mean", "last_k_std", "metric",
+               "d4rl_final_mean", "d4rl_final_std", "d4rl_last_k_mean", "d4rl_last_k_std")
 
 
-def write_csv(path: str, stats: Sequence[GroupStats], metric: str) -> None:
+def write_csv(path: str, stats: Sequence[GroupStats], metric: str, d4rl: Sequence[GroupStats] | None = None) -> None:
     """One row per dataset and variant; std columns are sample std over seeds (nan for one seed)."""
+    second = {_key(s): s for s in d4rl or ()}
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(CSV_COLUMNS)
         for s in stats:
+            t = second.get(_key(s))
             w.writerow([s.dataset, s.variant, len(s.seeds), " ".join(map(str, s.seeds)), s.steps_min,
                         s.steps_max, repr(s.final_mean), repr(s.final_std), s.last_k, repr(s.last_k_mean),
-                        repr(s.last_k_std), metric])
+                        repr(s.last_k_std), metric,
+                        *(["", "", "", ""] if t is None else
+                          [repr(t.final_mean), repr(t.final_std), repr(t.last_k_mean), repr(t.last_k_std)])])
 
 
 def mean_curve(curves: Sequence[SeedCurve], band: str = "std") -> tuple[np.ndarray, ...]:
@@ -289,7 +333,10 @@ def plot_dataset(path: str, dataset: str, curves: Sequence[SeedCurve], variants:
 
 def make_report(runs_dir: str, out: str = "", last_k: int = 5, metric: str = "normalized_score",
                 band: str = "std", ignore_keys: Iterable[str] = ()) -> dict[str, Any]:
-    """Find, group, tabulate and plot; returns {'stats', 'markdown', 'files'}."""
+    """Find, group, tabulate and plot; returns {'stats', 'd4rl_stats', 'markdown', 'files'}.
+
+    With metric normalized_score, d4rl_stats holds the same table on D4RL's v2 scale (else None).
+    """
     if not os.path.isdir(runs_dir):
         raise ReportError(f"{runs_dir} is not a directory")
     paths = find_runs(runs_dir)
@@ -302,20 +349,39 @@ def make_report(runs_dir: str, out: str = "", last_k: int = 5, metric: str = "no
     stats = group_stats(curves, last_k)
     order = {v: i for i, v in enumerate(variants)}
     stats.sort(key=lambda s: (s.dataset, order[s.variant]))
+    d4rl = _d4rl_stats(paths, curves, last_k) if metric == DATASET_SCALE else None
     out = out or runs_dir
     os.makedirs(out, exist_ok=True)
-    markdown = to_markdown(stats, metric, last_k)
+    markdown = to_markdown(stats, metric, last_k, d4rl)
     files = [os.path.join(out, "report.md"), os.path.join(out, "report.csv")]
     with open(files[0], "w") as f:
         f.write(markdown)
-    write_csv(files[1], stats, metric)
+    write_csv(files[1], stats, metric, d4rl)
     for dataset in sorted({s.dataset for s in stats}):
         png = os.path.join(out, f"curves_{dataset.replace('/', '_')}.png")
         plot_dataset(png, dataset, [c for c in curves if c.dataset == dataset],
                      [v for v in variants if any(s.dataset == dataset and s.variant == v for s in stats)],
                      metric, band)
         files.append(png)
-    return {"stats": stats, "markdown": markdown, "files": files}
+    return {"stats": stats, "d4rl_stats": d4rl, "markdown": markdown, "files": files}
+
+
+def _d4rl_stats(paths: Sequence[str], curves: Sequence[SeedCurve], last_k: int) -> list[GroupStats]:
+    """The groups of `curves` (variants already assigned) scored on D4RL's v2 scale.
+
+    A run whose metrics.csv has neither that column nor return_mean is left out (its cells: n/a).
+    """
+    variant = {(c.path, str(c.seed)): c.variant for c in curves}
+    second = []
+    for p in paths:
+        try:
+            second += load_run(p, D4RL_COLUMN)
+        except ReportError:
+            continue
+    second = [c for c in second if (c.path, str(c.seed)) in variant]  # only seeds of the main table
+    for c in second:
+        c.variant = variant[c.path, str(c.seed)]
+    return group_stats(second, last_k, warn=False)
 
 
 def main(argv: list[str]) -> None:

@@ -73,3 +73,7 @@ class DatasetInfo:
     reward_min: float  # raw reward range, for the min-max rescaling
     reward_max: float
     env_spec_json: str | None = None  # gymnasium EnvSpec as json, when the dataset carries one
+    # D4RL's v2 random / expert returns for the env family (second, approximate score scale: the
+    # envs are v5); from the metadata, else ampl_jax/data/scores.py; None where D4RL has no entry.
+    d4rl_ref_min_score: float | None = None
+    d4rl_ref_max_score: float | None = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -209,6 +210,43 @@ def test_reference_score_table():
     assert scores.reference_scores("mujoco/halfcheetah/medium-v0") == (-280.178953, 12135.0)
     assert scores.reference_scores("CartPole-v1") is None
     assert scores.reference_scores("Pendulum-v1") is None
+
+
+def test_d4rl_normalized_score_known_values():
+    d = scores.d4rl_normalized_score
+    assert d(3234.3, "Hopper-v5") == pytest.approx(100.0)
+    assert d(-20.27, "Hopper-v5") == pytest.approx(0.0, abs=1e-3)  # D4RL's -20.272305, rounded
+    assert d(4592.3, "ampl/walker2d/medium-v0") == pytest.approx(100.0)
+    assert d(1.629008, "mujoco/walker2d/expert-v0") == pytest.approx(0.0)
+    assert d((12135.0 - 280.178953) / 2, "HalfCheetah-v5") == pytest.approx(50.0)
+    assert d(-20.272305 - 3254.572305, "Hopper-v5") == pytest.approx(-100.0)  # below random: negative
+    assert math.isnan(d(500.0, "InvertedPendulum-v5"))  # D4RL never scored it
+    assert d(5.0, "InvertedPendulum-v5", (0.0, 10.0)) == pytest.approx(50.0)  # explicit references win
+    with pytest.raises(ValueError, match="random == expert"):
+        d(1.0, "Hopper-v5", (2.0, 2.0))
+    with pytest.raises(TypeError, match="env_id must be a str"):
+        d(1.0, None)
+
+
+def test_loader_takes_d4rl_references_from_metadata_else_the_table(hopper_random):
+    """Older local and official Minari datasets lack the d4rl_* keys: the env family's table entry."""
+    _, info = load_dataset(hopper_random)  # made by make_dataset: keys in the metadata
+    assert (info.d4rl_ref_min_score, info.d4rl_ref_max_score) == (-20.272305, 3234.3)
+    assert info.ref_min_score == pytest.approx(scores.RANDOM_RETURNS_V5["Hopper-v5"][0])  # dataset scale kept
+
+    old = _copy_dataset(hopper_random, "test/hopper/no-d4rl-keys-v0")
+    meta = json.loads((old / "metadata.json").read_text())
+    for key in ("d4rl_ref_min_score", "d4rl_ref_max_score", "d4rl_ref_note"):
+        del meta[key]
+    (old / "metadata.json").write_text(json.dumps(meta))
+    _, info_old = load_dataset("test/hopper/no-d4rl-keys-v0")
+    assert (info_old.d4rl_ref_min_score, info_old.d4rl_ref_max_score) == (-20.272305, 3234.3)
+    assert info_old.ref_min_score == info.ref_min_score and info_old.ref_max_score == info.ref_max_score
+
+    custom = _copy_dataset(hopper_random, "test/hopper/custom-d4rl-keys-v0")
+    _set_metadata(custom, d4rl_ref_min_score=0.0, d4rl_ref_max_score=1000.0)
+    _, info_custom = load_dataset("test/hopper/custom-d4rl-keys-v0")
+    assert (info_custom.d4rl_ref_min_score, info_custom.d4rl_ref_max_score) == (0.0, 1000.0)
 
 
 # --- refusals -----------------------------------------------------------------------------------

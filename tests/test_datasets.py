@@ -17,7 +17,7 @@ import pytest
 from ampl_jax.behaviour import snapshots
 from ampl_jax.data import policies, scores
 from ampl_jax.data.load import DatasetError, load_dataset
-from ampl_jax.data.make_dataset import make_dataset
+from ampl_jax.data.make_dataset import families, make_dataset
 
 SHIPPED_ENVS = ("Hopper-v5", "Walker2d-v5", "HalfCheetah-v5")
 # Steps per family: about three episodes of the trained policies, a few random ones.
@@ -149,3 +149,41 @@ def test_missing_snapshot_and_unknown_family_are_clear(minari_root):
     known = "available: expert, medium, random, medium-replay, medium-expert"
     with pytest.raises(policies.PolicyError, match=known):
         make_dataset("Hopper-v5", "replay", 10, 0, "test/hopper/x-v0", progress=False)
+
+
+# D4RL's v2 random / expert returns, written out here so that the table is checked, not echoed.
+D4RL_V2 = {"Hopper-v5": (-20.27, 3234.3), "Walker2d-v5": (1.63, 4592.3), "HalfCheetah-v5": (-280.18, 12135.0)}
+ALL_FAMILIES = ("random", "medium", "expert", "medium-replay", "medium-expert")
+
+
+@pytest.mark.parametrize("family", ALL_FAMILIES)
+def test_every_family_carries_both_score_scales(minari_root, family):
+    """A tiny dataset of each family: its own ref scores (v5 random, shipped expert) and D4RL's v2 ones."""
+    assert set(families()) == set(ALL_FAMILIES)
+    env_id = SHIPPED_ENVS[ALL_FAMILIES.index(family) % len(SHIPPED_ENVS)]  # every env, some family each
+    dataset_id = f"test/scales/{scores.env_family(env_id)}-{family}-v0"
+    make_dataset(env_id, family, 200, 0, dataset_id, progress=False)
+    meta = minari.load_dataset(dataset_id).storage.metadata
+    expert = snapshots.load_snapshot(env_id, "expert").meta["stochastic_return_mean"]
+    # Dataset scale: the dataset's own references, unchanged.
+    assert meta["ref_min_score"] == pytest.approx(scores.RANDOM_RETURNS_V5[env_id][0])
+    assert meta["ref_max_score"] == pytest.approx(expert)
+    # D4RL scale: v2 numbers, with the note that the env is v5.
+    low, high = D4RL_V2[env_id]
+    assert meta["d4rl_ref_min_score"] == pytest.approx(low, abs=0.01)
+    assert meta["d4rl_ref_max_score"] == pytest.approx(high)
+    assert "v2" in meta["d4rl_ref_note"] and "v5" in meta["d4rl_ref_note"]
+    assert meta["ampl_family"] == family
+    _, info = load_dataset(dataset_id)
+    assert (info.ref_min_score, info.ref_max_score) == (meta["ref_min_score"], meta["ref_max_score"])
+    assert (info.d4rl_ref_min_score, info.d4rl_ref_max_score) == (meta["d4rl_ref_min_score"], meta["d4rl_ref_max_score"])
+    assert info.ref_max_score != info.d4rl_ref_max_score  # two different scales, not one copied
+
+
+def test_env_without_d4rl_reference_has_only_the_dataset_scale(minari_root):
+    make_dataset("InvertedPendulum-v5", "random", 100, 0, "test/ip/random-v0", ref_episodes=2, progress=False)
+    meta = minari.load_dataset("test/ip/random-v0").storage.metadata
+    assert "ref_min_score" in meta and not any(k.startswith("d4rl_") for k in meta)
+    _, info = load_dataset("test/ip/random-v0")
+    assert info.ref_min_score is not None
+    assert info.d4rl_ref_min_score is None and info.d4rl_ref_max_score is None

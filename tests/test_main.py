@@ -50,11 +50,23 @@ def test_main_writes_all_outputs(tiny_run):
     rows = list(csv.DictReader(open(workdir / "metrics.csv")))
     assert [int(r["step"]) for r in rows] == [8, 16, 24]
     for r in rows:
-        for col in ("return_mean", "normalized_score", "critic_loss", "disc_loss", "actor_loss", "miw_residual"):
+        for col in ("return_mean", "normalized_score", "critic_loss", "disc_loss", "actor_loss", "miw_residual",
+                    "d4rl_normalized_score"):
             assert math.isfinite(float(r[col])), col
+        # Hopper on D4RL's v2 scale (random -20.272305, expert 3234.3), from the same return.
+        assert float(r["d4rl_normalized_score"]) == pytest.approx(
+            100 * (float(r["return_mean"]) + 20.272305) / (3234.3 + 20.272305), rel=1e-5)
+    columns = list(rows[0])
+    assert columns[:5] == ["step", "seed", "return_mean", "return_std", "normalized_score"]
+    assert columns[-3:] == ["iters_per_sec", "wall_seconds", "d4rl_normalized_score"]  # appended last
     summary = json.load(open(workdir / "summary.json"))
     assert summary["steps"] == 24
     assert math.isfinite(summary["final_normalized_score"])
+    assert summary["final_d4rl_normalized_score"] == pytest.approx(float(rows[-1]["d4rl_normalized_score"]))
+    assert summary["final_normalized_score"] != summary["final_d4rl_normalized_score"]  # two scales
+    scales = summary["score_scales"]
+    assert "dataset scale" in scales["final_normalized_score"]
+    assert "D4RL v2 scale" in scales["final_d4rl_normalized_score"] and "v5" in scales["final_d4rl_normalized_score"]
     assert summary["wall_seconds"] > 0
     assert os.path.getsize(workdir / "learning_curve.png") > 1000
     assert any(f.startswith("events.out.tfevents") for _, _, fs in os.walk(workdir) for f in fs)
@@ -94,6 +106,9 @@ def test_vmapped_seeds_in_main_match_single_seed_runs_and_two_processes(tmp_path
     assert both[0]["critic_loss"] != both[1]["critic_loss"]  # two different seeds
     summary = json.load(open(tmp_path / "both" / "summary.json"))
     assert summary["seeds"] == [0, 1] and len(summary["final_normalized_score_per_seed"]) == 2
+    d4rl = summary["final_d4rl_normalized_score_per_seed"]
+    assert d4rl == [float(r["d4rl_normalized_score"]) for r in both if r["step"] == "16"]
+    assert summary["final_d4rl_normalized_score"] == pytest.approx(sum(d4rl) / 2)
 
     # Two processes, one seed each, sharing the workdir (and the Minari store: process 0 loads first).
     mp, port = tmp_path / "mp", _free_port()

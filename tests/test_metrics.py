@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ampl_jax.metrics import MeanAccumulator, MetricsWriter, plot_learning_curve, write_json
+from ampl_jax.metrics import D4RL_COLUMN, MeanAccumulator, MetricsWriter, plot_learning_curve, write_json
 
 
 def _rows(path):
@@ -60,6 +60,31 @@ def test_resume_truncates_exactly_after_step(tmp_path):
     rows = _rows(tmp_path / "metrics.csv")
     assert [r[0] for r in rows] == ["step", "0", "1000", "2000", "3000"]
     assert rows[-1] == ["3000", "30.0", ""]
+
+
+def test_resume_of_an_older_csv_appends_the_new_column(tmp_path):
+    """A run resumed from a metrics.csv written before d4rl_normalized_score existed (multi-seed rows)."""
+    with MetricsWriter(str(tmp_path)) as w:
+        for step in (8, 16):
+            for seed in (0, 1):
+                w.write(step, {"seed": seed, "normalized_score": float(step + seed)})
+    w = MetricsWriter(str(tmp_path), resume=True)
+    assert w.truncate_after(8) == 2
+    assert w.add_columns([D4RL_COLUMN, "normalized_score"]) == [D4RL_COLUMN]  # only what is missing
+    assert w.add_columns([D4RL_COLUMN]) == []
+    for seed in (0, 1):
+        w.write(16, {"seed": seed, "normalized_score": 16.0 + seed, D4RL_COLUMN: 5.0 + seed})
+    w.close()
+    assert _rows(tmp_path / "metrics.csv") == [
+        ["step", "seed", "normalized_score", D4RL_COLUMN],  # old columns keep their place
+        ["8", "0.0", "8.0", ""],
+        ["8", "1.0", "9.0", ""],
+        ["16", "0.0", "16.0", "5.0"],
+        ["16", "1.0", "17.0", "6.0"],
+    ]
+    fresh = MetricsWriter(str(tmp_path / "fresh"))
+    assert fresh.add_columns([D4RL_COLUMN]) == []  # before the first row: that row fixes the columns
+    fresh.close()
 
 
 def test_resume_without_csv_starts_fresh(tmp_path):

@@ -80,7 +80,8 @@ def test_final_and_last_k_mean_std_by_hand(runs_dir, tmp_path):
     assert rows[0]["last_k"] == "2" and math.isnan(float(rows[2]["final_std"]))
 
     md = (out / "report.md").read_text()
-    assert "| final normalized_score (last eval) | last-2 avg normalized_score |" in md
+    assert ("| final score (dataset scale) | last-2 avg score (dataset scale) | final score (D4RL v2 scale) | "
+            "last-2 avg score (D4RL v2 scale) |") in md
     assert "| ampl/a-v0 | rollout.horizon=1 | 3 | 30 | 40.0 ± 10.0 | 35.0 ± 8.7 |" in md
     assert "| ampl/b-v0 | base | 1 | 20 | 42.0 ± n/a | 42.0 ± n/a |" in md
     assert "sample std (ddof=1)" in md
@@ -134,3 +135,42 @@ def test_cli_writes_files_and_errors_in_one_line(runs_dir, tmp_path):
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines() == [
         f"error: no runs under {tmp_path / 'empty'} (a run folder holds metrics.csv and config.json)"]
+
+
+def test_both_score_scales_in_tables(tmp_path):
+    """A D4RL-scale column beside the dataset scale; older runs without it derive it from return_mean."""
+    r = tmp_path / "runs"
+    new = r / "new"
+    _write_run(new, "ampl/hopper/medium-v0", 1, [(10, 40.0), (20, 60.0)], seed=0)
+    with open(new / "metrics.csv") as f:
+        lines = f.read().splitlines()
+    d4rl = {"10": 20.0, "20": 30.0}
+    lines = [lines[0] + ",d4rl_normalized_score"] + [f"{x},{d4rl[x.split(',')[0]]}" for x in lines[1:]]
+    (new / "metrics.csv").write_text("\n".join(lines) + "\n")
+    # Written before the column existed: returns 10x the scores, so 400 and 600 at the two steps.
+    _write_run(r / "old", "ampl/hopper/medium-v0", 1, [(10, 40.0), (20, 60.0)], seed=1)
+    _write_run(r / "pendulum", "ampl/invertedpendulum/random-v0", 1, [(10, 5.0)], seed=0)
+
+    result = report.make_report(str(r), str(tmp_path / "out"), last_k=2)
+    (hop, ip) = result["stats"]
+    (hop4, ip4) = result["d4rl_stats"]
+    assert hop.dataset == hop4.dataset == "ampl/hopper/medium-v0" and hop.seeds == hop4.seeds == [0, 1]
+    assert hop.final_mean == pytest.approx(60.0)  # the dataset scale is untouched
+    old_final = 100 * (600 + 20.272305) / (3234.3 + 20.272305)
+    assert hop4.final_mean == pytest.approx((30.0 + old_final) / 2)
+    old_last2 = 100 * (500 + 20.272305) / (3234.3 + 20.272305)
+    assert hop4.last_k_mean == pytest.approx((25.0 + old_last2) / 2)
+    assert math.isnan(ip4.final_mean) and ip.final_mean == 5.0  # D4RL never scored InvertedPendulum
+
+    md = result["markdown"]
+    assert f"| ampl/hopper/medium-v0 | base | 2 | 20 | 60.0 ± 0.0 | 50.0 ± 0.0 | {hop4.final_mean:.1f} ± " in md
+    assert "score (dataset scale)" in md and "score (D4RL v2 scale)" in md
+    assert "v5" in md and "v2" in md and "approximate" in md
+    rows = list(csv.DictReader(open(tmp_path / "out" / "report.csv")))
+    assert list(rows[0])[: len(report.CSV_COLUMNS) - 4] == list(report.CSV_COLUMNS[:-4])  # old columns first
+    assert float(rows[0]["final_mean"]) == 60.0
+    assert float(rows[0]["d4rl_final_mean"]) == pytest.approx(hop4.final_mean)
+
+    other = report.make_report(str(r), str(tmp_path / "o2"), metric="return_mean")
+    assert other["d4rl_stats"] is None and "D4RL" not in other["markdown"]
+    assert all(row["d4rl_final_mean"] == "" for row in csv.DictReader(open(tmp_path / "o2" / "report.csv")))

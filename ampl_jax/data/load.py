@@ -219,6 +219,11 @@ def load_dataset(dataset_id: str, *, download: bool = False) -> tuple[OfflineDat
         ref_min = table[0]
     if ref_max is None and table is not None:
         ref_max = table[1]
+    # Second scale: official Minari datasets and older local ones lack the keys; use the table.
+    d4rl_min = _optional_float(metadata.get("d4rl_ref_min_score"))
+    d4rl_max = _optional_float(metadata.get("d4rl_ref_max_score"))
+    if d4rl_min is None or d4rl_max is None:
+        d4rl_min, d4rl_max = table if table is not None else (None, None)
 
     f32 = lambda x: jnp.asarray(x, jnp.float32)  # noqa: E731
     data = OfflineData(
@@ -245,5 +250,7 @@ def load_dataset(dataset_id: str, *, download: bool = False) -> tuple[OfflineDat
         reward_min=r_min,
         reward_max=r_max,
         env_spec_json=spec_json,
+        d4rl_ref_min_score=d4rl_min,
+        d4rl_ref_max_score=d4rl_max,
     )
     return data, info

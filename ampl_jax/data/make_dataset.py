@@ -11,7 +11,10 @@ Exactly `steps` transitions are recorded (medium-replay: at most the buffer's si
 cut by the budget is stored as a truncation, never a termination, and so is the env's time limit.
 Reference scores go into the metadata: ref_min_score = mean return of the uniform random policy
 (100 episodes on v5, cached in ampl_jax/data/scores.py), ref_max_score = mean return of the
-shipped expert snapshot (its stochastic policy, from the snapshot's JSON sidecar).
+shipped expert snapshot (its stochastic policy, from the snapshot's JSON sidecar). Where D4RL scored
+the env family (hopper, walker2d, halfcheetah, ant), the metadata also carries D4RL's v2 random and
+expert returns as d4rl_ref_min_score / d4rl_ref_max_score, with d4rl_ref_note saying that they are
+v2 numbers while the env is v5: a second, approximate, scale comparable with published tables.
 """
 
 from __future__ import annotations
@@ -268,9 +271,18 @@ def make_dataset(
     refs: dict[str, Any] = {"ref_min_score": ref_min, "num_episodes_average_score": min_episodes}
     if ref_max is not None:
         refs["ref_max_score"] = ref_max
+    refs.update(d4rl_metadata(env_id))
     dataset.storage.update_metadata({**refs, **extra, "ampl_family": policy})
     env.close()
     return path
+
+
+def d4rl_metadata(env_id: str) -> dict[str, Any]:
+    """The D4RL-scale reference keys for a dataset of `env_id`; empty when D4RL has no such env."""
+    table = scores.reference_scores(env_id)
+    if table is None:
+        return {}
+    return {"d4rl_ref_min_score": table[0], "d4rl_ref_max_score": table[1], "d4rl_ref_note": scores.D4RL_SCALE_NOTE}
 
 
 def _description(family: str, env_id: str, how: str, command: str, min_how: str, max_how: str) -> str:

@@ -10,6 +10,7 @@ v2 ones: treat scores on v5 as D4RL-comparable, not identical.
 
 from __future__ import annotations
 
+import math
 import re
 
 # family -> (random return, expert return); D4RL infos.py REF_MIN_SCORE / REF_MAX_SCORE.
@@ -19,6 +20,14 @@ REFERENCE_SCORES: dict[str, tuple[float, float]] = {
     "walker2d": (1.629008, 4592.3),
     "ant": (-325.6, 3879.7),
 }
+
+# Wording shared by the dataset metadata, summary.json and the report, so the caveat travels with
+# every D4RL-scale figure.
+D4RL_SCALE_NOTE = (
+    "D4RL-scale score: 100 * (R - random) / (expert - random) with D4RL's random and expert returns "
+    "of the v2 MuJoCo envs; the envs here are v5, whose returns differ slightly from v2, so this is "
+    "an approximate comparison with published D4RL scores"
+)
 
 # env id -> (mean, std) return of the uniform random policy over 100 episodes (policy seed 0,
 # reset seeds 0..99), measured here on the v5 environments: the ref_min_score of datasets made by
@@ -57,6 +66,26 @@ def reference_scores(env_id: str) -> tuple[float, float] | None:
     """(random return, expert return) for an env id such as "Hopper-v5"; None if not tabulated."""
     family = env_family(env_id)
     return None if family is None else REFERENCE_SCORES[family]
+
+
+def d4rl_normalized_score(
+    return_mean: float, env_id: str, refs: tuple[float, float] | None = None
+) -> float:
+    """Score of `return_mean` on the D4RL v2 scale (random 0, expert 100); NaN without a reference.
+
+    `refs` = (random, expert) overrides the table (e.g. values stored in a dataset's metadata); else
+    the family of `env_id` (a Gymnasium or dataset id) picks D4RL's numbers. NaN, not an error,
+    for envs D4RL never scored (e.g. InvertedPendulum), so a metrics row can still be written.
+    """
+    if not isinstance(env_id, str):
+        raise TypeError(f"env_id must be a str such as 'Hopper-v5', got {type(env_id).__name__}")
+    refs = refs if refs is not None else reference_scores(env_id)
+    if refs is None:
+        return math.nan
+    low, high = float(refs[0]), float(refs[1])
+    if high == low:
+        raise ValueError(f"D4RL references for '{env_id}' have random == expert == {low}")
+    return 100.0 * (float(return_mean) - low) / (high - low)
 
 
 def random_return_v5(env_id: str) -> float | None:
