@@ -14,6 +14,7 @@ _CHOICES = {
     "miw.schedule": ("interleaved", "phased", "none"),
     "miw.test_function": ("q", "reward"),
     "miw.estimator": ("td_dice", "vpm", "gendice", "dualdice"),
+    "miw.constraint": ("per_tensor", "global"),
     "agent.policy": ("implicit", "tanh_gaussian"),
     "method": ("ampl", "bc", "mopo"),
     "agent.regularizer": ("jsd", "none"),
@@ -26,7 +27,8 @@ _POSITIVE_INT = (
     "model.patience", "model.max_epochs", "model.refit_max_epochs", "rollout.horizon",
     "rollout.batch_size", "rollout.transitions_per_rollout", "rollout.period", "rollout.buffer_capacity",
     "agent.batch_size", "agent.noise_dim", "agent.actor_update_every", "miw.batch_size",
-    "miw.mu0_batch_size", "miw.phased_steps", "train.total_steps", "train.epoch_length",
+    "miw.mu0_batch_size", "miw.phased_steps", "miw.vpm.power_iterations", "miw.vpm.inner_steps",
+    "train.total_steps", "train.epoch_length",
     "train.model_retrain_epochs", "train.eval_every", "eval.episodes", "eval.num_action_samples",
     "checkpoint.every", "checkpoint.keep",
 )
@@ -34,7 +36,14 @@ _POSITIVE_INT = (
 _POSITIVE_FLOAT = (
     "model.learning_rate", "agent.critic_lr", "agent.actor_lr", "agent.disc_lr", "miw.lr",
     "agent.critic_grad_clip", "miw.grad_clip", "agent.critic_huber_delta", "miw.huber_delta",
-    "agent.target_cap", "agent.noise_std", "miw.alpha", "miw.mean_bound", "miw.aux_lr",
+    "agent.target_cap", "agent.noise_std", "miw.alpha", "miw.mean_bound",
+    "miw.vpm.lr", "miw.vpm.u_lr", "miw.gendice.lr", "miw.gendice.nu_lr", "miw.gendice.u_lr",
+    "miw.dualdice.lr", "miw.dualdice.nu_lr",
+)
+
+_NON_NEGATIVE_FLOAT = (
+    "miw.vpm.norm_penalty", "miw.vpm.grad_clip_value", "miw.gendice.norm_penalty",
+    "miw.gendice.grad_clip_value", "miw.dualdice.grad_clip_value",
 )
 
 _UNIT_INTERVAL = (
@@ -84,8 +93,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
         )
     if not config.dataset.id or "/" not in config.dataset.id:
         raise ConfigError(f"config.dataset.id={config.dataset.id!r} is not a Minari id such as 'mujoco/walker2d/medium-v0'")
-    if config.miw.norm_penalty < 0:
-        raise ConfigError(f"config.miw.norm_penalty={config.miw.norm_penalty!r} must be >= 0")
+    for key in _NON_NEGATIVE_FLOAT:
+        v = _get(config, key)
+        if not v >= 0:
+            raise ConfigError(f"config.{key}={v!r} must be >= 0")
     if config.miw.test_function == "reward" and config.miw.estimator != "td_dice":
         raise ConfigError("config.miw.test_function='reward' needs config.miw.estimator='td_dice'")
 

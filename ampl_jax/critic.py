@@ -21,7 +21,8 @@ def critic_target(
     with |y| >= cap are zeroed, which keeps model-rollout blow-ups from poisoning the critic.
     """
     q = min_weight * jnp.min(q_next, axis=0) + (1.0 - min_weight) * jnp.max(q_next, axis=0)
-    y = rewards + (1.0 - dones) * gamma * q
+    # a select, not (1 - done) * q: a done row's q may be NaN (a non-finite model sample), and 0 * NaN is NaN
+    y = rewards + jnp.where(dones > 0, 0.0, gamma * q)
     y = jnp.where(jnp.abs(y) >= cap, 0.0, y)
     return jax.lax.stop_gradient(y)
 

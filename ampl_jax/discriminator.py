@@ -17,8 +17,14 @@ def action_to_raw(actions: jax.Array, max_action: float, eps: float = 1e-7) -> j
     return jnp.arctanh(jnp.clip(actions / max_action, -1.0 + eps, 1.0 - eps))
 
 
-def _weighted_mean(x: jax.Array, weights: jax.Array) -> jax.Array:
-    return jnp.sum(x * weights) / jnp.maximum(jnp.sum(weights), 1.0)
+def _weighted_mean(x: jax.Array, weights: jax.Array, count: jax.Array | None = None) -> jax.Array:
+    """Sum of w * x over rows with w > 0, divided by `count` (default: the weights' sum).
+
+    A row with w = 0 never counts, even if its x is NaN. The WPR ablation divides by the number
+    of live rows instead of the weights' sum, as the authors' `(loss * weights).mean()` does.
+    """
+    count = jnp.sum(weights) if count is None else count
+    return jnp.sum(jnp.where(weights > 0, x * weights, 0.0)) / jnp.maximum(count, 1.0)
 
 
 def discriminator_loss(
@@ -26,28 +32,35 @@ def discriminator_loss(
     fake_logits: jax.Array,
     true_labels: jax.Array,
     fake_weights: jax.Array,
+    true_weights: jax.Array | None = None,
+    count: jax.Array | None = None,
 ) -> tuple[jax.Array, dict]:
     """[BCE(D(true), soft labels) + BCE(D(fake), 0)] / 2.
 
     Soft true labels in [0.8, 1) keep D from becoming over-confident. `fake_weights` masks out
-    model states that terminated (or, for the WPR ablation, carries w * (1 - done)).
+    model states that terminated (or, for the WPR ablation, carries w * (1 - done)); `true_weights`
+    (default all 1) keeps as many true pairs as there are live fake ones, as the authors draw them.
     """
-    true_bce = jnp.mean(optax.losses.sigmoid_binary_cross_entropy(true_logits, true_labels))
+    if true_weights is None:
+        true_weights = jnp.ones_like(true_logits)
+    true_bce = _weighted_mean(optax.losses.sigmoid_binary_cross_entropy(true_logits, true_labels), true_weights, count)
     fake_bce = _weighted_mean(
         optax.losses.sigmoid_binary_cross_entropy(fake_logits, jnp.zeros_like(fake_logits)),
         fake_weights,
+        count,
     )
     loss = 0.5 * (true_bce + fake_bce)
     return loss, {
         "disc_loss": loss,
-        "disc_true_prob": jnp.mean(jax.nn.sigmoid(true_logits)),
+        "disc_true_prob": _weighted_mean(jax.nn.sigmoid(true_logits), true_weights),
         "disc_fake_prob": _weighted_mean(jax.nn.sigmoid(fake_logits), fake_weights),
     }
 
 
-def generator_loss(fake_logits: jax.Array, fake_weights: jax.Array) -> jax.Array:
+def generator_loss(fake_logits: jax.Array, fake_weights: jax.Array, count: jax.Array | None = None) -> jax.Array:
     """BCE(D(fake), 1): the policy is rewarded for pairs the discriminator takes for data."""
     return _weighted_mean(
         optax.losses.sigmoid_binary_cross_entropy(fake_logits, jnp.ones_like(fake_logits)),
         fake_weights,
+        count,
     )

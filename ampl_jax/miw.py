@@ -7,31 +7,46 @@ The left side carries the gradient; the right side uses target networks w', Q' a
 
 The core functions here work on plain arrays so that they can be checked on a tabular MDP.
 
-Estimator ablations (`miw.estimator`, the paper's MIW ablation). All use the same batches as
-TD-DICE: data rows (s, a, s', d) ~ D, states s0 ~ mu0, and actions of the current actor at s0
-and s'; w(s, a) is always the MIW network's (positive) output, the quantity that weights the
+Estimator ablations (`miw.estimator`, the paper's MIW ablation), as the authors ran them
+(VPM_trainer.py, DICE_trainer.py; defaults in the config's miw.vpm / miw.gendice /
+miw.dualdice sections, resolved in ONE place: `estimator_settings`). All use the same batches
+as TD-DICE: data rows (s, a, s', d) ~ D, states s0 ~ mu0, and actions of the current actor at
+s0 and s'; w(s, a) is always the MIW network's (positive) output, the quantity that weights the
 model refit. Each is written as one saddle value L(w, dual) that w MINIMISES and the dual
-player (an extra network nu and/or a scalar multiplier u, held in TrainState.miw_aux) MAXIMISES;
-the update step descends in w and ascends in the dual, simultaneously.
+player (an extra network nu and/or a scalar multiplier u, held in TrainState.miw_aux) MAXIMISES.
 
 - "td_dice" (default): `td_dice_loss` above; no dual.
-- "vpm" (variational power method, Wen et al. 2020): one damped power step w <- T w' of the
-  normalised flow operator T, solved in L2(d_D): `vpm_value`. Dual: u (normalisation).
+- "vpm" (variational power method, Wen et al. 2020): T power iterations of M steps each; step t
+  of a run takes one damped power step w <- (1 - alpha_t) w' + alpha_t T w' of the normalised
+  flow operator T, solved in L2(d_D), alpha_t = 1 / sqrt(t), w' a hard copy of w refreshed
+  every M steps: `vpm_value`. Dual: u (normalisation), stepped after w at the updated w.
 - "gendice" (Zhang et al. 2020): the chi-square divergence between w d_D and its one-step
   flow (1 - gamma) mu0 pi + gamma P^pi (w d_D), in its Fenchel dual form with test function
-  nu: `gendice_value`. Dual: nu and u (normalisation).
-- "dualdice" (Nachum et al. 2019): the Fenchel dual of min_nu E_D[(nu - gamma P^pi nu)^2 / 2]
-  - (1 - gamma) E_mu0[nu(s0, pi(s0))], whose maximiser zeta = nu - gamma E[nu(s', pi(s'))] is
-  the ratio: `dualdice_value`. Here zeta is the MIW network w. Dual: nu.
+  nu: `gendice_value`. Dual: nu and u (normalisation), simultaneous gradient steps.
+- "dualdice" (Nachum et al. 2019) with the authors' f*(x) = x^3 / 3 (f(x) = 2/3 |x|^(3/2)):
+  min_nu max_zeta E_D[(nu - gamma P^pi nu) zeta - zeta^3 / 3] - (1 - gamma) E_mu0[nu(s0, pi(s0))],
+  whose maximiser in zeta is the ratio: `dualdice_value`. Here zeta is the MIW network w.
+  Dual: nu, simultaneous gradient steps.
 
-Terminal rows (d = 1) drop the next-state term in every estimator, as in TD-DICE.
+The authors' GenDICE/DualDICE copy both networks to their targets after every step, so each
+player's loss sees the other's current values: exactly the simultaneous gradients here (their
+targets are never stale, so none is kept). Their estimators do NOT drop the next-state term at
+terminal rows (TD-DICE does); `mask_terminals=True` drops it.
 """
 
 from __future__ import annotations
 
+import dataclasses
+from typing import Sequence
+
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import optax
+
+from ampl_jax import networks
+
+ESTIMATORS = ("td_dice", "vpm", "gendice", "dualdice")
 
 
 def td_dice_loss(
@@ -67,13 +82,27 @@ def td_dice_loss(
     return loss, {"miw_lhs": lhs, "miw_rhs": rhs, "miw_residual": lhs - rhs}
 
 
-def constrained_direction(grad_f, grad_g, g: jax.Array, bound: float):
+def constrained_direction(grad_f, grad_g, g: jax.Array, bound: float, per_tensor: bool = False):
     """Descent direction for min f subject to the soft constraint g <= bound.
 
     phi = min(g - bound, |grad g|^2); lambda = relu((phi - <grad f, grad g>) / |grad g|^2);
     direction = grad f + lambda grad g. Its inner product with grad g is at least phi, so a
     gradient step lowers g whenever g exceeds the bound, and otherwise lets it rise only a little.
+
+    per_tensor=True applies the rule to every parameter tensor on its own (its own phi, inner
+    product, norm and lambda), as the authors' `Constraint` optimiser does; False treats all
+    parameters as one vector. Returns the direction and lambda (the mean over tensors if per_tensor).
     """
+    if per_tensor:
+        def one(a, b):
+            gg = jnp.vdot(b, b)
+            lam = jax.nn.relu((jnp.minimum(g - bound, gg) - jnp.vdot(a, b)) / (gg + 1e-8))
+            return a + lam * b, lam
+
+        pairs = jax.tree.map(one, grad_f, grad_g)
+        direction = jax.tree.map(lambda _, p: p[0], grad_f, pairs)
+        lams = [p[1] for p in jax.tree.leaves(pairs, is_leaf=lambda x: isinstance(x, tuple))]
+        return direction, jnp.mean(jnp.stack(lams))
     dot = sum(jnp.vdot(a, b) for a, b in zip(jax.tree.leaves(grad_f), jax.tree.leaves(grad_g)))
     gg = sum(jnp.vdot(b, b) for b in jax.tree.leaves(grad_g))
     phi = jnp.minimum(g - bound, gg)
@@ -85,6 +114,11 @@ def constrained_direction(grad_f, grad_g, g: jax.Array, bound: float):
 # --- estimator ablations: saddle values L(w, dual), w minimises, the dual maximises ---------------
 
 
+def vpm_norm_term(u: jax.Array, w_mean: jax.Array, norm_penalty: float) -> jax.Array:
+    """lam (2 u (E_D[w] - 1) - u^2): VPM's normalisation term (u maximises it to E_D[w] - 1)."""
+    return norm_penalty * (2.0 * u * (w_mean - 1.0) - u**2)
+
+
 def vpm_value(
     w: jax.Array,
     w_target: jax.Array,
@@ -94,25 +128,28 @@ def vpm_value(
     u: jax.Array,
     gamma: float,
     norm_penalty: float = 1.0,
+    alpha: float | jax.Array = 1.0,
+    mask_terminals: bool = False,
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
-    """Variational power method: one power step w <- T w' as a least-squares problem.
+    """Variational power method: one damped power step w <- (1 - alpha) w' + alpha T w' as least squares.
 
-    L = 1/2 E_D[w(s,a)^2] - (1 - gamma) E_mu0[w(s0, pi(s0))] - gamma E_D[(1 - d) w'(s,a) w(s', pi(s'))]
-        + lam (2 u (E_D[w] - 1) - u^2).
+    L = 1/2 E_D[w^2] - (1 - alpha) E_D[w w'] - alpha [(1 - gamma) E_mu0[w(s0, pi(s0))]
+        + gamma E_D[m w'(s,a) w(s', pi(s'))]] + lam (2 u (E_D[w] - 1) - u^2),
+    m = 1 - d with `mask_terminals`, else 1 (the authors'). The authors' loss (VPM_trainer.py:53-63).
     w carries the gradient at all three inputs (w = the network at (s, a); w0_pi, w_next_pi =
     the same network at (s0, pi(s0)) and (s', pi(s'))); w' is the target network. Minimising over
-    w in L2(d_D) gives w = T w', with (T w')(x) d_D(x) = (1 - gamma) mu0 pi(x)
+    w in L2(d_D) gives w = (1 - alpha) w' + alpha T w', with (T w')(x) d_D(x) = (1 - gamma) mu0 pi(x)
     + gamma sum_{s,a} d_D(s,a) w'(s,a) P(s'|s,a) pi(a'|s') at x = (s', a'): the TD-DICE operator
-    of the tabular tests, whose fixed point is d_pi / d_D. The slow Polyak target w' replaces the
-    paper's 1/sqrt(t) averaging of power steps. The dual u maximises to E_D[w] - 1, making the
-    last term lam (E_D[w] - 1)^2 with unbiased minibatch gradients. w: the ratio itself.
+    of the tabular tests, whose fixed point is d_pi / d_D. The dual u maximises to E_D[w] - 1,
+    making the last term lam (E_D[w] - 1)^2. w: the ratio itself.
 
     w, w_target, w_next_pi, dones: [B]; w0_pi: [M].
     """
-    power = (1.0 - gamma) * jnp.mean(w0_pi) + gamma * jnp.mean((1.0 - dones) * w_target * w_next_pi)
+    mask = (1.0 - dones) if mask_terminals else jnp.ones_like(dones)
+    power = (1.0 - gamma) * jnp.mean(w0_pi) + gamma * jnp.mean(mask * w_target * w_next_pi)
     w_mean = jnp.mean(w)
-    norm = norm_penalty * (2.0 * u * (w_mean - 1.0) - u**2)
-    value = 0.5 * jnp.mean(w**2) - power + norm
+    value = (0.5 * jnp.mean(w**2) - (1.0 - alpha) * jnp.mean(w * w_target) - alpha * power
+             + vpm_norm_term(u, w_mean, norm_penalty))
     return value, {"miw_power_term": power, "miw_norm_gap": w_mean - 1.0}
 
 
@@ -125,10 +162,12 @@ def gendice_value(
     u: jax.Array,
     gamma: float,
     norm_penalty: float = 1.0,
+    mask_terminals: bool = False,
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
     """GenDICE with the chi-square divergence (phi*(x) = x + x^2 / 4) and a normalisation dual.
 
-    L = (1 - gamma) E_mu0[nu(s0, pi(s0))] + gamma E_D[(1 - d) w(s,a) nu(s', pi(s'))]
+    The authors' saddle (DICE_trainer.py:74-79, 105): m = 1 - d with `mask_terminals`, else 1,
+    L = (1 - gamma) E_mu0[nu(s0, pi(s0))] + gamma E_D[m w(s,a) nu(s', pi(s'))]
         - E_D[w(s,a) (nu(s,a) + nu(s,a)^2 / 4)] + lam (u (E_D[w] - 1) - u^2 / 2).
     For fixed w, max over nu is the chi-square divergence between the flow
     (1 - gamma) mu0 pi + gamma P^pi (w d_D) and w d_D, which is 0 exactly when w = d_pi / d_D
@@ -137,8 +176,9 @@ def gendice_value(
 
     w, nu, nu_next_pi, dones: [B] (nu at the data (s, a), nu_next_pi at (s', pi(s'))); nu0_pi: [M].
     """
+    mask = (1.0 - dones) if mask_terminals else jnp.ones_like(dones)
     w_mean = jnp.mean(w)
-    flow = (1.0 - gamma) * jnp.mean(nu0_pi) + gamma * jnp.mean((1.0 - dones) * w * nu_next_pi)
+    flow = (1.0 - gamma) * jnp.mean(nu0_pi) + gamma * jnp.mean(mask * w * nu_next_pi)
     conj = jnp.mean(w * (nu + 0.25 * nu**2))
     value = flow - conj + norm_penalty * (u * (w_mean - 1.0) - 0.5 * u**2)
     return value, {"miw_divergence": flow - conj, "miw_norm_gap": w_mean - 1.0}
@@ -151,19 +191,156 @@ def dualdice_value(
     nu_next_pi: jax.Array,
     dones: jax.Array,
     gamma: float,
+    mask_terminals: bool = False,
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
-    """DualDICE (f(x) = x^2 / 2), with the roles arranged so that w minimises.
+    """DualDICE with the authors' f*(x) = x^3 / 3, arranged so that w minimises.
 
-    J(nu, zeta) = E_D[(nu(s,a) - gamma (1 - d) nu(s', pi(s'))) zeta(s,a) - zeta(s,a)^2 / 2]
-                  - (1 - gamma) E_mu0[nu(s0, pi(s0))];
-    DualDICE solves min_nu max_zeta J. Here zeta is the MIW network w and the returned value is
-    L = -J (w minimises L, nu maximises it). For fixed nu the best w is
-    w(s,a) = nu(s,a) - gamma E[(1 - d) nu(s', pi(s')) | s, a]; at the saddle, nu solves
-    nu - gamma P^pi nu = d_pi / d_D, so w is the ratio (and the gradients in nu and w vanish).
-    The network's positive output head restricts w >= 0, which holds at the solution.
+    J(nu, zeta) = E_D[(nu(s,a) - gamma m nu(s', pi(s'))) zeta(s,a) - zeta(s,a)^3 / 3]
+                  - (1 - gamma) E_mu0[nu(s0, pi(s0))],  m = 1 - d with `mask_terminals`, else 1;
+    the authors' losses (DICE_trainer.py:81-85): nu minimises J, zeta maximises it. Here zeta is
+    the MIW network w and the returned value is L = -J (w minimises L, nu maximises it). For fixed
+    nu the best w >= 0 is sqrt(nu(s,a) - gamma E[m nu(s', pi(s')) | s, a]); minimising over nu
+    then forces w d_D = (1 - gamma) mu0 pi + gamma P^pi (w d_D), so w is the ratio at the saddle
+    (where nu - gamma P^pi nu = w^2 and both gradients vanish).
 
     w, nu, nu_next_pi, dones: [B]; nu0_pi: [M].
     """
-    bellman = nu - gamma * (1.0 - dones) * nu_next_pi
-    j = jnp.mean(bellman * w - 0.5 * w**2) - (1.0 - gamma) * jnp.mean(nu0_pi)
-    return -j, {"miw_bellman_gap": jnp.mean(bellman - w)}
+    mask = (1.0 - dones) if mask_terminals else jnp.ones_like(dones)
+    bellman = nu - gamma * mask * nu_next_pi
+    j = jnp.mean(bellman * w - w**3 / 3.0) - (1.0 - gamma) * jnp.mean(nu0_pi)
+    return -j, {"miw_bellman_gap": jnp.mean(bellman - w**2)}
+
+
+# --- per-estimator settings: the ONE place where `miw.estimator` picks its defaults ---------------
+
+
+@dataclasses.dataclass(frozen=True)
+class EstimatorSettings:
+    """What one MIW estimator trains with (resolved from the `miw` config by `estimator_settings`)."""
+
+    name: str
+    lr: float  # Adam lr of w
+    grad_clip_norm: float  # global-norm clip of w's gradient; 0: none
+    grad_clip_value: float  # element-wise clip of every player's gradient; 0: none
+    mean_bound: float | None  # the mean(w) <= bound correction (TD-DICE only); None: none
+    nu_lr: float | None = None  # Adam lr of the test function nu (gendice, dualdice)
+    u_lr: float | None = None  # Adam lr of the multiplier u (vpm, gendice)
+    u_init: float = 0.0
+    norm_penalty: float = 1.0  # lambda of u's E_D[w] = 1 term
+    mask_terminals: bool = True
+    power_iterations: int = 0  # VPM: T
+    inner_steps: int = 0  # VPM: M steps per power iteration (w' refreshed every M steps)
+
+    @property
+    def dual_keys(self) -> tuple[str, ...]:
+        return tuple(k for k, lr in (("nu", self.nu_lr), ("u", self.u_lr)) if lr is not None)
+
+
+def estimator_settings(cfg_miw) -> EstimatorSettings:
+    """Resolve the settings of `cfg_miw.estimator`.
+
+    TD-DICE reads the top-level `miw` keys (lr, grad_clip, mean_bound; the paper's 1e-6 rate).
+    Every ablation estimator reads only its own section, whose defaults are the authors':
+    - vpm (VPM_trainer.py:24-37): Adam 3e-4 for w and u, u starts at 1, lambda 1, no gradient
+      clipping, T = 200 power iterations of M = 10 steps;
+    - gendice (DICE_trainer.py:30-46, 98-99, 109): Adam 3e-3 for w, 1e-4 for nu and u, u starts
+      at 1, lambda 1, element-wise gradient clipping at 1;
+    - dualdice (DICE_trainer.py:32-42, 98-99): Adam 1e-4 for w and nu, element-wise clipping at 1.
+    No ablation uses the mean(w) <= bound correction (the authors' constraint optimiser is
+    TD-DICE's, td_dice_trainer.py:42-49), and none drops terminal rows' next-state term by default.
+    """
+    est = cfg_miw.estimator
+    if est == "td_dice":
+        return EstimatorSettings("td_dice", float(cfg_miw.lr), float(cfg_miw.grad_clip), 0.0, float(cfg_miw.mean_bound))
+    if est not in ESTIMATORS:
+        raise ValueError(f"config.miw.estimator={est!r} is not one of {', '.join(map(repr, ESTIMATORS))}")
+    e = cfg_miw[est]
+    common = dict(name=est, lr=float(e.lr), grad_clip_norm=0.0, grad_clip_value=float(e.grad_clip_value),
+                  mean_bound=None, mask_terminals=bool(e.mask_terminals))
+    if est == "vpm":
+        return EstimatorSettings(**common, u_lr=float(e.u_lr), u_init=float(e.u_init),
+                                 norm_penalty=float(e.norm_penalty), power_iterations=int(e.power_iterations),
+                                 inner_steps=int(e.inner_steps))
+    if est == "gendice":
+        return EstimatorSettings(**common, nu_lr=float(e.nu_lr), u_lr=float(e.u_lr), u_init=float(e.u_init),
+                                 norm_penalty=float(e.norm_penalty))
+    return EstimatorSettings(**common, nu_lr=float(e.nu_lr))
+
+
+def phase_steps(cfg_miw) -> int:
+    """MIW steps that change anything in one block of the "phased" schedule: `phased_steps`, but
+    VPM's T * M (the authors run one power-method run per block, VPM_trainer.py:45, whatever the
+    block length; the steps of a longer block past T * M are no-ops)."""
+    s = estimator_settings(cfg_miw)
+    if s.name == "vpm":
+        return min(int(cfg_miw.phased_steps), s.power_iterations * s.inner_steps)
+    return int(cfg_miw.phased_steps)
+
+
+def _clip(s: EstimatorSettings) -> optax.GradientTransformation:
+    if s.grad_clip_norm > 0:
+        return optax.clip_by_global_norm(s.grad_clip_norm)
+    if s.grad_clip_value > 0:
+        return optax.clip(s.grad_clip_value)  # torch.nn.utils.clip_grad_value_
+    return optax.identity()
+
+
+def make_w_optimizer(cfg_miw) -> optax.GradientTransformation:
+    """w's optimiser: (clip, Adam(lr)) of the estimator (TD-DICE: global norm 1, Adam 1e-6)."""
+    s = estimator_settings(cfg_miw)
+    return optax.chain(_clip(s), optax.adam(s.lr))
+
+
+def make_dual_optimizer(cfg_miw) -> optax.GradientTransformation | None:
+    """The dual player's optimiser (None for TD-DICE): (clip, Adam) over {"nu", "u"} with a
+    learning rate per key; Adam is element-wise, so this is one Adam per player as the authors'."""
+    s = estimator_settings(cfg_miw)
+    if not s.dual_keys:
+        return None
+    lrs = {"nu": s.nu_lr, "u": s.u_lr}
+
+    def per_key_lr(updates, params=None):
+        del params
+        return {k: jax.tree.map(lambda g, lr=lrs[k]: -lr * g, v) for k, v in updates.items()}
+
+    return optax.chain(_clip(s), optax.chain(optax.scale_by_adam(), optax.stateless(per_key_lr)))
+
+
+def init_dual_params(cfg_miw, nu_params=None) -> dict:
+    """The dual player's parameters: {"nu": nu_params} and/or {"u": u_init} as the estimator uses them."""
+    s = estimator_settings(cfg_miw)
+    params = {}
+    if "nu" in s.dual_keys:
+        params["nu"] = nu_params
+    if "u" in s.dual_keys:
+        params["u"] = jnp.full((), s.u_init, jnp.float32)
+    return params
+
+
+# --- the MIW network's optional output clipping -----------------------------------------------------
+
+
+class ClippedMIWNet(nn.Module):
+    """w(s, a) softly clipped into (w_min, w_max) = (1e-8, 500), no power: the authors'
+    `--weight_output_clipping True` head (networks.py:315-316, 330-334; off by default there,
+    gan_main.py:76, and here: miw.output_clipping). Same parameters as networks.MIWNet."""
+
+    hidden_dims: Sequence[int] = (400, 300)
+    slope: float = 0.01
+    last_layer_init: float = 3e-3
+    w_min: float = 1e-8
+    w_max: float = 500.0
+
+    @nn.compact
+    def __call__(self, obs: jax.Array, act: jax.Array) -> jax.Array:
+        x = networks.MLP(self.hidden_dims, 1, self.slope, self.last_layer_init)(
+            jnp.concatenate([obs, act], -1))[..., 0]
+        x = self.w_max - jax.nn.softplus(self.w_max - x)
+        return self.w_min + jax.nn.softplus(x - self.w_min)
+
+
+def make_miw_net(cfg_miw, hidden_dims: Sequence[int], slope: float) -> nn.Module:
+    """The MIW network: (softplus(x) + 1e-8)^alpha (default), or the clipped head."""
+    if cfg_miw.output_clipping:
+        return ClippedMIWNet(tuple(hidden_dims), slope, cfg_miw.last_layer_init)
+    return networks.MIWNet(tuple(hidden_dims), slope, cfg_miw.alpha, cfg_miw.last_layer_init)

@@ -23,20 +23,30 @@ def _uniform(scale: float) -> Callable:
     return init
 
 
+def _torch_linear_init(fan_in: int) -> tuple[Callable, Callable]:
+    """PyTorch's nn.Linear default, as the authors' networks: kernel and bias ~ U(+-1/sqrt(fan_in))."""
+    bound = 1.0 / float(fan_in) ** 0.5
+    return _uniform(bound), _uniform(bound)
+
+
 class MLP(nn.Module):
+    """LeakyReLU MLP initialised as PyTorch's nn.Linear (the authors' networks)."""
+
     hidden_dims: Sequence[int]
     out_dim: int
     slope: float = 0.01
-    final_init_scale: float | None = None  # U(+-scale) for the last layer's weights and bias
+    final_init_scale: float | None = None  # last layer: weights U(+-scale), bias 0 (the authors' MIW net)
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         for h in self.hidden_dims:
-            x = nn.leaky_relu(nn.Dense(h)(x), self.slope)
+            k_init, b_init = _torch_linear_init(x.shape[-1])
+            x = nn.leaky_relu(nn.Dense(h, kernel_init=k_init, bias_init=b_init)(x), self.slope)
         if self.final_init_scale is None:
-            return nn.Dense(self.out_dim)(x)
-        init = _uniform(self.final_init_scale)
-        return nn.Dense(self.out_dim, kernel_init=init, bias_init=init)(x)
+            k_init, b_init = _torch_linear_init(x.shape[-1])
+        else:
+            k_init, b_init = _uniform(self.final_init_scale), nn.initializers.zeros
+        return nn.Dense(self.out_dim, kernel_init=k_init, bias_init=b_init)(x)
 
 
 class ImplicitActor(nn.Module):

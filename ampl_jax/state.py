@@ -18,6 +18,7 @@ import ml_collections
 import numpy as np
 import optax
 
+from ampl_jax import miw as miw_lib
 from ampl_jax import networks
 from ampl_jax.buffer import Buffer, buffer_init
 from ampl_jax.types import DatasetInfo
@@ -47,9 +48,12 @@ class TrainState:
     # The MIW estimator's dual player (GenDICE/DualDICE test function nu, VPM/GenDICE multiplier
     # u) as {"params": ..., "opt": ...}; an empty dict (no leaves) under the default TD-DICE.
     miw_aux: Params
-    q_abs_avg: jax.Array  # EMA of mean |Q| that scales the actor's Q term
+    q_abs_avg: jax.Array  # EMA of mean |Q| that scales the actor's Q term; < 0 until the first batch sets it
     model: ModelState
     buffer: Buffer
+    # The WPR ablation's per-row weights of the dataset: the last refit's w / mean(w) (1 before the
+    # first refit), shape [N]; a placeholder of shape [1] when WPR is off (orbax saves no empty array).
+    data_weights: jax.Array
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -71,6 +75,7 @@ class Agent:
     obs_range: np.ndarray  # [obs_dim]
     reward_bound: float
     config: ml_collections.FrozenConfigDict
+    num_data: int  # dataset rows (the WPR weights' length)
     miw_aux_net: networks.TestFunction | None = None  # nu of GenDICE/DualDICE; None otherwise
     miw_aux_tx: optax.GradientTransformation | None = None  # the dual player's optimiser; None under TD-DICE
 
@@ -111,18 +116,19 @@ def make_agent(
         actor = networks.TanhGaussianActor(info.act_dim, float(info.max_action), hidden, slope)
     else:
         actor = networks.ImplicitActor(info.act_dim, float(info.max_action), hidden, slope)
-    aux_net = networks.TestFunction(hidden, slope, m.last_layer_init) if m.estimator in ("gendice", "dualdice") else None
-    aux_tx = None if m.estimator == "td_dice" else optax.chain(
-        optax.clip_by_global_norm(m.grad_clip), optax.adam(m.aux_lr))
+    # nu of GenDICE/DualDICE: the authors' Critic (its q1 head) has no special last layer, so None
+    # (the MLP's default Dense) rather than TestFunction's U(+-3e-3) (DICE_trainer.py:38).
+    aux_net = networks.TestFunction(hidden, slope, None) if m.estimator in ("gendice", "dualdice") else None
     return Agent(
         actor=actor,
         critic=networks.TwinCritic(hidden, slope),
         disc=networks.Discriminator(hidden, slope),
-        miw=networks.MIWNet(hidden, slope, m.alpha, m.last_layer_init),
+        miw=miw_lib.make_miw_net(m, hidden, slope),
         actor_tx=optax.adam(a.actor_lr, b1=a.actor_b1),
         critic_tx=optax.chain(optax.clip_by_global_norm(a.critic_grad_clip), optax.adam(a.critic_lr)),
         disc_tx=optax.adam(a.disc_lr, b1=a.disc_b1),
-        miw_tx=optax.chain(optax.clip_by_global_norm(m.grad_clip), optax.adam(m.lr)),
+        # per-estimator optimisers (TD-DICE: global-norm clip 1, Adam 1e-6): miw.estimator_settings
+        miw_tx=miw_lib.make_w_optimizer(m),
         obs_dim=info.obs_dim,
         act_dim=info.act_dim,
         max_action=float(info.max_action),
@@ -130,8 +136,9 @@ def make_agent(
         obs_range=np.asarray(obs_range, np.float32),
         reward_bound=float(reward_bound),
         config=ml_collections.FrozenConfigDict(config),
+        num_data=int(info.num_transitions),
         miw_aux_net=aux_net,
-        miw_aux_tx=aux_tx,
+        miw_aux_tx=miw_lib.make_dual_optimizer(m),
     )
 
 
@@ -163,9 +170,10 @@ def init_train_state(agent: Agent, key: jax.Array, model: ModelState) -> TrainSt
         miw_critic=copy(critic),
         miw_opt=agent.miw_tx.init(miw),
         miw_aux=miw_aux,
-        q_abs_avg=jnp.ones((), jnp.float32),
+        q_abs_avg=jnp.full((), -1.0, jnp.float32),
         model=model,
         buffer=buffer_init(agent.config.rollout.buffer_capacity, agent.obs_dim, agent.act_dim),
+        data_weights=jnp.ones((agent.num_data if agent.config.agent.weighted_regularizer else 1,), jnp.float32),
     )
 
 
@@ -173,14 +181,16 @@ def init_miw_aux(agent: Agent, key: jax.Array, obs: jax.Array, act: jax.Array) -
     """The MIW estimator's dual player: {} (no leaves) for TD-DICE, else {"params", "opt"}.
 
     params: {"nu": test-function params} for GenDICE/DualDICE and {"u": scalar} for VPM/GenDICE
-    (the normalisation multiplier, starting at 0).
+    (the normalisation multiplier, starting at the estimator's u_init: 1 as the authors').
+    VPM adds its power-method counters: "count" (steps done in the current run) and
+    "last_step" (TrainState.step at the last MIW step: a new "phased" block starts a new run).
     """
-    est = agent.config.miw.estimator
-    if est == "td_dice":
+    m = agent.config.miw
+    if m.estimator == "td_dice":
         return {}
-    params = {}
-    if agent.miw_aux_net is not None:
-        params["nu"] = agent.miw_aux_net.init(key, obs, act)
-    if est in ("vpm", "gendice"):
-        params["u"] = jnp.zeros((), jnp.float32)
-    return {"params": params, "opt": agent.miw_aux_tx.init(params)}
+    nu = agent.miw_aux_net.init(key, obs, act) if agent.miw_aux_net is not None else None
+    params = miw_lib.init_dual_params(m, nu)
+    aux = {"params": params, "opt": agent.miw_aux_tx.init(params)}
+    if m.estimator == "vpm":
+        aux.update(count=jnp.zeros((), jnp.int32), last_step=jnp.full((), -1, jnp.int32))
+    return aux

@@ -29,10 +29,11 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ampl_jax import checkpoint, configuration, distributed
-from ampl_jax.data import preprocess
+from ampl_jax import miw as miw_lib
+from ampl_jax.data import preprocess, scores
 from ampl_jax.data.load import DatasetError, DatasetNotFoundError, load_dataset
 from ampl_jax.evaluation import check_env_matches, evaluate
-from ampl_jax.metrics import (CSV_NAME, TB_DIR, MeanAccumulator, MetricsWriter, plot_learning_curve,
+from ampl_jax.metrics import (CSV_NAME, D4RL_COLUMN, TB_DIR, MeanAccumulator, MetricsWriter, plot_learning_curve,
                               truncate_jsonl, write_json)
 from ampl_jax.state import Agent, TrainState, init_train_state, make_agent
 from ampl_jax.types import DatasetInfo, OfflineData
@@ -335,7 +336,9 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = Tru
             last_eval = [dict(e) for e in extra["last_eval"][local]]
             fit_epochs = list(extra["model_fit_epochs"][local])
             wall_before = float(extra["wall_seconds"])
+            last_refit = int(extra.get("last_refit", start_step))
         else:
+            last_refit = 0
             start_step, wall_before = 0, 0.0
             if is_main:
                 writer = MetricsWriter(workdir, resume=False)
@@ -384,6 +387,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = Tru
                     "last_eval": evals,
                     "model_fit_epochs": epochs,
                     "wall_seconds": wall_before + time.time() - start,
+                    "last_refit": last_refit,
                 })
             last_saved = step
 
@@ -402,7 +406,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = Tru
             weights_fn = make_dataset_weights(agent)
         else:  # baselines: their own policy; MOPO fits its model once (no MIW, no reweighted refits)
             select, weights_fn = module.make_select_action(agent), None
-        miw_phase = (make_miw_phase(agent, config.miw.phased_steps)
+        miw_phase = (make_miw_phase(agent, miw_lib.phase_steps(config.miw))
                      if module is None and config.miw.schedule == "phased" else None)
 
         def make_act_fn(key: jax.Array, seed_state: TrainState) -> Callable[[np.ndarray], np.ndarray]:
@@ -413,6 +417,26 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = Tru
                 return np.asarray(select(seed_state, sub, jnp.asarray(obs, jnp.float32)))
 
             return act_fn
+
+        def refit_due(step: int) -> bool:
+            """As the authors: a refit opens epochs 100, 200, ..., never after the last iteration."""
+            return (weights_fn is not None and config.miw.schedule != "none" and step % refit_steps < period
+                    and refit_steps <= step < t.total_steps and step != last_refit)
+
+        def refit(step: int) -> None:
+            nonlocal state, last_refit
+            refitted, fit_rows = [], []
+            for i, seed in enumerate(seeds):
+                new, row = _refit(config, seed_view(state, i), data, transitions, weights_fn, miw_phase,
+                                  seed if stacked else None)
+                refitted.append(new)
+                fit_rows.append(row)
+            write_fits(fit_rows)
+            state = place(distributed.stack_seeds(refitted)) if stacked else refitted[0]
+            last_refit = step
+
+        if restored is not None and refit_due(start_step):  # a finished run extended: its end's refit is due now
+            refit(start_step)
 
         interrupted = None
         timer, timed_steps = time.time(), 0
@@ -442,16 +466,8 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = Tru
                     timed_steps += period
                     bar.update(period)
 
-                    if (weights_fn is not None and config.miw.schedule != "none" and step % refit_steps < period
-                            and step >= refit_steps):
-                        refitted, fit_rows = [], []
-                        for i, seed in enumerate(seeds):
-                            new, row = _refit(config, seed_view(state, i), data, transitions, weights_fn, miw_phase,
-                                              seed if stacked else None)
-                            refitted.append(new)
-                            fit_rows.append(row)
-                        write_fits(fit_rows)
-                        state = place(distributed.stack_seeds(refitted)) if stacked else refitted[0]
+                    if refit_due(step):
+                        refit(step)
 
                     if (chunk + 1) % eval_chunks == 0 or chunk == chunks - 1:
                         guard(step)
@@ -462,13 +478,17 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = Tru
                                            info.env_id, config.eval.episodes, seed=seed + 10_000 + step,
                                            max_episode_steps=None if config.eval.max_episode_steps < 0
                                            else config.eval.max_episode_steps)
-                            last_eval[i] = {"return_mean": float(res.return_mean), "return_std": float(res.return_std),
-                                            "normalized_score": _score(res.return_mean, info)}
-                            rows.append({"seed": seed, **last_eval[i], **accs[i].means(),
+                            scored = {"return_mean": float(res.return_mean), "return_std": float(res.return_std),
+                                      "normalized_score": _score(res.return_mean, info)}
+                            d4rl = _d4rl_score(res.return_mean, info)
+                            last_eval[i] = {**scored, D4RL_COLUMN: d4rl}
+                            # The D4RL-scale score is the last column, so older columns keep their order.
+                            rows.append({"seed": seed, **scored, **accs[i].means(),
                                          "iters_per_sec": timed_steps / max(elapsed, 1e-9),
-                                         "wall_seconds": wall_before + time.time() - start})
+                                         "wall_seconds": wall_before + time.time() - start, D4RL_COLUMN: d4rl})
                         rows = gathered(rows)
                         if is_main:
+                            writer.add_columns([D4RL_COLUMN])  # a run resumed from before the column existed
                             for row in rows:
                                 writer.write(step, row, tb_prefix=f"seed{row['seed']}/" if stacked else "")
                         bar.set_postfix(score=f"{float(np.mean([r['normalized_score'] for r in rows])):.1f}")
@@ -494,6 +514,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = Tru
 
     last_eval, fit_epochs = gathered(last_eval), gathered(fit_epochs)
     finals = [e.get("normalized_score", float("nan")) for e in last_eval]
+    d4rl_finals = [e.get(D4RL_COLUMN, float("nan")) for e in last_eval]
     summary = {
         "dataset_id": info.dataset_id,
         "env_id": info.env_id,
@@ -507,6 +528,11 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = Tru
         "resumed_from_step": start_step if restored is not None else None,
         **({"seeds": all_seeds, "final_normalized_score_per_seed": finals,
             "final_normalized_score_std": float(np.std(finals, ddof=1))} if stacked else {}),
+        # The same returns on D4RL's v2 scale (approximate: the envs are v5); see "score_scales".
+        "final_d4rl_normalized_score": float(np.mean(d4rl_finals)),
+        **({"final_d4rl_normalized_score_per_seed": d4rl_finals,
+            "final_d4rl_normalized_score_std": float(np.std(d4rl_finals, ddof=1))} if stacked else {}),
+        "score_scales": _score_scales(info),
         **({"processes": jax.process_count()} if multi else {}),
         "wall_seconds": wall_before + time.time() - start,
     }
@@ -520,6 +546,25 @@ def _score(return_mean: float, info: DatasetInfo) -> float:
     if info.ref_min_score is None or info.ref_max_score is None:
         return float("nan")
     return float(preprocess.normalized_score(return_mean, info.ref_min_score, info.ref_max_score))
+
+
+def _d4rl_score(return_mean: float, info: DatasetInfo) -> float:
+    """The return on D4RL's v2 scale (random 0, expert 100); nan where D4RL has no reference."""
+    if info.d4rl_ref_min_score is None or info.d4rl_ref_max_score is None:
+        return float("nan")
+    return scores.d4rl_normalized_score(return_mean, info.env_id, (info.d4rl_ref_min_score, info.d4rl_ref_max_score))
+
+
+def _score_scales(info: DatasetInfo) -> dict[str, str]:
+    """What 0 and 100 mean for each score in summary.json: the two scales differ."""
+    return {
+        "final_normalized_score": (
+            f"dataset scale: 0 = ref_min_score ({info.ref_min_score}), 100 = ref_max_score "
+            f"({info.ref_max_score}) of the dataset (its metadata, else D4RL's table)"),
+        "final_d4rl_normalized_score": (
+            f"D4RL v2 scale: 0 = {info.d4rl_ref_min_score}, 100 = {info.d4rl_ref_max_score}. {scores.D4RL_SCALE_NOTE}"
+            if info.d4rl_ref_min_score is not None else f"none: D4RL has no reference returns for {info.env_id}"),
+    }
 
 
 def _fit_row(step: int, info: dict, extra: dict | None = None) -> dict:
@@ -551,4 +596,6 @@ def _refit(config, state: TrainState, data: OfflineData, transitions, weights_fn
     model, info = fit(state.model, k_fit, transitions, w, config.model, max_epochs=config.model.refit_max_epochs)
     w_np = np.asarray(w)
     extra.update({"w_min": float(w_np.min()), "w_max": float(w_np.max()), "w_std": float(w_np.std())})
+    if config.agent.weighted_regularizer:  # WPR weighs its GAN losses by the last refit's weights
+        state = state.replace(data_weights=w)
     return state.replace(model=model, key=key), _fit_row(int(state.step), info, extra)

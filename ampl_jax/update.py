@@ -14,7 +14,7 @@ no regulariser in `_fake_inputs`/`iteration`, the policy class through `Agent.ac
 from __future__ import annotations
 
 import functools
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -67,9 +67,12 @@ def _mix(real: Transitions, model: Transitions, n_real: jax.Array) -> Transition
     return jax.tree.map(sel, real, model)
 
 
-def _model_dones(agent: Agent, obs, act, next_obs) -> jax.Array:
-    out_of_range = jnp.any(jnp.abs(next_obs) > agent.obs_range, axis=-1)
-    return jnp.logical_or(agent.termination_fn(obs, act, next_obs), out_of_range)
+def _model_dones(agent: Agent, obs, act, next_obs, rew) -> jax.Array:
+    """The rollout's termination rule for the GAN's fake s': the env rule, |s'| > obs_range or
+    |r^| > R, written as "not within" so that a non-finite sample counts as done."""
+    out_of_range = ~jnp.all(jnp.abs(next_obs) <= agent.obs_range, axis=-1)
+    bad_reward = ~(jnp.abs(rew) <= agent.reward_bound)
+    return agent.termination_fn(obs, act, next_obs) | out_of_range | bad_reward
 
 
 def _critic_step(agent: Agent, state: TrainState, batch: Transitions, key: jax.Array):
@@ -89,67 +92,132 @@ def _critic_step(agent: Agent, state: TrainState, batch: Transitions, key: jax.A
     return state.replace(critic=critic, critic_opt=opt, critic_target=target), metrics
 
 
-def _fake_inputs(agent: Agent, state: TrainState, batch: Transitions, key: jax.Array):
-    """The fake pairs' states and noises: the batch's s, and s' ~ P_hat(s, pi(s)) (no gradient).
+def _mixed_states(agent: Agent, state: TrainState, data: OfflineData, key: jax.Array, n: int, n_real: jax.Array):
+    """States of a fresh minibatch mixed like the critic's (first n_real rows real, the rest model)."""
+    k_real, k_model = jax.random.split(key)
+    real = data.observations[jax.random.randint(k_real, (n,), 0, data.observations.shape[0])]
+    model = buffer_sample(state.buffer, k_model, n).observations
+    return jnp.where((jnp.arange(n) < n_real)[:, None], real, model)
 
-    Also returns the raw actions of the current actor at every fake state (for the
-    discriminator step), computing the actor once per state. Without a regulariser
-    (agent.regularizer="none") only the batch's s is returned: the actor's Q term needs no s'.
+
+class GanPairs(NamedTuple):
+    """One iteration's GAN inputs. Fake pairs are (obs, raw pi(obs; noise)); `fake_raw` holds the
+    current actor's raw actions (the discriminator's inputs, no gradient), the actor's loss
+    recomputes them from its parameters. Rows with weight 0 are dropped pairs. `count`, when set,
+    is the denominator of every weighted mean (else each side's weight sum)."""
+
+    fake_obs: jax.Array
+    fake_noise: jax.Array
+    fake_raw: jax.Array
+    fake_w: jax.Array
+    true_obs: jax.Array
+    true_raw: jax.Array
+    true_w: jax.Array
+    count: jax.Array | None = None
+
+
+def _gan_pairs(agent: Agent, state: TrainState, data: OfflineData, key: jax.Array, n_real: jax.Array) -> GanPairs:
+    """The authors' GAN batch: fake (s, pi(s)) and (s', pi(s')), s' ~ P_hat(s, pi(s)), for the states
+    of a fresh minibatch mixed like the critic's; true pairs from another independent data batch.
+
+    Fake weights: 1 for (s, pi(s)), 1 - done(s') for (s', pi(s')), since the authors keep only
+    non-terminal s'; true pairs: as many as the live fakes. A done s' (including a non-finite model
+    sample) is replaced by its s before anything reads it, so no NaN reaches a network or a gradient.
     """
-    k_n1, k_model, k_n2 = jax.random.split(key, 3)
-    n = batch.rewards.shape[0]
+    k_states, k_n1, k_model, k_n2, k_true = jax.random.split(key, 5)
+    n = agent.config.agent.batch_size
+    obs = _mixed_states(agent, state, data, k_states, n, n_real)
     noise1, noise2 = agent.noise(k_n1, n), agent.noise(k_n2, n)
-    act, raw1 = agent.actor.apply(state.actor, batch.observations, noise1)
-    if agent.config.agent.regularizer == "none":
-        return batch.observations, noise1, jax.lax.stop_gradient(raw1), jnp.ones((n,), jnp.float32)
-    next_obs, _ = predict(state.model, k_model, batch.observations, act,
-                          elite_sampling=agent.config.model.fake_elite_sampling)
-    next_obs = jax.lax.stop_gradient(next_obs)
-    alive = 1.0 - _model_dones(agent, batch.observations, act, next_obs).astype(jnp.float32)
+    act, raw1 = agent.actor.apply(state.actor, obs, noise1)
+    next_obs, rew = predict(state.model, k_model, obs, act, elite_sampling=agent.config.model.fake_elite_sampling)
+    next_obs, rew = jax.lax.stop_gradient(next_obs), jax.lax.stop_gradient(rew)
+    alive = ~_model_dones(agent, obs, act, next_obs, rew)
+    next_obs = jnp.where(alive[:, None], next_obs, obs)
     _, raw2 = agent.actor.apply(state.actor, next_obs, noise2)
-    obs = jnp.concatenate([batch.observations, next_obs])
-    noise = jnp.concatenate([noise1, noise2])
-    raw = jax.lax.stop_gradient(jnp.concatenate([raw1, raw2]))
-    weights = jnp.concatenate([jnp.ones((n,), jnp.float32), alive])
-    return obs, noise, raw, weights
+    fake_w = jnp.concatenate([jnp.ones((n,), jnp.float32), alive.astype(jnp.float32)])
+    true_idx = jax.random.randint(k_true, (2 * n,), 0, data.observations.shape[0])
+    return GanPairs(
+        fake_obs=jnp.concatenate([obs, next_obs]),
+        fake_noise=jnp.concatenate([noise1, noise2]),
+        fake_raw=jax.lax.stop_gradient(jnp.concatenate([raw1, raw2])),
+        fake_w=fake_w,
+        true_obs=data.observations[true_idx],
+        true_raw=disc_lib.action_to_raw(data.actions[true_idx], agent.max_action),
+        true_w=(jnp.arange(2 * n) < jnp.sum(fake_w)).astype(jnp.float32),
+    )
 
 
-def _disc_step(agent, state, fake_obs, fake_raw, fake_w, true_obs, true_raw, key):
-    labels = jax.random.uniform(key, (true_obs.shape[0],), minval=agent.config.agent.true_label_low, maxval=1.0)
+def _wpr_pairs(agent: Agent, state: TrainState, data: OfflineData, key: jax.Array) -> GanPairs:
+    """WPR ablation, as the authors' weighted trainer: for a data batch (s, a, s', a'), fakes
+    (s'~, pi(s'~)) with s'~ ~ P_hat(s, a) against the data's (s', a') of the same rows, non-terminal
+    s'~ only; both sides weighted by the refit weights w / mean(w) times (1 - done), each loss a
+    plain mean over the live rows. Rows without a logged next action (episode ends) are dropped."""
+    k_idx, k_model, k_noise = jax.random.split(key, 3)
+    n = agent.config.agent.batch_size
+    idx = jax.random.randint(k_idx, (n,), 0, data.observations.shape[0])
+    obs, act = data.observations[idx], data.actions[idx]
+    next_obs, rew = predict(state.model, k_model, obs, act, elite_sampling=agent.config.model.fake_elite_sampling)
+    alive = ~_model_dones(agent, obs, act, next_obs, rew) & (data.next_action_valid[idx] > 0)
+    next_obs = jnp.where(alive[:, None], jax.lax.stop_gradient(next_obs), obs)
+    noise = agent.noise(k_noise, n)
+    _, raw = agent.actor.apply(state.actor, next_obs, noise)
+    w = jnp.where(alive, state.data_weights[idx] * (1.0 - data.dones[idx]), 0.0)
+    return GanPairs(
+        fake_obs=next_obs,
+        fake_noise=noise,
+        fake_raw=jax.lax.stop_gradient(raw),
+        fake_w=w,
+        true_obs=data.next_observations[idx],
+        true_raw=disc_lib.action_to_raw(data.next_actions[idx], agent.max_action),
+        true_w=w,
+        count=jnp.sum(alive.astype(jnp.float32)),
+    )
+
+
+def _disc_step(agent: Agent, state: TrainState, pairs: GanPairs, key: jax.Array):
+    labels = jax.random.uniform(key, (pairs.true_obs.shape[0],), minval=agent.config.agent.true_label_low, maxval=1.0)
 
     def loss_fn(params):
-        true_logits = agent.disc.apply(params, true_obs, true_raw)
-        fake_logits = agent.disc.apply(params, fake_obs, fake_raw)
-        return disc_lib.discriminator_loss(true_logits, fake_logits, labels, fake_w)
+        true_logits = agent.disc.apply(params, pairs.true_obs, pairs.true_raw)
+        fake_logits = agent.disc.apply(params, pairs.fake_obs, pairs.fake_raw)
+        return disc_lib.discriminator_loss(true_logits, fake_logits, labels, pairs.fake_w, pairs.true_w, pairs.count)
 
     grads, metrics = jax.grad(loss_fn, has_aux=True)(state.disc)
     updates, opt = agent.disc_tx.update(grads, state.disc_opt, state.disc)
     return state.replace(disc=optax.apply_updates(state.disc, updates), disc_opt=opt), metrics
 
 
-def _actor_step(agent, state, batch, fake_obs, fake_noise, fake_w):
+def _policy_loss(agent: Agent, state: TrainState, params, q_obs: jax.Array, q_noise: jax.Array, pairs: GanPairs):
+    """The actor's loss: the Q term on the critic's minibatch, the generator loss on the fake pairs.
+
+    The generator loss reads the discriminator as it is before this iteration's step.
+    Returns (loss, (metrics, mean |min Q| at the policy's actions)).
+    """
     a = agent.config.agent
-    n = batch.rewards.shape[0]
-    scale = actor_lib.q_scale(_epoch(agent, state.step), a.warm_start_epochs, a.q_coef, state.q_abs_avg)
-    use_gan = a.regularizer == "jsd"
+    act, _ = agent.actor.apply(params, q_obs, q_noise)
+    q_min = jnp.min(agent.critic.apply(state.critic, q_obs, act), axis=0)
+    q_abs = jax.lax.stop_gradient(jnp.mean(jnp.abs(q_min)))
+    q_avg = jnp.where(state.q_abs_avg < 0, q_abs, state.q_abs_avg)  # unset: this batch's, as the authors
+    q_scale, gen_scale = actor_lib.loss_scales(_epoch(agent, state.step), a.warm_start_epochs, a.q_coef,
+                                               q_avg, a.regularizer)
+    _, raw = agent.actor.apply(params, pairs.fake_obs, pairs.fake_noise)
+    gen = disc_lib.generator_loss(agent.disc.apply(state.disc, pairs.fake_obs, raw), pairs.fake_w, pairs.count)
+    loss, metrics = actor_lib.actor_loss(q_min, gen, q_scale, gen_scale)
+    return loss, (metrics, q_abs)
 
-    def loss_fn(params):
-        act, raw = agent.actor.apply(params, fake_obs, fake_noise)
-        gen = disc_lib.generator_loss(agent.disc.apply(state.disc, fake_obs, raw), fake_w) if use_gan else 0.0
-        q_min = jnp.min(agent.critic.apply(state.critic, fake_obs[:n], act[:n]), axis=0)
-        loss, metrics = actor_lib.actor_loss(q_min, jnp.asarray(gen, jnp.float32), scale)
-        return loss, (metrics, jnp.mean(jnp.abs(q_min)))
 
-    grads, (metrics, q_abs) = jax.grad(loss_fn, has_aux=True)(state.actor)
+def _actor_step(agent: Agent, state: TrainState, grads) -> TrainState:
     updates, opt = agent.actor_tx.update(grads, state.actor_opt, state.actor)
-    actor = optax.apply_updates(state.actor, updates)
-    q_abs_avg = (1.0 - a.q_avg_rate) * state.q_abs_avg + a.q_avg_rate * jax.lax.stop_gradient(q_abs)
+    return state.replace(actor=optax.apply_updates(state.actor, updates), actor_opt=opt)
+
+
+def _moving_averages(agent: Agent, state: TrainState, q_abs: jax.Array) -> TrainState:
+    """Every iteration, as the authors (also when the actor did not step): target actor, |Q|avg."""
+    a = agent.config.agent
     return state.replace(
-        actor=actor,
-        actor_opt=opt,
-        actor_target=optax.incremental_update(actor, state.actor_target, a.actor_tau),
-        q_abs_avg=q_abs_avg,
-    ), metrics
+        actor_target=optax.incremental_update(state.actor, state.actor_target, a.actor_tau),
+        q_abs_avg=actor_lib.update_q_abs_avg(state.q_abs_avg, jax.lax.stop_gradient(q_abs), a.q_avg_rate),
+    )
 
 
 def _q1(agent: Agent, critic_params, obs: jax.Array, act: jax.Array) -> jax.Array:
@@ -160,12 +228,11 @@ def _q1(agent: Agent, critic_params, obs: jax.Array, act: jax.Array) -> jax.Arra
         {"params": head}, jnp.concatenate([obs, act], -1))[..., 0]
 
 
-def model_mean_reward(model, obs: jax.Array, act: jax.Array) -> jax.Array:
-    """r^(s, a): the elites' mean predicted (scaled) reward, averaged over the elites; no sampling, no gradient."""
-    x = model.input_norm(jnp.concatenate([obs, act], axis=-1))
-    elite_params = jax.tree.map(lambda p: p[model.elites], model.params)
-    mean, _ = jax.vmap(member_apply, in_axes=(0, None))(elite_params, x)  # [E, B, 1 + obs_dim]
-    return jax.lax.stop_gradient(model.target_norm.inverse(jnp.mean(mean, axis=0))[:, 0])
+def model_reward_sample(agent: Agent, model, key: jax.Array, obs: jax.Array, act: jax.Array) -> jax.Array:
+    """r^(s, a) sampled from the ensemble (a random elite, a Gaussian draw), scaled space, no gradient;
+    a non-finite sample reads 0, as the authors sanitise model outputs."""
+    _, rew = predict(model, key, obs, act, elite_sampling=agent.config.model.rollout_elite_sampling)
+    return jax.lax.stop_gradient(jnp.where(jnp.isfinite(rew), rew, 0.0))
 
 
 def _miw_batches(agent: Agent, state: TrainState, data: OfflineData, key: jax.Array):
@@ -184,18 +251,18 @@ def miw_step(agent: Agent, state: TrainState, data: OfflineData, key: jax.Array)
 
     TD-DICE (the default, `miw.estimator`) here; the other estimators in `_miw_step_minimax`.
     The test function is the critic's first head Q1 (current at the data (s, a), the slow copy Q1'
-    at policy actions), or with `miw.test_function="reward"` the reward: the data's r~(s, a) in
-    the lhs, and the world model's mean prediction r^(s, pi(s)) at s0 and s' in the rhs (a
-    policy action has no logged reward; see `model_mean_reward`).
+    at policy actions), or with `miw.test_function="reward"` the reward: a model sample r^ at the
+    data (s, a), at (s0, pi(s0)) and at (s', pi(s')), as the authors' reward trainer.
     """
     if agent.config.miw.estimator != "td_dice":
         return _miw_step_minimax(agent, state, data, key)
     m, g = agent.config.miw, agent.config.agent.gamma
     b, s0, a0, a1 = _miw_batches(agent, state, data, key)
-    if m.test_function == "reward":
-        q = b.rewards
-        q0 = model_mean_reward(state.model, s0, a0)
-        q_next = model_mean_reward(state.model, b.next_observations, a1)
+    if m.test_function == "reward":  # a model sample of r^ at all three, as the authors' reward trainer
+        k_r, k_r0, k_r1 = jax.random.split(jax.random.fold_in(key, 1), 3)
+        q = model_reward_sample(agent, state.model, k_r, b.observations, b.actions)
+        q0 = model_reward_sample(agent, state.model, k_r0, s0, a0)
+        q_next = model_reward_sample(agent, state.model, k_r1, b.next_observations, a1)
     else:
         q = _q1(agent, state.critic, b.observations, b.actions)
         q0 = _q1(agent, state.miw_critic, s0, a0)
@@ -210,7 +277,8 @@ def miw_step(agent: Agent, state: TrainState, data: OfflineData, key: jax.Array)
     (grad_f,) = vjp_fn(dloss_dw)
     (grad_g,) = vjp_fn(jnp.full_like(w, 1.0 / w.shape[0]))
     w_mean = jnp.mean(w)
-    direction, lam = miw_lib.constrained_direction(grad_f, grad_g, w_mean, m.mean_bound)
+    direction, lam = miw_lib.constrained_direction(grad_f, grad_g, w_mean, m.mean_bound,
+                                                   per_tensor=m.constraint == "per_tensor")
     updates, opt = agent.miw_tx.update(direction, state.miw_opt, state.miw)
     miw = optax.apply_updates(state.miw, updates)
     state = state.replace(
@@ -223,114 +291,155 @@ def miw_step(agent: Agent, state: TrainState, data: OfflineData, key: jax.Array)
 
 
 def _miw_step_minimax(agent: Agent, state: TrainState, data: OfflineData, key: jax.Array):
-    """One simultaneous step of a saddle-point MIW estimator (vpm, gendice, dualdice; see miw.py).
+    """One step of a saddle-point MIW estimator ablation, as the authors' DICE_trainer.py (gendice,
+    dualdice; vpm: `_miw_step_vpm` below). Settings: `miw_lib.estimator_settings`.
 
-    w descends the saddle value L along the same mean(w) <= bound corrected direction and
-    optimiser as TD-DICE; the dual player (state.miw_aux) ascends L with its own Adam
-    (miw.aux_lr). The test function nu takes the same inputs as TD-DICE's Q1: the data (s, a),
-    (s0, pi(s0)) and (s', pi(s')).
+    w descends the saddle value L and the dual player (state.miw_aux: nu, and u for GenDICE)
+    ascends it, simultaneously, each with its own Adam after an element-wise gradient clip at 1;
+    no mean(w) <= bound correction (TD-DICE's only). The authors hard-copy both networks to their
+    targets after every step, so each loss sees the other player's current values: the joint
+    gradient of L here (miw_target and miw_critic are not used, and not updated). nu takes the
+    same inputs as TD-DICE's Q1: the data (s, a), (s0, pi(s0)) and (s', pi(s')).
     """
-    m, g = agent.config.miw, agent.config.agent.gamma
+    s = miw_lib.estimator_settings(agent.config.miw)
+    if s.name == "vpm":
+        return _miw_step_vpm(agent, state, data, key)
+    g = agent.config.agent.gamma
     b, s0, a0, a1 = _miw_batches(agent, state, data, key)
-    w_target = agent.miw.apply(state.miw_target, b.observations, b.actions)
 
     def value_fn(w_params, dual):
-        w_of = lambda obs, act: agent.miw.apply(w_params, obs, act)
-        w = w_of(b.observations, b.actions)
-        if m.estimator == "vpm":
-            value, aux = miw_lib.vpm_value(w, w_target, w_of(s0, a0), w_of(b.next_observations, a1), b.dones,
-                                           dual["u"], g, m.norm_penalty)
+        w = agent.miw.apply(w_params, b.observations, b.actions)
+        nu_of = lambda obs, act: agent.miw_aux_net.apply(dual["nu"], obs, act)
+        nus = (nu_of(b.observations, b.actions), nu_of(s0, a0), nu_of(b.next_observations, a1))
+        if s.name == "gendice":
+            value, aux = miw_lib.gendice_value(w, *nus, b.dones, dual["u"], g, s.norm_penalty, s.mask_terminals)
+        elif s.name == "dualdice":
+            value, aux = miw_lib.dualdice_value(w, *nus, b.dones, g, s.mask_terminals)
         else:
-            nu_of = lambda obs, act: agent.miw_aux_net.apply(dual["nu"], obs, act)
-            nus = (nu_of(b.observations, b.actions), nu_of(s0, a0), nu_of(b.next_observations, a1))
-            if m.estimator == "gendice":
-                value, aux = miw_lib.gendice_value(w, *nus, b.dones, dual["u"], g, m.norm_penalty)
-            elif m.estimator == "dualdice":
-                value, aux = miw_lib.dualdice_value(w, *nus, b.dones, g)
-            else:
-                raise ValueError(f"unknown miw.estimator {m.estimator!r}")
+            raise ValueError(f"unknown miw.estimator {s.name!r}")
         return value, (aux, jnp.mean(w))
 
-    (loss, (aux, w_mean)), (grad_f, grad_dual) = jax.value_and_grad(value_fn, argnums=(0, 1), has_aux=True)(
+    (loss, (aux, w_mean)), (grad_w, grad_dual) = jax.value_and_grad(value_fn, argnums=(0, 1), has_aux=True)(
         state.miw, state.miw_aux["params"])
-    grad_g = jax.grad(lambda p: jnp.mean(agent.miw.apply(p, b.observations, b.actions)))(state.miw)
-    direction, lam = miw_lib.constrained_direction(grad_f, grad_g, w_mean, m.mean_bound)
-    updates, opt = agent.miw_tx.update(direction, state.miw_opt, state.miw)
+    updates, opt = agent.miw_tx.update(grad_w, state.miw_opt, state.miw)
     miw = optax.apply_updates(state.miw, updates)
     # the dual ascends: descend -grad
     dual_updates, dual_opt = agent.miw_aux_tx.update(
         jax.tree.map(jnp.negative, grad_dual), state.miw_aux["opt"], state.miw_aux["params"])
     dual = optax.apply_updates(state.miw_aux["params"], dual_updates)
-    state = state.replace(
-        miw=miw,
-        miw_opt=opt,
-        miw_target=optax.incremental_update(miw, state.miw_target, m.tau),
-        miw_critic=optax.incremental_update(state.critic, state.miw_critic, m.tau),
-        miw_aux={"params": dual, "opt": dual_opt},
-    )
-    return state, {**aux, "miw_loss": loss, "miw_w_mean": w_mean, "miw_lambda": lam}
+    state = state.replace(miw=miw, miw_opt=opt, miw_aux={**state.miw_aux, "params": dual, "opt": dual_opt})
+    return state, {**aux, "miw_loss": loss, "miw_w_mean": w_mean}
 
 
-def _wpr_weights(agent: Agent, state: TrainState, batch: Transitions) -> jax.Array:
-    """WPR ablation: w(s, a) of each batch row (current MIW network, no gradient), for both of its fake pairs.
+def _miw_step_vpm(agent: Agent, state: TrainState, data: OfflineData, key: jax.Array):
+    """One step of the authors' VPM (VPM_trainer.py:45-81): a run is T x M steps (miw.vpm.
+    power_iterations x inner_steps); step t = 1, 2, ... of a run descends `vpm_value` with damping
+    alpha = 1 / sqrt(t) (Adam, no clipping), then u ascends its term at the UPDATED w's batch
+    mean, then w' <- w (a hard copy) when (t - 1) % M == 0.
 
-    The fake pairs of row i are (s_i, pi(s_i)) and (s'_i, pi(s'_i)) with s'_i ~ P_hat(s_i, pi(s_i));
-    both get w(s_i, a_i). The (1 - done) factor is the one already in the fake weights: 1 for
-    (s_i, pi(s_i)) (a batch state is never terminal) and 1 - done(s'_i) of the model step for the
-    second pair; the row's logged done concerns its data s', which is in no fake pair. The GAN
-    losses' weighted means divide by the sum of the weights (self-normalised, like w / mean(w) of
-    the refit). Returns weights [2B] to multiply the fake weights with.
+    Runs: with miw.schedule="phased" a run starts with every block (TrainState.step moved since
+    the last MIW step) and the block's steps past T x M change nothing (the authors run one
+    T x M run per block); otherwise (interleaved) runs follow each other every T x M steps.
+    All gating is arithmetic (jnp.where), no lax.cond.
     """
-    w = jax.lax.stop_gradient(agent.miw.apply(state.miw, batch.observations, batch.actions))
-    return jnp.concatenate([w, w])
+    s = miw_lib.estimator_settings(agent.config.miw)
+    g = agent.config.agent.gamma
+    phased = agent.config.miw.schedule == "phased"
+    run = s.power_iterations * s.inner_steps
+    aux_state = state.miw_aux
+    new_run = (state.step != aux_state["last_step"]) if phased else (aux_state["count"] >= run)
+    idx = jnp.where(new_run, 0, aux_state["count"])  # 0-based step within the run
+    alpha = jax.lax.rsqrt((idx + 1).astype(jnp.float32))
+    b, s0, a0, a1 = _miw_batches(agent, state, data, key)
+    w_target = agent.miw.apply(state.miw_target, b.observations, b.actions)
+    u = aux_state["params"]["u"]
+
+    def value_fn(w_params):
+        w_of = lambda obs, act: agent.miw.apply(w_params, obs, act)
+        w = w_of(b.observations, b.actions)
+        value, aux = miw_lib.vpm_value(w, w_target, w_of(s0, a0), w_of(b.next_observations, a1), b.dones,
+                                       u, g, s.norm_penalty, alpha, s.mask_terminals)
+        return value, (aux, jnp.mean(w))
+
+    (loss, (aux, w_mean)), grad_w = jax.value_and_grad(value_fn, has_aux=True)(state.miw)
+    updates, opt = agent.miw_tx.update(grad_w, state.miw_opt, state.miw)
+    miw = optax.apply_updates(state.miw, updates)
+    w_new_mean = jnp.mean(agent.miw.apply(miw, b.observations, b.actions))
+    grad_u = jax.grad(lambda p: miw_lib.vpm_norm_term(p["u"], w_new_mean, s.norm_penalty))(aux_state["params"])
+    dual_updates, dual_opt = agent.miw_aux_tx.update(
+        jax.tree.map(jnp.negative, grad_u), aux_state["opt"], aux_state["params"])
+    dual = optax.apply_updates(aux_state["params"], dual_updates)
+    target = jax.tree.map(lambda new, old: jnp.where(idx % s.inner_steps == 0, new, old), miw, state.miw_target)
+    moved = (miw, opt, target, dual, dual_opt)
+    if phased:  # steps of a block past its run change nothing
+        active = idx < run
+        kept = (state.miw, state.miw_opt, state.miw_target, aux_state["params"], aux_state["opt"])
+        moved = jax.tree.map(lambda new, old: jnp.where(active, new, old), moved, kept)
+    miw, opt, target, dual, dual_opt = moved
+    state = state.replace(miw=miw, miw_opt=opt, miw_target=target, miw_aux={
+        "params": dual, "opt": dual_opt, "count": idx + 1, "last_step": jnp.asarray(state.step, jnp.int32)})
+    return state, {**aux, "miw_loss": loss, "miw_w_mean": w_mean, "miw_vpm_alpha": alpha}
 
 
 def iteration(agent: Agent, state: TrainState, data: OfflineData, key: jax.Array, with_actor: bool):
-    """One fused AMPL iteration: critic, discriminator, (actor), (MIW)."""
+    """One fused AMPL iteration in the authors' order: critic; actor (if `with_actor`, against the
+    discriminator before its step); discriminator; moving averages; (MIW).
+
+    The GAN draws its own fresh batches, as the authors do: fake states mixed like the critic's
+    minibatch, and true (s, a) pairs from the data, as many as there are live fake pairs.
+    """
     a = agent.config.agent
-    k_real, k_model, k_critic, k_fake, k_raw, k_disc, k_miw = jax.random.split(key, 7)
+    k_real, k_model, k_critic, k_gan, k_q, k_disc, k_miw = jax.random.split(key, 7)
     n = a.batch_size
-    n_data = data.observations.shape[0]
     epoch = _epoch(agent, state.step)
     f = real_fraction(epoch, agent.config.rollout)
-    idx = jax.random.randint(k_real, (2 * n,), 0, n_data)  # first n: real part; all 2n: "true" pairs
-    batch = _mix(_gather(data, idx[:n]), buffer_sample(state.buffer, k_model, n), jnp.round(f * n))
+    n_real = jnp.round(f * n)
+    batch = _mix(_gather(data, jax.random.randint(k_real, (n,), 0, data.observations.shape[0])),
+                 buffer_sample(state.buffer, k_model, n), n_real)
 
     state, metrics = _critic_step(agent, state, batch, k_critic)
 
-    fake_obs, fake_noise, fake_raw, fake_w = _fake_inputs(agent, state, batch, k_fake)
-    if a.weighted_regularizer and a.regularizer != "none":
-        fake_w = fake_w * _wpr_weights(agent, state, batch)
-    if a.regularizer == "jsd":
-        true_raw = disc_lib.action_to_raw(data.actions[idx], agent.max_action)
-        state, m_disc = _disc_step(agent, state, fake_obs, fake_raw, fake_w, data.observations[idx], true_raw, k_disc)
-        metrics.update(m_disc)
+    pairs = _wpr_pairs(agent, state, data, k_gan) if a.weighted_regularizer else _gan_pairs(
+        agent, state, data, k_gan, n_real)
+    q_noise = agent.noise(k_q, n)
     if with_actor:
-        state, m_actor = _actor_step(agent, state, batch, fake_obs, fake_noise, fake_w)
-        metrics.update(m_actor)
+        grads, (m_actor, q_abs) = jax.grad(
+            lambda p: _policy_loss(agent, state, p, batch.observations, q_noise, pairs), has_aux=True)(state.actor)
+    else:  # no step, but |Q|avg still moves, as the authors'
+        _, (m_actor, q_abs) = _policy_loss(agent, state, state.actor, batch.observations, q_noise, pairs)
+    metrics.update(m_actor)
+    state, m_disc = _disc_step(agent, state, pairs, k_disc)
+    metrics.update(m_disc)
+    if with_actor:
+        state = _actor_step(agent, state, grads)
+    state = _moving_averages(agent, state, q_abs)
     if agent.config.miw.schedule == "interleaved":
         state, m_miw = miw_step(agent, state, data, k_miw)
         metrics.update(m_miw)
     metrics["real_fraction"] = f
+    metrics["fake_alive_fraction"] = jnp.mean(pairs.fake_w[-n:] > 0)
     return state.replace(step=state.step + 1), metrics
 
 
 def _scan_iterations(agent: Agent, state: TrainState, data: OfflineData, key: jax.Array, num_iters: int):
-    """lax.scan over blocks of k iterations (k = actor_update_every); the actor updates in the last."""
+    """lax.scan over blocks of k iterations (k = actor_update_every); the actor updates in the first.
+
+    The authors step the actor when the iteration counter is a multiple of k (0, k, 2k, ...).
+    """
     k = agent.config.agent.actor_update_every
     if num_iters % k:
         raise ValueError(f"rollout.period ({num_iters}) must be a multiple of agent.actor_update_every ({k})")
 
     def block(state, key):
         keys = jax.random.split(key, k)
+        state, m_first = iteration(agent, state, data, keys[0], with_actor=True)
         plain_metrics = []
-        for i in range(k - 1):  # k is small (2): unrolling it is cheap and keeps metrics uniform
+        for i in range(1, k):  # k is small (2): unrolling it is cheap and keeps metrics uniform
             state, m = iteration(agent, state, data, keys[i], with_actor=False)
             plain_metrics.append(m)
-        state, m_last = iteration(agent, state, data, keys[-1], with_actor=True)
-        shared = {name: jnp.mean(jnp.stack([m[name] for m in plain_metrics] + [m_last[name]])) for name in m_last
+        shared = {name: jnp.mean(jnp.stack([m_first[name]] + [m[name] for m in plain_metrics])) for name in m_first
                   if all(name in m for m in plain_metrics)}
-        return state, {**m_last, **shared}
+        return state, {**m_first, **shared}
 
     return jax.lax.scan(block, state, jax.random.split(key, num_iters // k))
 
@@ -340,23 +449,49 @@ def make_update_step(agent: Agent) -> Callable[[TrainState, OfflineData], tuple[
     return jax.jit(build_update_step(agent), donate_argnums=0)
 
 
-def build_update_step(agent: Agent) -> Callable[[TrainState, OfflineData], tuple[TrainState, Metrics]]:
-    """The pure, un-jitted update_step (for callers that vmap it over seeds before jitting)."""
-    r = agent.config.rollout
-    n_starts = max(1, r.transitions_per_rollout // r.horizon)
+def model_rollouts(agent: Agent, state: TrainState, data: OfflineData, key: jax.Array):
+    """Fill the FIFO as the authors do: batches of `rollout.batch_size` dataset starts, h steps of the
+    current actor each, until at least `rollout.transitions_per_rollout` transitions were added; the
+    last batch starts only as many rollouts as transitions are still missing.
 
-    def update_step(state: TrainState, data: OfflineData) -> tuple[TrainState, Metrics]:
-        key, k_start, k_roll, k_scan = jax.random.split(state.key, 4)
-        start_obs = data.observations[jax.random.randint(k_start, (n_starts,), 0, data.observations.shape[0])]
-        policy_fn = lambda k, obs: agent.act(state.actor, k, obs)[0]
+    A lax.while_loop with static shapes per batch (under a vmap over seeds it runs until every seed
+    is done, the finished ones unchanged). Returns (buffer, transitions added, start states used).
+    """
+    r = agent.config.rollout
+    total, bs = r.transitions_per_rollout, r.batch_size
+    policy_fn = lambda k, obs: agent.act(state.actor, k, obs)[0]
+
+    def body(carry):
+        buf, count, starts, k = carry
+        k, k_start, k_roll = jax.random.split(k, 3)
+        start_obs = data.observations[jax.random.randint(k_start, (bs,), 0, data.observations.shape[0])]
         trans, valid = rollout(
             k_roll, state.model, policy_fn, start_obs, r.horizon, agent.termination_fn,
             agent.obs_range, agent.reward_bound, elite_sampling=agent.config.model.rollout_elite_sampling,
         )
-        state = state.replace(key=key, buffer=buffer_insert(state.buffer, trans, valid))
+        use = jnp.arange(bs) < total - count  # valid is step-major [h * bs]: tile the start mask
+        valid = valid & jnp.tile(use, r.horizon)
+        return (buffer_insert(buf, trans, valid), count + jnp.sum(valid, dtype=jnp.int32),
+                starts + jnp.sum(use, dtype=jnp.int32), k)
+
+    zero = jnp.zeros((), jnp.int32)
+    buf, count, starts, _ = jax.lax.while_loop(lambda c: c[1] < total, body, (state.buffer, zero, zero, key))
+    return buf, count, starts
+
+
+def build_update_step(agent: Agent) -> Callable[[TrainState, OfflineData], tuple[TrainState, Metrics]]:
+    """The pure, un-jitted update_step (for callers that vmap it over seeds before jitting)."""
+    r = agent.config.rollout
+
+    def update_step(state: TrainState, data: OfflineData) -> tuple[TrainState, Metrics]:
+        key, k_roll, k_scan = jax.random.split(state.key, 3)
+        buf, count, starts = model_rollouts(agent, state, data, k_roll)
+        state = state.replace(key=key, buffer=buf)
         state, metrics = _scan_iterations(agent, state, data, k_scan, r.period)
         metrics = jax.tree.map(jnp.mean, metrics)
-        metrics["rollout_valid_fraction"] = jnp.mean(valid.astype(jnp.float32))
+        # mean rollout length before termination, in model steps (h when nothing terminates)
+        metrics["rollout_mean_length"] = count.astype(jnp.float32) / jnp.maximum(starts, 1).astype(jnp.float32)
+        metrics["rollout_transitions"] = count.astype(jnp.float32)
         metrics["buffer_size"] = state.buffer.size.astype(jnp.float32)
         return state, metrics
 
@@ -368,6 +503,8 @@ def make_miw_phase(agent: Agent, num_steps: int) -> Callable[[TrainState, Offlin
 
     def phase(state: TrainState, data: OfflineData):
         key, sub = jax.random.split(state.key)
+        # The authors start every phase with Q1' a fresh copy of the critic target.
+        state = state.replace(miw_critic=jax.tree.map(jnp.copy, state.critic_target))
         state, metrics = jax.lax.scan(
             lambda s, k: miw_step(agent, s, data, k), state.replace(key=key), jax.random.split(sub, num_steps)
         )

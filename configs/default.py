@@ -35,17 +35,24 @@ def get_config() -> ml_collections.ConfigDict:
     c.model.num_elites = 5
     c.model.hidden_dims = (200, 200, 200, 200)
     c.model.learning_rate = 1e-3
-    # per hidden layer, then the output heads
+    # L2 decay per hidden layer, then the output heads (mean and log-std); kernels AND biases,
+    # as the authors' per-layer Adam weight_decay
     c.model.weight_decays = (2.5e-5, 5e-5, 7.5e-5, 7.5e-5)
     c.model.head_weight_decay = 1e-4
+    # one pair of learnable log-std bounds shared by all members (ensemble.ModelState)
     c.model.max_logstd_init = 0.25
     c.model.min_logstd_init = -5.0
-    c.model.logstd_bound_coef = 0.01
+    # coef * (sum max - sum min) of the shared bounds, added once to the loss summed over the
+    # members: the authors' 0.01 * sum(2 max) - 0.01 * sum(2 min)
+    c.model.logstd_bound_coef = 0.02
     c.model.batch_size = 128  # per member, independent indices
     c.model.epoch_steps = 1000
     c.model.holdout_fraction = 0.2
     c.model.max_holdout = 8092
-    c.model.patience = 10  # epochs without > improvement_threshold relative gain
+    # Early stopping and snapshots, the authors' rule (world_model/fit.py): a member improves when
+    # its holdout loss is > improvement_threshold below its last snapshot's; stop after `patience`
+    # epochs without any improving member; restore each member's last improving epoch.
+    c.model.patience = 10
     c.model.improvement_threshold = 0.01
     c.model.max_epochs = 1000  # safety cap for the first fit
     c.model.refit_max_epochs = 1000
@@ -107,10 +114,18 @@ def get_config() -> ml_collections.ConfigDict:
     c.miw = ml_collections.ConfigDict()
     c.miw.schedule = "interleaved"  # "interleaved" | "phased" | "none" (NW: never reweight)
     c.miw.alpha = 0.5
+    # The authors' --weight_output_clipping (off there by default, for every estimator): True
+    # replaces (softplus(x) + 1e-8)^alpha by a soft clip of x into (1e-8, 500) (miw.ClippedMIWNet).
+    c.miw.output_clipping = False
+    # TD-DICE's optimiser (lr, grad_clip: global norm, mean_bound); the ablation estimators read
+    # only their own sections below (resolved in ONE place: miw.estimator_settings).
     c.miw.lr = 1e-6
     c.miw.grad_clip = 1.0
     c.miw.huber_delta = 1.0
     c.miw.mean_bound = 10.0
+    # How the mean(w) <= bound correction is applied: "per_tensor" (the authors' Constraint optimiser:
+    # each parameter tensor gets its own lambda) or "global" (one lambda for the whole parameter vector).
+    c.miw.constraint = "per_tensor"
     c.miw.batch_size = 1024
     c.miw.mu0_batch_size = 2048
     c.miw.tau = 0.01  # w' and Q1' Polyak rate
@@ -122,8 +137,36 @@ def get_config() -> ml_collections.ConfigDict:
     c.miw.test_function = "q"  # "q" | "reward" (r~ on data, the model's mean r^ at policy actions)
     # MIW estimator ablation: "td_dice" (the paper's) | "vpm" | "gendice" | "dualdice" (see miw.py)
     c.miw.estimator = "td_dice"
-    c.miw.aux_lr = 1e-4  # Adam lr of the estimator's dual player (nu and/or u); unused by td_dice
-    c.miw.norm_penalty = 1.0  # lambda of the E_D[w] = 1 penalty of vpm and gendice; unused otherwise
+    # Each ablation estimator's own settings, the authors' defaults (VPM_trainer.py, DICE_trainer.py).
+    # None of them uses lr / grad_clip / mean_bound / tau above. grad_clip_value: element-wise
+    # clip of every player's gradient (0: none). mask_terminals: drop the next-state term at
+    # terminal rows as TD-DICE does (the authors' ablations do not). u: the E_D[w] = 1 multiplier.
+    c.miw.vpm = ml_collections.ConfigDict()
+    c.miw.vpm.lr = 3e-4  # w
+    c.miw.vpm.u_lr = 3e-4
+    c.miw.vpm.u_init = 1.0
+    c.miw.vpm.norm_penalty = 1.0
+    c.miw.vpm.grad_clip_value = 0.0
+    c.miw.vpm.mask_terminals = False
+    # A power-method run: `power_iterations` x `inner_steps` steps, damping 1/sqrt(t) at step t,
+    # the target w' a hard copy of w refreshed every `inner_steps` steps. "phased": one run per
+    # block (the block's steps past the run are no-ops; miw.phase_steps); "interleaved": runs
+    # back to back.
+    c.miw.vpm.power_iterations = 200
+    c.miw.vpm.inner_steps = 10
+    c.miw.gendice = ml_collections.ConfigDict()
+    c.miw.gendice.lr = 3e-3  # w
+    c.miw.gendice.nu_lr = 1e-4
+    c.miw.gendice.u_lr = 1e-4
+    c.miw.gendice.u_init = 1.0
+    c.miw.gendice.norm_penalty = 1.0
+    c.miw.gendice.grad_clip_value = 1.0
+    c.miw.gendice.mask_terminals = False
+    c.miw.dualdice = ml_collections.ConfigDict()
+    c.miw.dualdice.lr = 1e-4  # w
+    c.miw.dualdice.nu_lr = 1e-4
+    c.miw.dualdice.grad_clip_value = 1.0
+    c.miw.dualdice.mask_terminals = False
 
     # --- schedule, evaluation, logging ------------------------------------------------------------
     c.train = ml_collections.ConfigDict()

@@ -19,7 +19,8 @@ import pytest
 from ampl_jax import miw as miw_lib
 from ampl_jax.state import init_train_state
 from ampl_jax.train import build
-from ampl_jax.update import _miw_batches, _q1, iteration, make_miw_phase, make_update_step, miw_step, model_mean_reward
+from ampl_jax import update as update_lib
+from ampl_jax.update import _miw_batches, _q1, iteration, make_miw_phase, make_update_step, miw_step
 from ampl_jax.world_model.fit import init_model_state
 from tests import tiny_config
 from tests.test_miw_tabular import A, S, make_mdp, q_values, sa_transition, true_ratio
@@ -36,11 +37,15 @@ def _shared():
 
 
 def _setup(seed=0, **overrides):
-    """Tiny config with overrides given as section__key=value; a fresh state (the step donates it)."""
+    """Tiny config with overrides given as section__key=value (or section__sub__key=value); a fresh
+    state (the step donates it)."""
     config = tiny_config.get_config()
     for name, value in overrides.items():
-        section, key = name.split("__")
-        config[section][key] = value
+        *path, key = name.split("__")
+        node = config
+        for part in path:
+            node = node[part]
+        node[key] = value
     data, info, model = _shared()
     agent = build(config, data, info)
     state = init_train_state(agent, jax.random.PRNGKey(seed), jax.tree.map(jnp.asarray, model))
@@ -92,7 +97,7 @@ def test_default_estimator_has_no_dual_leaves():
 @pytest.mark.parametrize("estimator", ["vpm", "gendice", "dualdice"])
 def test_estimator_steps_move_w_and_keep_it_positive(estimator):
     steps = 3
-    _, agent, data, state = _setup(miw__estimator=estimator, miw__lr=1e-3, miw__aux_lr=1e-3)
+    _, agent, data, state = _setup(miw__estimator=estimator)  # the authors' rates
     before = jax.device_get(state)
     state, metrics = make_miw_phase(agent, steps)(state, data)
     state = jax.device_get(state)
@@ -142,19 +147,21 @@ def _perturb(table, seed):
 
 
 def test_tabular_dualdice_saddle_at_true_ratio():
-    """DualDICE: at nu* = (I - gamma P^pi)^-1 w* and w = w*, both gradients vanish; and for any nu
-    the best w is nu - gamma E[nu(s', pi(s'))]."""
+    """DualDICE (the authors' f*(x) = x^3 / 3): at nu* = (I - gamma P^pi)^-1 w*^2 and w = w*, both
+    gradients vanish; and for any nu the best w is sqrt(nu - gamma E[nu(s', pi(s'))])."""
     mdp, (sa, x0, x1) = _tabular()
     w_star = true_ratio(mdp, GAMMA_TAB)
-    nu_star = q_values(mdp, mdp.pi, w_star, GAMMA_TAB)  # nu* = w* + gamma P^pi nu*
+    nu_star = q_values(mdp, mdp.pi, w_star**2, GAMMA_TAB)  # nu* = w*^2 + gamma P^pi nu*
     dones = jnp.zeros(N_TAB)
     value = lambda w, nu: miw_lib.dualdice_value(w[sa], nu[sa], nu[x0], nu[x1], dones, GAMMA_TAB)[0]
     at_star = _grad_norm(value, w_star, nu_star)
     off = _grad_norm(value, _perturb(w_star, 1), _perturb(nu_star, 2))
     assert at_star < 0.05 * off, (at_star, off)
-    # the w-player's best response to an arbitrary nu
-    nu = np.random.default_rng(3).normal(size=(S, A))
-    best_w = nu - GAMMA_TAB * (sa_transition(mdp.P, mdp.pi) @ nu.reshape(-1)).reshape(S, A)
+    # the w-player's best response to an arbitrary nu (one with a positive Bellman residual r)
+    r = np.random.default_rng(3).uniform(0.2, 2.0, size=(S, A))
+    nu = q_values(mdp, mdp.pi, r, GAMMA_TAB)
+    best_w = np.sqrt(nu - GAMMA_TAB * (sa_transition(mdp.P, mdp.pi) @ nu.reshape(-1)).reshape(S, A))
+    np.testing.assert_allclose(best_w, np.sqrt(r), rtol=1e-6)
     g_best = _grad_norm(lambda w: value(w, jnp.asarray(nu, jnp.float32).reshape(-1)), best_w)
     g_off = _grad_norm(lambda w: value(w, jnp.asarray(nu, jnp.float32).reshape(-1)), _perturb(best_w, 4))
     assert g_best < 0.1 * g_off, (g_best, g_off)
@@ -191,6 +198,124 @@ def test_tabular_vpm_power_step_fixed_at_true_ratio():
     assert at_star < 0.1 * at_one, (at_star, at_one)
 
 
+# --- the estimators as the authors ran them (issue 11, item 10) -------------------------------------
+
+
+def test_estimator_defaults_are_the_authors_and_td_dice_keeps_its_own():
+    from configs.default import get_config
+
+    c = get_config().miw
+    td = miw_lib.estimator_settings(c)
+    assert (td.lr, td.grad_clip_norm, td.grad_clip_value, td.mean_bound) == (1e-6, 1.0, 0.0, 10.0)
+    expected = {  # VPM_trainer.py:24-37; DICE_trainer.py:30-46, 98-99, 109
+        "vpm": dict(lr=3e-4, u_lr=3e-4, nu_lr=None, u_init=1.0, grad_clip_value=0.0, power_iterations=200,
+                    inner_steps=10),
+        "gendice": dict(lr=3e-3, nu_lr=1e-4, u_lr=1e-4, u_init=1.0, grad_clip_value=1.0),
+        "dualdice": dict(lr=1e-4, nu_lr=1e-4, u_lr=None, grad_clip_value=1.0),
+    }
+    for est, want in expected.items():
+        c.estimator = est
+        got = miw_lib.estimator_settings(c)
+        assert {k: getattr(got, k) for k in want} == want, est
+        assert got.mean_bound is None and got.grad_clip_norm == 0.0 and not got.mask_terminals, est
+        assert miw_lib.phase_steps(c) == (2000 if est == "vpm" else 100_000)
+    # element-wise clipping (torch clip_grad_value_), not a global norm
+    clip = miw_lib._clip(miw_lib.estimator_settings(c))
+    out, _ = clip.update({"a": jnp.asarray([5.0, -0.5, -3.0])}, clip.init(None))
+    np.testing.assert_array_equal(out["a"], [1.0, -0.5, -1.0])
+
+
+@pytest.mark.parametrize("estimator,lrs", [("gendice", {"nu": 1e-4, "u": 1e-4}), ("vpm", {"u": 3e-4})])
+def test_dual_player_starts_at_one_with_its_own_rates(estimator, lrs):
+    _, agent, _, state = _setup(miw__estimator=estimator)
+    assert float(state.miw_aux["params"]["u"]) == 1.0  # the authors' v = 1
+    # one Adam step on a unit gradient moves each dual leaf by its own learning rate
+    params = state.miw_aux["params"]
+    grads = jax.tree.map(jnp.ones_like, params)
+    upd, _ = agent.miw_aux_tx.update(grads, agent.miw_aux_tx.init(params), params)
+    for k, lr in lrs.items():
+        for leaf in jax.tree.leaves(upd[k]):
+            np.testing.assert_allclose(np.asarray(leaf), -lr, rtol=1e-4)
+
+
+def test_dualdice_value_has_the_cubic_term_by_hand():
+    w, nu, nu0, nu1 = (jnp.asarray(x) for x in ([1.0, 2.0], [3.0, -1.0], [0.5, 1.5], [2.0, 4.0]))
+    dones = jnp.asarray([0.0, 1.0])
+    g = 0.9
+    # J = mean((nu - g nu') w - w^3 / 3) - (1 - g) mean(nu0); the authors' terminals are not masked
+    bell = np.asarray([3.0 - 0.9 * 2.0, -1.0 - 0.9 * 4.0])
+    j = np.mean(bell * np.asarray([1.0, 2.0]) - np.asarray([1.0, 8.0]) / 3.0) - 0.1 * 1.0
+    np.testing.assert_allclose(float(miw_lib.dualdice_value(w, nu, nu0, nu1, dones, g)[0]), -j, rtol=1e-6)
+    masked = np.mean(np.asarray([3.0 - 1.8, -1.0]) * np.asarray([1.0, 2.0]) - np.asarray([1.0, 8.0]) / 3.0) - 0.1
+    np.testing.assert_allclose(float(miw_lib.dualdice_value(w, nu, nu0, nu1, dones, g, mask_terminals=True)[0]),
+                               -masked, rtol=1e-6)
+
+
+def test_vpm_value_damped_power_step_by_hand():
+    w, wt, w0, w1 = (jnp.asarray(x) for x in ([1.0, 2.0], [0.5, 1.0], [1.0, 3.0], [2.0, 2.0]))
+    dones, g, u, alpha = jnp.asarray([0.0, 1.0]), 0.9, 0.3, 0.25
+    power = 0.1 * 2.0 + 0.9 * np.mean([0.5 * 2.0, 1.0 * 2.0])  # unmasked, as the authors
+    expect = (0.5 * np.mean([1.0, 4.0]) - 0.75 * np.mean([0.5, 2.0]) - 0.25 * power
+              + (2 * u * (1.5 - 1.0) - u**2))
+    got = miw_lib.vpm_value(w, wt, w0, w1, dones, u, g, 1.0, alpha)[0]
+    np.testing.assert_allclose(float(got), expect, rtol=1e-6)
+
+
+def test_vpm_power_method_runs_damping_hard_targets_and_phase_blocks():
+    """Phased VPM with T x M = 2 x 2: alpha = 1/sqrt(t); w' hard-copied after steps 1 and 3 (of
+    each run); steps 5, 6 of a block change nothing; a new block (step moved) starts a new run."""
+    _, agent, data, state = _setup(miw__estimator="vpm", miw__schedule="phased", miw__vpm__power_iterations=2,
+                                   miw__vpm__inner_steps=2)
+    step = jax.jit(lambda st, k: miw_step(agent, st, data, k))
+    moved = ("miw", "miw_opt", "miw_target")
+    hist, alphas = [jax.device_get(state)], []
+    for i in range(6):
+        state, m = step(state, jax.random.PRNGKey(100 + i))
+        hist.append(jax.device_get(state))
+        alphas.append(float(m["miw_vpm_alpha"]))
+    np.testing.assert_allclose(alphas[:4], [1.0, 2**-0.5, 3**-0.5, 0.5], rtol=1e-6)
+    for i in range(1, 5):
+        assert not _equal(hist[i].miw, hist[i - 1].miw), i
+    assert _equal(hist[1].miw_target, hist[1].miw) and _equal(hist[2].miw_target, hist[1].miw)
+    assert _equal(hist[3].miw_target, hist[3].miw) and _equal(hist[4].miw_target, hist[3].miw)
+    for i in (5, 6):  # past the run: nothing moves
+        for f in moved:
+            assert _equal(getattr(hist[i], f), getattr(hist[4], f)), (i, f)
+        assert _equal(hist[i].miw_aux["params"], hist[4].miw_aux["params"])
+    state = state.replace(step=state.step + 1)  # the next block
+    state, m = step(state, jax.random.PRNGKey(200))
+    assert float(m["miw_vpm_alpha"]) == 1.0 and int(state.miw_aux["count"]) == 1
+    assert not _equal(jax.device_get(state).miw, hist[6].miw)
+
+
+def test_interleaved_vpm_runs_follow_each_other():
+    _, agent, data, state = _setup(miw__estimator="vpm", miw__vpm__power_iterations=1, miw__vpm__inner_steps=2)
+    step = jax.jit(lambda st, k: miw_step(agent, st, data, k))
+    alphas = []
+    for i in range(5):
+        state, m = step(state.replace(step=state.step + 1), jax.random.PRNGKey(i))
+        alphas.append(float(m["miw_vpm_alpha"]))
+    np.testing.assert_allclose(alphas, [1.0, 2**-0.5, 1.0, 2**-0.5, 1.0], rtol=1e-6)
+
+
+def test_output_clipping_keeps_w_in_the_authors_range():
+    _, agent, data, state = _setup(miw__output_clipping=True)
+    assert isinstance(agent.miw, miw_lib.ClippedMIWNet)
+    _, plain, _, plain_state = _setup()
+    assert jax.tree.map(jnp.shape, state.miw) == jax.tree.map(jnp.shape, plain_state.miw)  # same parameters
+    head = state.miw["params"]["MLP_0"]
+    last = sorted(head)[-1]
+    obs, act = data.observations[:64], data.actions[:64]
+    for bias, lo, hi in ((1e4, 499.99, 500.0), (-1e4, 1e-8, 1e-8), (0.0, 0.5, 0.9)):
+        params = {"params": {"MLP_0": {**head, last: {**head[last], "bias": jnp.full_like(head[last]["bias"], bias)}}}}
+        w = np.asarray(agent.miw.apply(params, obs, act))
+        assert np.all(w >= 1e-8) and np.all(w <= 500.0 * (1 + 1e-6)), bias
+        assert lo * (1 - 1e-6) <= w.min() and w.max() <= hi * (1 + 1e-6), (bias, w.min(), w.max())
+    # the default head is the alpha-power one, unbounded above
+    params = {"params": {"MLP_0": {**head, last: {**head[last], "bias": jnp.full_like(head[last]["bias"], 1e4)}}}}
+    assert float(jnp.min(plain.miw.apply(params, obs, act))) > 50.0
+
+
 # --- WPR --------------------------------------------------------------------------------------------
 
 
@@ -205,17 +330,24 @@ def _varied_miw(state):
 
 
 def test_wpr_changes_disc_and_actor_not_critic():
-    config, agent, data, state = _setup(miw__schedule="phased")
-    _, agent_w, _, _ = _setup(miw__schedule="phased", agent__weighted_regularizer=True)
-    state = _varied_miw(_late(state, config))
-    w = agent.miw.apply(state.miw, data.observations, data.actions)
-    assert float(jnp.std(w)) > 0.1 * float(jnp.mean(w))
-    s1, m1 = _iteration_fn(agent, data)(state)
-    s2, m2 = _iteration_fn(agent_w, data)(state)
+    """WPR (the authors' weighted trainer): the GAN compares (s'~ ~ P_hat(s, a), pi(s'~)) with the
+    data's (s', a'), weighted by the last refit's w / mean(w); the weights move the discriminator
+    and the actor, never the critic."""
+    config, agent, data, state = _setup(miw__schedule="phased", agent__weighted_regularizer=True)
+    state = _late(state, config)
+    assert state.data_weights.shape == (data.observations.shape[0],)
+    varied = state.replace(data_weights=jnp.asarray(
+        np.random.default_rng(0).uniform(0.1, 3.0, data.observations.shape[0]), jnp.float32))
+    step = _iteration_fn(agent, data)
+    s1, m1 = step(state)
+    s2, m2 = step(varied)
     assert _equal(s1.critic, s2.critic) and m1["critic_loss"] == m2["critic_loss"]
     assert not _equal(s1.disc, s2.disc) and m1["disc_loss"] != m2["disc_loss"]
     assert not _equal(s1.actor, s2.actor) and m1["generator_loss"] != m2["generator_loss"]
     assert _equal(s1.miw, s2.miw)
+    # with every weight 0 the GAN losses vanish: nothing is left to compare
+    _, m0 = step(state.replace(data_weights=jnp.zeros_like(state.data_weights)))
+    assert float(m0["generator_loss"]) == 0.0 and float(m0["disc_loss"]) == 0.0
 
 
 # --- policy class -----------------------------------------------------------------------------------
@@ -243,20 +375,6 @@ def test_tanh_gaussian_policy_shapes_sampling_and_training():
     assert filled > 0 and np.all(np.abs(state.buffer.data.actions[:filled]) <= agent.max_action)
 
 
-# --- no regulariser ------------------------------------------------------------------------------------
-
-
-def test_no_regularizer_freezes_disc_and_actor_loss_is_q_term():
-    config, agent, data, state = _setup(agent__regularizer="none", miw__schedule="phased")
-    state = _late(state, config)
-    before = jax.device_get(state)
-    s, m = _iteration_fn(agent, data)(state)
-    assert _equal(s.disc, before.disc) and _equal(s.disc_opt, before.disc_opt)
-    assert "disc_loss" not in m and float(m["generator_loss"]) == 0.0
-    assert float(m["actor_q_term"]) != 0.0 and m["actor_loss"] == m["actor_q_term"]
-    assert not _equal(s.actor, before.actor)
-
-
 # --- real data only -----------------------------------------------------------------------------------
 
 
@@ -279,7 +397,7 @@ def test_real_only_fixed_fraction_ignores_the_model_buffer():
 # --- reward as the MIW test function -----------------------------------------------------------------------
 
 
-def test_reward_test_function_uses_rewards_not_q():
+def test_reward_test_function_uses_model_rewards_not_q():
     config, agent, data, state = _setup(miw__test_function="reward")
     key = jax.random.PRNGKey(3)
     new, m = jax.device_get(jax.jit(lambda s: miw_step(agent, s, data, key))(state))
@@ -288,21 +406,24 @@ def test_reward_test_function_uses_rewards_not_q():
 
     @jax.jit
     def by_hand(state):
-        """The same samples: lhs = mean(w r~), rhs = (1 - g) mean r^(s0, pi) + g mean((1 - d) w' r^(s', pi)),
-        and the Q version's lhs = mean(w Q1)."""
+        """The same samples: a model sample r^ at the data (s, a), at (s0, pi(s0)) and (s', pi(s')),
+        as the authors' reward trainer; and the Q version's lhs = mean(w Q1)."""
         b, s0, a0, a1 = _miw_batches(agent, state, data, key)
+        k_r, k_r0, k_r1 = jax.random.split(jax.random.fold_in(key, 1), 3)
+        r_hat = functools.partial(update_lib.model_reward_sample, agent, state.model)
         w = agent.miw.apply(state.miw, b.observations, b.actions)
         w_t = agent.miw.apply(state.miw_target, b.observations, b.actions)
         g = config.agent.gamma
-        rhs = (1 - g) * jnp.mean(model_mean_reward(state.model, s0, a0)) + g * jnp.mean(
-            (1 - b.dones) * w_t * model_mean_reward(state.model, b.next_observations, a1))
+        rhs = (1 - g) * jnp.mean(r_hat(k_r0, s0, a0)) + g * jnp.mean(
+            (1 - b.dones) * w_t * r_hat(k_r1, b.next_observations, a1))
         q_lhs = jnp.mean(w * _q1(agent, state.critic, b.observations, b.actions))
-        return jnp.mean(w * b.rewards), rhs, q_lhs
+        return jnp.mean(w * r_hat(k_r, b.observations, b.actions)), jnp.mean(w * b.rewards), rhs, q_lhs
 
-    lhs, rhs, q_lhs = by_hand(state)
+    lhs, data_lhs, rhs, q_lhs = by_hand(state)
     np.testing.assert_allclose(m["miw_lhs"], lhs, rtol=1e-5)
     np.testing.assert_allclose(m["miw_rhs"], rhs, rtol=1e-4)
     assert abs(float(q_lhs) - float(m["miw_lhs"])) > 1e-3  # not the Q version's
+    assert abs(float(data_lhs) - float(m["miw_lhs"])) > 1e-6  # nor the logged rewards
 
 
 def test_reward_test_function_rejected_with_other_estimators():

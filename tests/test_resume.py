@@ -140,3 +140,24 @@ def test_repro_command_reports_identical(ref):
                           cwd=runs.ROOT, env=runs.env(), capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.startswith("identical: 3 checkpoints (steps 0..8)"), proc.stdout
+
+
+def _fit_steps(workdir) -> list[int]:
+    import json
+
+    return [json.loads(line)["step"] for line in (workdir / "model_fits.jsonl").read_text().splitlines()]
+
+
+def test_no_refit_after_the_last_iteration_and_extension_does_it(ref, tmp_path):
+    """As the authors: refits open epochs 3, 6, ... (steps 12, 24, 36) but never end a run; a finished
+    run extended with a larger total_steps does its end's refit first and then equals the reference."""
+    assert _fit_steps(ref) == [0, 12, 24, 36]
+    workdir = tmp_path / "w"
+    args = runs.RUN_ARGS + [f"--workdir={workdir}"]
+    short = runs.main(args + ["--config.train.total_steps=24"])
+    assert short.returncode == 0, short.stderr[-3000:]
+    assert _fit_steps(workdir) == [0, 12]  # no refit at step 24: the run ends there
+    longer = runs.main(args)
+    assert longer.returncode == 0, longer.stderr[-3000:]
+    assert _fit_steps(workdir) == [0, 12, 24, 36]
+    assert_same_as_ref(workdir, ref)

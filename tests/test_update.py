@@ -166,5 +166,5 @@ def test_split_batch_miw_gradient_is_a_different_finite_step():
         new, metrics = jax.jit(lambda s: miw_step(agent, s, data, jax.random.PRNGKey(3)))(state)
         assert all(np.isfinite(float(v)) for v in metrics.values())
         results.append((jax.device_get(new.miw), float(metrics["miw_loss"])))
-    assert results[0][1] == pytest.approx(results[1][1], rel=1e-6)  # same reported loss value
+    assert results[0][1] == pytest.approx(results[1][1], rel=1e-4)  # same reported loss value (f32 sums)
     assert not _leaves_equal(results[0][0], results[1][0])  # a different gradient

@@ -40,7 +40,14 @@ def fit_normalizer(x: jax.Array, min_std: float = 1e-6) -> Normalizer:
 
 
 class ModelState(flax.struct.PyTreeNode):
-    """Everything a (warm-started) refit and a rollout need; a pytree, so it can enter jit."""
+    """Everything a (warm-started) refit and a rollout need; a pytree, so it can enter jit.
+
+    params["max_logstd"] / params["min_logstd"] are ONE pair of log-std bounds shared by all
+    members, as in the authors' ensemble (one [1, out] parameter each). They are stored
+    replicated, [M, out] with identical rows, so that every member's slice p[m] (and every
+    elite gather p[elites]) is a self-contained member; training keeps the rows identical
+    (`tie_shared_bounds`: every row receives the summed gradient, so Adam moves them alike).
+    """
 
     params: Params  # stacked over members: every leaf [M, ...]
     opt_state: optax.OptState  # Adam state of `params`, kept across refits (warm start)
@@ -65,12 +72,16 @@ class ModelState(flax.struct.PyTreeNode):
 
 def _init_member(key: jax.Array, in_dim: int, out_dim: int, hidden: Sequence[int],
                  max_logstd: float, min_logstd: float) -> Params:
-    """Truncated-normal weights with std 1 / (2 sqrt(fan_in)) (the MBPO/PETS initialisation)."""
+    """The authors' ensemble initialisation: weights fmod(N(0, 1), 2) / (2 sqrt(fan_in)), biases 0.
+
+    fmod folds a standard normal into (-2, 2) (their "approximation to truncated normal of 2
+    stds", dynamic_models/parallelized_ensemble.py:27-28); the bias starts at 0 (line 32).
+    """
     dims = [in_dim, *hidden]
     keys = jax.random.split(key, len(hidden) + 1)
 
     def dense(k, fan_in, fan_out):
-        w = jax.random.truncated_normal(k, -2.0, 2.0, (fan_in, fan_out)) / (2.0 * fan_in**0.5)
+        w = jnp.fmod(jax.random.normal(k, (fan_in, fan_out), jnp.float32), 2.0) / (2.0 * fan_in**0.5)
         return {"w": w.astype(jnp.float32), "b": jnp.zeros((fan_out,), jnp.float32)}
 
     return {
@@ -101,21 +112,53 @@ def gaussian_nll(mean: jax.Array, logstd: jax.Array, y: jax.Array) -> jax.Array:
 
 
 def weight_decay_penalty(p: Params, decays: Sequence[float], head_decay: float) -> jax.Array:
-    """sum_l decay_l * |W_l|^2 / 2 over hidden kernels and the head kernel (biases exempt)."""
-    pen = sum(d * jnp.sum(jnp.square(l["w"])) for d, l in zip(decays, p["hidden"]))
-    return pen + head_decay * jnp.sum(jnp.square(p["head"]["w"]))
+    """sum_l decay_l * (|W_l|^2 + |b_l|^2) over the hidden layers and the head; not the log-std bounds.
+
+    Kernels and biases alike, as the authors' per-layer Adam weight_decay (which adds
+    decay * param to the gradient, the gradient of this penalty / 2) covers each layer's
+    `parameters()`, W and b (dynamic_models/model_trainer.py:63-72).
+    """
+    layers = [*zip(decays, p["hidden"]), (head_decay, p["head"])]
+    return sum(d * (jnp.sum(jnp.square(l["w"])) + jnp.sum(jnp.square(l["b"]))) for d, l in layers)
 
 
 def member_loss(p: Params, x: jax.Array, y: jax.Array, w: jax.Array,
-                decays: Sequence[float], head_decay: float, bound_coef: float) -> jax.Array:
-    """mean_b w_b NLL_b + bound_coef (sum max - sum min) + L2 weight decay: one member's loss.
+                decays: Sequence[float], head_decay: float) -> jax.Array:
+    """mean_b w_b NLL_b + L2 weight decay / 2: one member's loss (the shared bounds' term is
+    added once for the whole ensemble, `ensemble_loss`).
 
     With w == 1 this is exactly the plain MLE loss (multiplying by 1.0 is exact in floating point).
     """
     mean, logstd = member_apply(p, x)
     nll = jnp.mean(w * gaussian_nll(mean, logstd, y))
-    bound = bound_coef * (jnp.sum(p["max_logstd"]) - jnp.sum(p["min_logstd"]))
-    return nll + bound + weight_decay_penalty(p, decays, head_decay) / 2.0
+    return nll + weight_decay_penalty(p, decays, head_decay) / 2.0
+
+
+def bound_loss(params: Params, coef: float) -> jax.Array:
+    """coef * (sum max_logstd - sum min_logstd) of the ONE shared pair of bounds (row 0 of the
+    replicated leaves): added once to the summed ensemble loss. The authors' term is
+    0.01 * sum(2 max) - 0.01 * sum(2 min), i.e. coef = 0.02
+    (dynamic_models/probabilistic_ensemble.py:101-105)."""
+    return coef * (jnp.sum(params["max_logstd"][0]) - jnp.sum(params["min_logstd"][0]))
+
+
+def ensemble_loss(params: Params, x: jax.Array, y: jax.Array, w: jax.Array,
+                  decays: Sequence[float], head_decay: float, bound_coef: float):
+    """sum_m member_loss_m + bound_loss: the authors' training loss. x [M, B, in], y [M, B, out],
+    w [M, B] (each member its own minibatch). Returns (total, per-member losses [M])."""
+    losses = jax.vmap(lambda p, xm, ym, wm: member_loss(p, xm, ym, wm, decays, head_decay))(params, x, y, w)
+    return jnp.sum(losses) + bound_loss(params, bound_coef), losses
+
+
+SHARED_KEYS = ("max_logstd", "min_logstd")
+
+
+def tie_shared_bounds(grads: Params) -> Params:
+    """Every row of the shared bounds gets the sum of the rows' gradients: the gradient of the one
+    shared parameter (its use by every member, plus the bound term). Identical rows with
+    identical gradients stay identical under Adam, so the pair stays shared."""
+    tied = {k: jnp.broadcast_to(jnp.sum(grads[k], axis=0, keepdims=True), grads[k].shape) for k in SHARED_KEYS}
+    return {**grads, **tied}
 
 
 def ensemble_apply(params: Params, x: jax.Array) -> tuple[jax.Array, jax.Array]:

@@ -1,9 +1,19 @@
 """(Weighted) maximum-likelihood fitting of the ensemble with MBPO-style early stopping.
 
 An epoch is `epoch_steps` Adam steps inside ONE jitted `lax.scan`, followed (still inside jit)
-by the holdout evaluation and the per-member best-snapshot update. Only the stopping decision
+by the holdout evaluation and the per-member snapshot update. Only the stopping decision
 is taken in Python, once per epoch. The jitted epoch is cached per static configuration, so
 refits with the same shapes never recompile.
+
+Snapshots follow the authors' rule (dynamic_models/model_trainer.py:78-88, 198-202, 227-234):
+a member's holdout loss "improves" when it is more than `improvement_threshold` (1 %) below
+the loss of that member's last snapshot (the first epoch of a fit always improves); an
+improving epoch replaces the member's snapshot (its layers) and its reference loss; the fit
+stops after `patience` epochs in which no member improved; every member is then restored from
+its snapshot, which is its LAST improving epoch (not necessarily its lowest loss: a later epoch
+that is lower by < 1 % is not kept). The shared log-std bounds are not part of a snapshot: like
+the authors' (get_idv_model_state saves W and b only) they keep their values of the last epoch.
+Elites are the `num_elites` members with the lowest snapshot losses.
 """
 
 from __future__ import annotations
@@ -18,12 +28,14 @@ import numpy as np
 
 from ampl_jax.types import Transitions
 from ampl_jax.world_model.ensemble import (  # noqa: F401  (ModelState, init re-exported)
+    SHARED_KEYS,
     ModelState,
+    ensemble_loss,
     init_model_state,
     make_optimizer,
     make_targets,
     member_apply,
-    member_loss,
+    tie_shared_bounds,
 )
 
 
@@ -54,9 +66,9 @@ class FitData(NamedTuple):
 class EpochCarry(NamedTuple):
     params: Any
     opt_state: Any
-    best_params: Any  # per-member snapshot of the lowest holdout loss so far
-    best_loss: jax.Array  # [M]
-    ref_loss: jax.Array  # [M] last loss that counted as a > threshold improvement (patience)
+    best_params: Any  # per-member snapshot: the member's last epoch that improved by > threshold
+    best_loss: jax.Array  # [M] lowest holdout loss seen (diagnostics only)
+    ref_loss: jax.Array  # [M] holdout loss of the snapshot: the reference of the next improvement
 
 
 def static_from_config(cfg_model) -> _Static:
@@ -73,10 +85,32 @@ def static_from_config(cfg_model) -> _Static:
 
 
 def holdout_losses(params, hx: jax.Array, hy: jax.Array, hw: jax.Array) -> jax.Array:
-    """Per-member w-weighted MSE of the mean prediction, standardised target space: [M]."""
+    """Per-member w-weighted MSE of the mean prediction, standardised target space: [M].
+
+    mean_n w_n * mean_dims (mu - y)^2, as the authors' holdout criterion (the l2 error that
+    get_loss returns with return_l2_error, probabilistic_ensemble.py:89, which
+    model_trainer.py:196 unpacks as the holdout losses); w is the dataset-normalised weight.
+    """
     mean, _ = jax.vmap(member_apply, in_axes=(0, None))(params, hx)
     err = jnp.mean(jnp.square(mean - hy[None]), axis=-1)  # [M, N_hold]
-    return jnp.sum(hw * err, axis=-1) / jnp.maximum(jnp.sum(hw), 1e-12)
+    return jnp.mean(hw * err, axis=-1)
+
+
+def update_snapshots(params, hold: jax.Array, snap_params, snap_loss: jax.Array, threshold: float):
+    """The authors' save_best: members whose holdout loss is > `threshold` (relative) below their
+    snapshot's loss (inf: no snapshot yet) take a new snapshot of their layers.
+
+    Returns (snapshot params, snapshot losses [M], improved [M] bool). The shared log-std bounds
+    (SHARED_KEYS) are not snapshotted: they always carry `params`' current values.
+    """
+    rel_gain = (snap_loss - hold) / jnp.abs(snap_loss)
+    improved = jnp.isinf(snap_loss) | (rel_gain > threshold)
+
+    def pick(new, old):
+        return jnp.where(improved.reshape((-1,) + (1,) * (new.ndim - 1)), new, old)
+
+    snap = {k: (params[k] if k in SHARED_KEYS else jax.tree.map(pick, params[k], snap_params[k])) for k in params}
+    return snap, jnp.where(improved, hold, snap_loss), improved
 
 
 @functools.lru_cache(maxsize=None)
@@ -84,23 +118,19 @@ def make_epoch_fn(static: _Static):
     """Jitted (carry, key, FitData) -> (carry, improved [M], holdout [M], train loss [M])."""
     opt = make_optimizer(static.learning_rate)
     loss_fn = functools.partial(
-        member_loss,
+        ensemble_loss,
         decays=static.weight_decays,
         head_decay=static.head_weight_decay,
         bound_coef=static.bound_coef,
     )
-    batched_loss = jax.vmap(lambda p, x, y, w: loss_fn(p, x, y, w))
 
     def train_step(carry, key, d: FitData):
         params, opt_state = carry
         # independent minibatch indices per member
         idx = jax.random.randint(key, (static.num_members, static.batch_size), 0, d.x.shape[0])
-
-        def total(p):
-            losses = batched_loss(p, d.x[idx], d.y[idx], d.w[idx])
-            return jnp.sum(losses), losses  # sum: each member gets its own gradient
-
-        (_, losses), grads = jax.value_and_grad(total, has_aux=True)(params)
+        # the summed loss: each member gets its own gradient, the shared bounds the sum of all
+        (_, losses), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, d.x[idx], d.y[idx], d.w[idx])
+        grads = tie_shared_bounds(grads)
         updates, opt_state = opt.update(grads, opt_state, params)
         params = jax.tree.map(lambda p, u: p + u, params, updates)
         return (params, opt_state), losses
@@ -112,17 +142,9 @@ def make_epoch_fn(static: _Static):
             lambda carry, k: train_step(carry, k, d), (c.params, c.opt_state), keys
         )
         hold = holdout_losses(params, d.hx, d.hy, d.hw)
-        better = hold < c.best_loss
-
-        def pick(new, old):
-            return jnp.where(better.reshape((-1,) + (1,) * (new.ndim - 1)), new, old)
-
-        best_params = jax.tree.map(pick, params, c.best_params)
-        best_loss = jnp.where(better, hold, c.best_loss)
-        rel_gain = (c.ref_loss - hold) / jnp.abs(c.ref_loss)
-        improved = jnp.isinf(c.ref_loss) | (rel_gain > static.improvement_threshold)
-        ref_loss = jnp.where(improved, hold, c.ref_loss)
-        carry = EpochCarry(params, opt_state, best_params, best_loss, ref_loss)
+        snap, ref_loss, improved = update_snapshots(params, hold, c.best_params, c.ref_loss,
+                                                    static.improvement_threshold)
+        carry = EpochCarry(params, opt_state, snap, jnp.minimum(c.best_loss, hold), ref_loss)
         return carry, improved, hold, jnp.mean(losses, axis=0)
 
     return epoch
@@ -161,9 +183,9 @@ def fit(
     """Fit (or warm-start refit) the ensemble by w-weighted MLE with early stopping.
 
     weights: [N] per-transition w (None = plain MLE). Continues from `state`'s params AND Adam
-    state; restores each member's best-holdout params at the end; elites = the `num_elites`
-    lowest holdout losses. `max_epochs` defaults to cfg.max_epochs for the first fit and
-    cfg.refit_max_epochs afterwards.
+    state; restores each member from its snapshot at the end (the authors' rule, module
+    docstring); elites = the `num_elites` lowest snapshot holdout losses. `max_epochs` defaults
+    to cfg.max_epochs for the first fit and cfg.refit_max_epochs afterwards.
     """
     static = static_from_config(cfg_model)
     if static.num_members != state.num_members:
@@ -195,10 +217,10 @@ def fit(
         if since >= patience:
             break
 
-    best = carry.best_loss
+    best = carry.ref_loss  # the snapshots' holdout losses
     elites = jnp.argsort(best)[: int(cfg_model.num_elites)].astype(jnp.int32)
     new_state = state.replace(
-        params=carry.best_params,
+        params=carry.best_params,  # snapshots; the shared bounds of the last epoch
         opt_state=carry.opt_state,
         elites=elites,
         holdout_losses=best,

@@ -110,6 +110,9 @@ def rollout(
         penalised = out_of_range | bad_reward
         rew = jnp.where(penalised, -reward_bound, rew)
         done = termination_fn(obs, act, next_obs) | penalised
+        # Stored rows are finite: a non-finite coordinate of s' (already done above) reads as s's,
+        # as the authors zero non-finite model outputs, so no 0 * NaN can reach a loss.
+        next_obs = jnp.where(jnp.isfinite(next_obs), next_obs, obs)
         tr = Transitions(obs, act, rew, next_obs, done.astype(jnp.float32))
         return (next_obs, alive & ~done), (tr, alive)
 
