@@ -18,12 +18,14 @@ ActionFn = Callable[[np.ndarray], np.ndarray]
 
 
 class EvalResult(NamedTuple):
-    """Undiscounted raw returns and lengths of one episode per sub-env."""
+    """Undiscounted raw returns and lengths of one episode per sub-env; with `record`, also the
+    first real transitions (s, a, s') of the episodes, for diagnostics of the world model."""
 
     returns: np.ndarray  # [episodes] float64
     lengths: np.ndarray  # [episodes] int64
     return_mean: float
     return_std: float
+    transitions: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # obs, act, next_obs [<= record]
 
 
 def _limit(max_episode_steps: int | None) -> int | None:
@@ -62,11 +64,14 @@ def evaluate(
     num_episodes: int,
     seed: int,
     max_episode_steps: int | None = None,
+    record: int = 0,
 ) -> EvalResult:
     """Run one complete episode in each of `num_episodes` sub-envs seeded seed, seed+1, ...
 
     `action_fn` maps float32 observations [n, obs_dim] to actions [n, act_dim]; it is always
-    called on all n sub-envs (a fixed shape keeps a jitted policy from recompiling).
+    called on all n sub-envs (a fixed shape keeps a jitted policy from recompiling). `record` > 0
+    keeps up to that many (s, a, s') of the counted episodes' non-final steps (a final step's s'
+    is the reset state under autoreset, so it is left out).
     """
     if num_episodes < 1:
         raise ValueError(f"num_episodes must be >= 1, got {num_episodes}")
@@ -89,6 +94,8 @@ def evaluate(
         returns = np.zeros(num_episodes, dtype=np.float64)
         lengths = np.zeros(num_episodes, dtype=np.int64)
         active = np.ones(num_episodes, dtype=bool)
+        kept: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        n_kept = 0
         while active.any():
             actions = np.asarray(action_fn(np.asarray(obs, dtype=np.float32)))
             if actions.shape != act_shape:
@@ -96,13 +103,22 @@ def evaluate(
                     f"action_fn returned shape {actions.shape}, env {env_id!r} needs {act_shape} "
                     f"({num_episodes} envs x action space {envs.single_action_space.shape})"
                 )
+            prev = obs
             obs, rewards, terminated, truncated, _ = envs.step(actions.astype(act_dtype))
+            if n_kept < record:
+                keep = active & ~(terminated | truncated)
+                kept.append((np.asarray(prev, np.float32)[keep], actions[keep].astype(np.float32),
+                             np.asarray(obs, np.float32)[keep]))
+                n_kept += int(keep.sum())
             returns[active] += rewards[active]
             lengths[active] += 1
             active &= ~(terminated | truncated)
     finally:
         envs.close()
-    return EvalResult(returns, lengths, float(returns.mean()), float(returns.std()))
+    transitions = None
+    if record > 0 and kept:
+        transitions = tuple(np.concatenate([k[j] for k in kept])[:record] for j in range(3))
+    return EvalResult(returns, lengths, float(returns.mean()), float(returns.std()), transitions)
 
 
 def normalized_score(returns: np.ndarray | float, ref_min: float, ref_max: float) -> np.ndarray:

@@ -29,6 +29,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ampl_jax import checkpoint, configuration, distributed
+from ampl_jax import diagnostics
 from ampl_jax import miw as miw_lib
 from ampl_jax.data import preprocess, scores
 from ampl_jax.data.load import DatasetError, DatasetNotFoundError, load_dataset
@@ -406,6 +407,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = Tru
             weights_fn = make_dataset_weights(agent)
         else:  # baselines: their own policy; MOPO fits its model once (no MIW, no reweighted refits)
             select, weights_fn = module.make_select_action(agent), None
+        diagnose = diagnostics.make_diagnostics(agent) if module is None else None  # AMPL's instruments
         miw_phase = (make_miw_phase(agent, miw_lib.phase_steps(config.miw))
                      if module is None and config.miw.schedule == "phased" else None)
 
@@ -477,18 +479,24 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = Tru
                             res = evaluate(make_act_fn(eval_key(local_keys[i][3], step), seed_view(state, i)),
                                            info.env_id, config.eval.episodes, seed=seed + 10_000 + step,
                                            max_episode_steps=None if config.eval.max_episode_steps < 0
-                                           else config.eval.max_episode_steps)
+                                           else config.eval.max_episode_steps,
+                                           record=diagnostics.RECORD if diagnose is not None else 0)
                             scored = {"return_mean": float(res.return_mean), "return_std": float(res.return_std),
                                       "normalized_score": _score(res.return_mean, info)}
                             d4rl = _d4rl_score(res.return_mean, info)
                             last_eval[i] = {**scored, D4RL_COLUMN: d4rl}
                             # The D4RL-scale score is the last column, so older columns keep their order.
+                            diag = ({} if diagnose is None else diagnose(
+                                seed_view(state, i), data, jax.random.fold_in(eval_key(local_keys[i][3], step), 1),
+                                res.transitions))
                             rows.append({"seed": seed, **scored, **accs[i].means(),
                                          "iters_per_sec": timed_steps / max(elapsed, 1e-9),
-                                         "wall_seconds": wall_before + time.time() - start, D4RL_COLUMN: d4rl})
+                                         "wall_seconds": wall_before + time.time() - start, D4RL_COLUMN: d4rl,
+                                         **diag})
                         rows = gathered(rows)
                         if is_main:
-                            writer.add_columns([D4RL_COLUMN])  # a run resumed from before the column existed
+                            # a run resumed from before these columns existed
+                            writer.add_columns([D4RL_COLUMN, *(diagnostics.DIAG_COLUMNS if diagnose else ())])
                             for row in rows:
                                 writer.write(step, row, tb_prefix=f"seed{row['seed']}/" if stacked else "")
                         bar.set_postfix(score=f"{float(np.mean([r['normalized_score'] for r in rows])):.1f}")

@@ -89,3 +89,13 @@ def test_check_env_matches():
 
 def test_normalized_score():
     np.testing.assert_allclose(normalized_score(np.array([0.0, 50.0]), 0.0, 100.0), [0.0, 50.0])
+
+
+def test_record_keeps_the_counted_episodes_real_transitions():
+    res = evaluate(_linear_policy, ENV, num_episodes=3, seed=7, record=100_000)
+    obs, act, nxt = res.transitions
+    # every non-final step of the three counted episodes, none of the ignored later ones
+    assert len(obs) == len(act) == len(nxt) == int(res.lengths.sum()) - 3
+    np.testing.assert_allclose(act, _linear_policy(obs), rtol=1e-6)
+    assert evaluate(_linear_policy, ENV, num_episodes=3, seed=7, record=10).transitions[0].shape[0] == 10
+    assert evaluate(_linear_policy, ENV, num_episodes=1, seed=7).transitions is None

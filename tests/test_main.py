@@ -45,6 +45,11 @@ def test_main_writes_all_outputs(tiny_run):
     proc, workdir, _ = tiny_run
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "final normalized score" in proc.stdout
+    diag_rows = list(csv.DictReader(open(workdir / "metrics.csv")))
+    for col in ("diag_q_policy", "diag_q_data", "diag_action_mse", "diag_disc_acc", "diag_model_err_data",
+                "diag_model_err_policy"):  # the instruments of every evaluation (ampl_jax/diagnostics.py)
+        assert all(math.isfinite(float(r[col])) for r in diag_rows), col
+    assert all(0.0 <= float(r["diag_disc_acc"]) <= 1.0 for r in diag_rows)
     config = json.load(open(workdir / "config.json"))
     assert config["train"]["total_steps"] == 24
     rows = list(csv.DictReader(open(workdir / "metrics.csv")))
