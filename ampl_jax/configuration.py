@@ -16,7 +16,7 @@ _CHOICES = {
     "miw.estimator": ("td_dice", "vpm", "gendice", "dualdice"),
     "miw.constraint": ("per_tensor", "global"),
     "agent.policy": ("implicit", "tanh_gaussian"),
-    "method": ("ampl", "bc", "mopo"),
+    "method": ("ampl", "bc", "mopo", "td3bc"),
     "agent.regularizer": ("jsd", "none"),
     "model.rollout_elite_sampling": ("iid", "balanced"),
     "model.fake_elite_sampling": ("iid", "balanced"),
@@ -30,7 +30,7 @@ _POSITIVE_INT = (
     "miw.mu0_batch_size", "miw.phased_steps", "miw.vpm.power_iterations", "miw.vpm.inner_steps",
     "train.total_steps", "train.epoch_length",
     "train.model_retrain_epochs", "train.eval_every", "eval.episodes", "eval.num_action_samples",
-    "checkpoint.every", "checkpoint.keep",
+    "checkpoint.every", "checkpoint.keep", "td3bc.batch_size", "td3bc.policy_delay",
 )
 
 _POSITIVE_FLOAT = (
@@ -38,18 +38,19 @@ _POSITIVE_FLOAT = (
     "agent.critic_grad_clip", "miw.grad_clip", "agent.critic_huber_delta", "miw.huber_delta",
     "agent.target_cap", "agent.noise_std", "miw.alpha", "miw.mean_bound",
     "miw.vpm.lr", "miw.vpm.u_lr", "miw.gendice.lr", "miw.gendice.nu_lr", "miw.gendice.u_lr",
-    "miw.dualdice.lr", "miw.dualdice.nu_lr",
+    "miw.dualdice.lr", "miw.dualdice.nu_lr", "td3bc.actor_lr", "td3bc.critic_lr", "td3bc.state_norm_eps",
 )
 
 _NON_NEGATIVE_FLOAT = (
     "miw.vpm.norm_penalty", "miw.vpm.grad_clip_value", "miw.gendice.norm_penalty",
-    "miw.gendice.grad_clip_value", "miw.dualdice.grad_clip_value",
+    "miw.gendice.grad_clip_value", "miw.dualdice.grad_clip_value", "td3bc.alpha", "td3bc.policy_noise",
+    "td3bc.noise_clip",
 )
 
 _UNIT_INTERVAL = (
     "agent.gamma", "agent.tau", "agent.actor_tau", "miw.tau", "agent.target_min_weight",
     "agent.q_avg_rate", "rollout.real_min", "rollout.real_decay", "model.holdout_fraction",
-    "agent.true_label_low",
+    "agent.true_label_low", "td3bc.gamma", "td3bc.tau",
 )
 
 
@@ -90,6 +91,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
         raise ConfigError(
             f"config.rollout.period={config.rollout.period} must be a multiple of "
             f"config.agent.actor_update_every={config.agent.actor_update_every}"
+        )
+    if config.method == "td3bc" and config.rollout.period % config.td3bc.policy_delay:
+        raise ConfigError(
+            f"config.rollout.period={config.rollout.period} must be a multiple of "
+            f"config.td3bc.policy_delay={config.td3bc.policy_delay}"
         )
     if not config.dataset.id or "/" not in config.dataset.id:
         raise ConfigError(f"config.dataset.id={config.dataset.id!r} is not a Minari id such as 'mujoco/walker2d/medium-v0'")

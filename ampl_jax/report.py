@@ -1,10 +1,13 @@
 """Result tables over seeds: `python -m ampl_jax.report RUNS_DIR [--last_k=5] [--out=DIR]`.
 
 A run folder is any folder below RUNS_DIR holding metrics.csv and config.json (what
-`ampl_jax.main` writes). Runs are grouped by dataset id and variant: the config keys that differ
-between runs of the same dataset (seed, num_seeds and dataset.id aside), e.g.
-`rollout.horizon=3+miw.schedule=phased`, or `base` when all runs share one config. A metrics.csv
-with a `seed` column (several seeds trained in one folder) counts as one run per seed.
+`ampl_jax.main` writes). Runs are grouped by dataset id and variant. A variant is named by its
+method (config.method) and the config keys that set it apart from the other runs of the same
+method and dataset (seed, num_seeds and dataset.id aside), e.g. `bc`, `ampl`,
+`ampl: train.model_retrain_epochs=4`, `ampl: rollout.horizon=3+miw.schedule=phased`: a key is
+shown where the run's value differs from the one most of that method's configs share (see
+`assign_variants`). A metrics.csv with a `seed` column (several seeds trained in one folder)
+counts as one run per seed.
 
 Per dataset and variant the report gives, for the chosen metric (normalized_score by default):
 - final: each seed's last evaluation, then mean and std over seeds;
@@ -181,26 +184,56 @@ def _sort_value(v: Any) -> tuple:
     return (1, 0.0, _label_value(v))
 
 
-def assign_variants(curves: Sequence[SeedCurve], ignore: Iterable[str] = ()) -> list[str]:
-    """Label every curve with the config keys that differ within its dataset; returns labels in order.
+def _method(curve: SeedCurve) -> str:
+    """The run's config.method; runs written before the key existed were all AMPL."""
+    return str(curve.config.get("method", "ampl"))
 
-    Order: datasets alphabetically, then variants by their values (numbers numerically).
+
+def _reference_values(configs: Sequence[dict[str, str]], keys: Sequence[str]) -> dict[str, str]:
+    """Per key, the value most of the distinct configs share (a strict plurality); no entry on a tie."""
+    ref = {}
+    for k in keys:
+        counts: dict[str, int] = {}
+        for c in configs:
+            counts[c[k]] = counts.get(c[k], 0) + 1
+        ranked = sorted(counts.values(), reverse=True)
+        if len(ranked) == 1 or ranked[0] > ranked[1]:
+            ref[k] = next(v for v, n in counts.items() if n == ranked[0])
+    return ref
+
+
+def assign_variants(curves: Sequence[SeedCurve], ignore: Iterable[str] = ()) -> list[str]:
+    """Label every curve by its method and the keys that set it apart from the same method's other runs.
+
+    Within a dataset, runs are grouped by config.method; only keys that differ among the runs of
+    that method name a variant, so another method's settings never leak into the label (BC's row
+    reads "bc", not "method=bc+miw.schedule=..."). Of those keys, a label shows the ones whose value
+    differs from the value most of the method's distinct configs share (all of them on a tie):
+    "ampl", "ampl: miw.schedule=none", "ampl: train.model_retrain_epochs=4". Distinct configs always
+    get distinct labels. Returns the labels in order: datasets alphabetically, methods
+    alphabetically, each method's reference variant first, then by the values (numbers numerically).
     """
-    ignored = set(ALWAYS_IGNORED) | set(ignore)
+    ignored = set(ALWAYS_IGNORED) | {"method"} | set(ignore)
     missing = "<missing>"
     order: list[tuple] = []
     for dataset in sorted({c.dataset for c in curves}):
-        group = [c for c in curves if c.dataset == dataset]
-        keys: list[str] = []
-        for c in group:
-            keys += [k for k in c.config if k not in keys and k not in ignored]
-        differing = [k for k in keys
-                     if len({json.dumps(c.config.get(k, missing), sort_keys=True) for c in group}) > 1]
-        for c in group:
-            c.variant = "+".join(f"{k}={_label_value(c.config.get(k, missing))}" for k in differing) or "base"
-            order.append((dataset, tuple(_sort_value(c.config.get(k, missing)) for k in differing), c.variant))
+        for method in sorted({_method(c) for c in curves if c.dataset == dataset}):
+            group = [c for c in curves if c.dataset == dataset and _method(c) == method]
+            keys: list[str] = []
+            for c in group:
+                keys += [k for k in c.config if k not in keys and k not in ignored]
+            encoded = [{k: json.dumps(c.config.get(k, missing), sort_keys=True) for k in keys} for c in group]
+            differing = [k for k in keys if len({e[k] for e in encoded}) > 1]
+            distinct = list({tuple(e[k] for k in differing): {k: e[k] for k in differing} for e in encoded}.values())
+            ref = _reference_values(distinct, differing)
+            for c, e in zip(group, encoded):
+                shown = [k for k in differing if ref.get(k) != e[k]]
+                parts = "+".join(f"{k}={_label_value(c.config.get(k, missing))}" for k in shown)
+                c.variant = f"{method}: {parts}" if parts else method
+                order.append((dataset, method, bool(shown),
+                              tuple(_sort_value(c.config.get(k, missing)) for k in differing), c.variant))
     labels: list[str] = []
-    for _, _, label in sorted(order):
+    for *_, label in sorted(order):
         if label not in labels:
             labels.append(label)
     return labels

@@ -115,8 +115,10 @@ def build(config: ml_collections.ConfigDict, data: OfflineData, info: DatasetInf
     obs_range = preprocess.obs_range(jnp.concatenate([data.observations, data.next_observations]))
     bound = float(preprocess.reward_bound(data.scaled_rewards))
     module = method_module(config)
-    make = make_agent if module is None else module.make_agent
-    return make(config, info, termination_fn(info.env_id), np.asarray(obs_range), bound)
+    if module is None:
+        return make_agent(config, info, termination_fn(info.env_id), np.asarray(obs_range), bound)
+    extra = {"data": data} if getattr(module, "AGENT_NEEDS_DATA", False) else {}  # e.g. TD3+BC's state statistics
+    return module.make_agent(config, info, termination_fn(info.env_id), np.asarray(obs_range), bound, **extra)
 
 
 def _check_finite(metrics: dict[str, float], step: int, last_good: str) -> None:

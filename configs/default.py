@@ -11,7 +11,8 @@ def get_config() -> ml_collections.ConfigDict:
     c.seed = 0
     c.num_seeds = 1
     # Which agent the loop trains: "ampl" (this paper), or a baseline sharing the same data
-    # pipeline, world model and loop: "bc" (behaviour cloning), "mopo" (SAC on penalised rollouts).
+    # pipeline, world model and loop: "bc" (behaviour cloning), "mopo" (SAC on penalised rollouts),
+    # "td3bc" (TD3+BC: TD3 with a behaviour-cloning term on the data alone).
     c.method = "ampl"
 
     # --- data -------------------------------------------------------------------------------
@@ -208,6 +209,23 @@ def get_config() -> ml_collections.ConfigDict:
     c.mopo.critic_lr = 3e-4
     c.mopo.alpha_lr = 3e-4  # temperature, tuned towards entropy -act_dim
     c.mopo.init_temperature = 1.0
+
+    # TD3+BC (Fujimoto & Gu 2021): TD3 on the offline data (raw rewards, no world model) whose actor
+    # maximises lambda * Q1(s, pi(s)) - (pi(s) - a)^2, lambda = alpha / mean |Q1| of the batch.
+    # The paper's hyperparameters throughout.
+    c.td3bc = ml_collections.ConfigDict()
+    c.td3bc.alpha = 2.5
+    c.td3bc.normalize_states = True  # s, s' and evaluation observations: (s - mean) / (std + eps)
+    c.td3bc.state_norm_eps = 1e-3
+    c.td3bc.hidden_dims = (256, 256)  # actor and both critics, ReLU
+    c.td3bc.actor_lr = 3e-4
+    c.td3bc.critic_lr = 3e-4
+    c.td3bc.batch_size = 256
+    c.td3bc.gamma = 0.99
+    c.td3bc.tau = 0.005  # actor and critic targets, Polyak rate per delayed update
+    c.td3bc.policy_noise = 0.2  # target policy smoothing: N(0, (0.2 max_action)^2) ...
+    c.td3bc.noise_clip = 0.5  # ... clipped to +-0.5 max_action
+    c.td3bc.policy_delay = 2  # critic steps per actor (and target) step; divides rollout.period
 
     return c
 

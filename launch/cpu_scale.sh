@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# CPU-scale learning benchmark (issue #7): AMPL vs NW (miw.schedule=none) vs BC on ampl-jax's own
+# CPU-scale learning benchmark (issue #7): AMPL vs NW (miw.schedule=none) vs BC vs TD3+BC on ampl-jax's own
 # hopper and walker medium datasets, 3 vmapped seeds per run, 20k iterations each (configs/cpu_scale.py),
 # plus AMPL with a w-weighted refit every 4 epochs (2k iterations) instead of every 20.
 # Resumable: run it again after an interruption. Usage: bash launch/cpu_scale.sh [ROOT]

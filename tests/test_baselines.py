@@ -1,13 +1,15 @@
-"""Baselines (BC, MOPO): they learn, the MOPO penalty means what it should, the steps are pure."""
+"""Baselines (BC, MOPO, TD3+BC): they learn, the MOPO penalty means what it should, the steps are pure."""
 
 from __future__ import annotations
+
+import re
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ampl_jax.baselines import bc, get, mopo
+from ampl_jax.baselines import bc, get, mopo, td3bc
 from ampl_jax.buffer import buffer_init, buffer_insert
 from ampl_jax.data import preprocess
 from ampl_jax.world_model import fit, init_model_state, rollout, termination_fn
@@ -59,8 +61,8 @@ def _copy(tree):
 
 
 def test_registry():
-    assert get("bc") is bc and get("mopo") is mopo
-    assert bc.NEEDS_MODEL is False and mopo.NEEDS_MODEL is True
+    assert get("bc") is bc and get("mopo") is mopo and get("td3bc") is td3bc
+    assert bc.NEEDS_MODEL is False and mopo.NEEDS_MODEL is True and td3bc.NEEDS_MODEL is False
     with pytest.raises(ValueError, match="unknown baseline"):
         get("cql")
 
@@ -215,3 +217,156 @@ def test_select_action_and_seed_vmap(mopo_setup):
     bc_states = jax.eval_shape(jax.vmap(lambda k: bc.init_state(bc_agent, k, None)), keys)
     _, bc_metrics = jax.eval_shape(jax.vmap(bc.build_update_step(bc_agent), in_axes=(0, None)), bc_states, data)
     assert bc_metrics["bc_loss"].shape == (2,)
+
+
+# --------------------------------------------------------------------------------------------
+# TD3+BC
+
+
+def _td3bc_agent(data, info, **over):
+    config = _config()
+    config.td3bc.hidden_dims = (32, 32)
+    config.td3bc.batch_size = 32
+    config.td3bc.update(over)
+    return td3bc.make_agent(config, info, data=data)
+
+
+def _teacher():
+    """A deterministic behaviour policy the data follow (as in the BC test)."""
+    w = np.random.default_rng(1).normal(size=(OBS, ACT)).astype(np.float32)
+    centre = np.zeros(OBS, np.float32)
+    centre[0] = 1.25
+    return lambda s: (0.9 * np.tanh(10.0 * (s - centre) @ w)).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def td3bc_setup():
+    """One agent, one compiled init and one compiled step for every TD3+BC test (compiles dominate)."""
+    data, info = _data(policy=_teacher())
+    agent = _td3bc_agent(data, info)
+    init = jax.jit(lambda k: td3bc.init_state(agent, k, None))
+    return agent, data, init, td3bc.make_update_step(agent)
+
+
+def _td3bc_run(setup, seed, chunks=2):
+    _, data, init, step = setup
+    state = init(jax.random.PRNGKey(seed))
+    for _ in range(chunks):
+        state, metrics = step(state, data)
+    return jax.device_get(state), jax.device_get(metrics)
+
+
+def test_td3bc_step_deterministic_finite_and_delayed(td3bc_setup):
+    agent, _, init, _ = td3bc_setup
+    s1, m1 = _td3bc_run(td3bc_setup, seed=0)
+    s2, m2 = _td3bc_run(td3bc_setup, seed=0)
+    s3, _ = _td3bc_run(td3bc_setup, seed=1)
+    assert _leaves_equal(s1, s2) and _leaves_equal(m1, m2)
+    assert not _leaves_equal(s1.actor, s3.actor)
+    period = agent.config.rollout.period
+    assert int(s1.step) == 2 * period
+    # policy delay 2: one actor (and target) step per two critic steps
+    assert int(s1.critic_opt[0].count) == 2 * period and int(s1.actor_opt[0].count) == period
+    for name in ("critic_loss", "q_mean", "target_mean", "actor_loss", "bc_mse", "q_lambda"):
+        assert name in m1 and np.isfinite(m1[name]), name
+    assert all(bool(np.all(np.isfinite(x))) for x in jax.tree.leaves(s1))
+    # the targets moved by Polyak steps: neither where they started nor equal to the online networks
+    s0 = jax.device_get(init(jax.random.PRNGKey(0)))
+    for online, target, start in ((s1.critic, s1.critic_target, s0.critic_target),
+                                  (s1.actor, s1.actor_target, s0.actor_target)):
+        assert not _leaves_equal(target, start) and not _leaves_equal(target, online)
+
+
+def test_td3bc_normalises_states_and_uses_raw_rewards(td3bc_setup):
+    agent, data, init, _ = td3bc_setup
+    obs = np.asarray(data.observations, np.float64)
+    np.testing.assert_allclose(agent.obs_mean, obs.mean(0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(agent.obs_std, obs.std(0) + 1e-3, rtol=1e-5)
+    batch = jax.jit(lambda k: td3bc.sample_batch(agent, data, k))(jax.random.PRNGKey(0))
+    norm = np.asarray(batch.observations)
+    assert abs(norm.mean()) < 0.5 and 0.5 < norm.std() < 1.5  # the 0.1-std states are blown up to ~1
+    assert set(np.asarray(batch.rewards).tolist()) <= set(np.asarray(data.rewards).tolist())  # raw, not r~
+    # evaluation sees the same normalisation as training
+    state = init(jax.random.PRNGKey(0))
+    a = td3bc.make_select_action(agent)(state, jax.random.PRNGKey(0), data.observations[:7])
+    expected = jax.jit(lambda p, o: agent.act(p, (o - agent.obs_mean) / agent.obs_std))(state.actor, data.observations[:7])
+    np.testing.assert_allclose(a, expected, rtol=1e-5, atol=1e-6)
+    assert a.shape == (7, ACT) and bool(jnp.all(jnp.abs(a) <= agent.max_action))
+    off = _td3bc_agent(data, _data()[1], normalize_states=False)
+    assert np.all(off.obs_mean == 0) and np.all(off.obs_std == 1)
+
+
+def test_td3bc_actor_loss_is_lambda_q_plus_mse(td3bc_setup):
+    agent, data, init, _ = td3bc_setup
+    state = init(jax.random.PRNGKey(0))
+    obs, act = agent.normalise(data.observations[:64]), data.actions[:64]
+
+    @jax.jit
+    def check(actor, critic):
+        (loss, m), grads = jax.value_and_grad(lambda p: td3bc.actor_loss(agent, p, critic, obs, act),
+                                              has_aux=True)(actor)
+        pi = agent.act(actor, obs)
+        q1 = agent.critic.apply(critic, obs, pi)[0]
+        lam = 2.5 / jnp.mean(jnp.abs(q1))
+        # lambda is a constant of the gradient
+        ref = jax.grad(lambda p: -lam * jnp.mean(agent.critic.apply(critic, obs, agent.act(p, obs))[0])
+                       + jnp.mean(jnp.square(agent.act(p, obs) - act)))(actor)
+        return loss, m, lam, -lam * jnp.mean(q1) + jnp.mean(jnp.square(pi - act)), grads, ref
+
+    loss, m, lam, expected, grads, ref = jax.device_get(check(state.actor, state.critic))
+    assert float(m["q_lambda"]) == pytest.approx(float(lam), rel=1e-5)
+    assert float(loss) == pytest.approx(float(expected), rel=1e-4, abs=1e-6)
+    for x, y in zip(jax.tree.leaves(grads), jax.tree.leaves(ref)):
+        np.testing.assert_allclose(x, y, rtol=1e-3, atol=1e-6)
+
+
+def test_td3bc_pulls_the_policy_to_the_data_actions(td3bc_setup):
+    """Constant rewards, so Q is flat in the action: the BC term must fit the teacher's actions.
+
+    (With rewards of pure noise Q ~ 0 and lambda = 2.5 / mean |Q| is huge: the noise wins, as it
+    would in the authors' code.) 200 chunks = 800 critic and 400 actor steps: MSE 0.56 -> 0.09.
+    """
+    agent, data, init, step = td3bc_setup
+    data = data._replace(rewards=jnp.ones_like(data.rewards))
+    state = init(jax.random.PRNGKey(0))
+    select = td3bc.make_select_action(agent)
+    mse = lambda s: float(jnp.mean(jnp.square(select(s, jax.random.PRNGKey(0), data.observations) - data.actions)))
+    before, history = mse(state), []
+    for _ in range(200):
+        state, metrics = step(state, data)
+        history.append(jax.device_get(metrics))
+    after = mse(state)
+    first, last = history[:20], history[-20:]
+    mean = lambda rows, k: float(np.mean([r[k] for r in rows]))
+    print(f"TD3+BC: policy MSE to the data actions {before:.4f} -> {after:.4f}; actor loss "
+          f"{mean(first, 'actor_loss'):.3f} -> {mean(last, 'actor_loss'):.3f}")
+    assert after < before / 4, (before, after)
+    assert mean(last, "bc_mse") < mean(first, "bc_mse") / 3
+    assert mean(last, "actor_loss") < mean(first, "actor_loss")
+
+
+def test_td3bc_vmaps_over_seeds(td3bc_setup):
+    agent, data, _, _ = td3bc_setup
+    keys = jax.random.split(jax.random.PRNGKey(0), 2)
+    states = jax.eval_shape(jax.vmap(lambda k: td3bc.init_state(agent, k, None)), keys)
+    out, metrics = jax.eval_shape(jax.vmap(td3bc.build_update_step(agent), in_axes=(0, None)), states, data)
+    assert out.step.shape == (2,) and metrics["critic_loss"].shape == (2,) and metrics["bc_mse"].shape == (2,)
+
+
+def test_td3bc_config_checks():
+    from ampl_jax import configuration
+    from configs import default
+
+    c = default.get_config()
+    assert (c.td3bc.alpha, c.td3bc.batch_size, c.td3bc.policy_delay, tuple(c.td3bc.hidden_dims)) == (2.5, 256, 2, (256, 256))
+    c.method = "td3bc"
+    configuration.validate(c)
+    for key, value, needle in (("policy_delay", 3, "multiple of config.td3bc.policy_delay=3"),
+                               ("alpha", -1.0, "config.td3bc.alpha=-1.0 must be >= 0"),
+                               ("tau", 2.0, "config.td3bc.tau=2.0 must lie in [0, 1]"),
+                               ("batch_size", 0, "config.td3bc.batch_size=0 must be a positive integer")):
+        bad = default.get_config()
+        bad.method = "td3bc"
+        bad.td3bc[key] = value
+        with pytest.raises(configuration.ConfigError, match=re.escape(needle)):
+            configuration.validate(bad)

@@ -162,18 +162,21 @@ def test_offline_fallback_to_local_dataset(tmp_path, monkeypatch, capsys):
     assert not (tmp_path / "mujoco").exists()  # nothing written under the official id
 
 
-@pytest.mark.parametrize("method", ["bc", "mopo"])
+@pytest.mark.parametrize("method", ["bc", "mopo", "td3bc"])
 def test_baselines_run_in_the_same_job(tmp_path, method):
     proc = _main(["--config=tests/tiny_config.py", f"--workdir={tmp_path / 'w'}", "--noprogress",
                   f"--config.method={method}", "--config.train.total_steps=8",
                   "--config.mopo.hidden_dims=(32, 32)", "--config.mopo.batch_size=32",
-                  "--config.bc.hidden_dims=(32, 32)", "--config.bc.batch_size=32"], tmp_path / "minari")
+                  "--config.bc.hidden_dims=(32, 32)", "--config.bc.batch_size=32",
+                  "--config.td3bc.hidden_dims=(32, 32)", "--config.td3bc.batch_size=32"], tmp_path / "minari")
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = list(csv.DictReader(open(tmp_path / "w" / "metrics.csv")))
-    loss = "bc_loss" if method == "bc" else "critic_loss"
-    assert rows and math.isfinite(float(rows[-1][loss])) and math.isfinite(float(rows[-1]["return_mean"]))
+    losses = {"bc": ["bc_loss"], "mopo": ["critic_loss"], "td3bc": ["critic_loss", "actor_loss", "bc_mse"]}[method]
+    for loss in losses:
+        assert rows and math.isfinite(float(rows[-1][loss])), loss
+    assert math.isfinite(float(rows[-1]["return_mean"]))
     fits = (tmp_path / "w" / "model_fits.jsonl")
-    assert fits.exists() == (method == "mopo")  # BC fits no world model
+    assert fits.exists() == (method == "mopo")  # BC and TD3+BC fit no world model
 
 
 def test_two_processes_one_failing_both_exit_with_one_line(tmp_path):

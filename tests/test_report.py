@@ -15,11 +15,14 @@ from ampl_jax import report
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _write_run(folder, dataset, horizon, rows, seed=0, num_seeds=1, seed_column=False, trained_on=None):
-    """rows: [(step, score)] or, with seed_column, [(seed, step, score)]; trained_on: summary's dataset_id."""
+def _write_run(folder, dataset, horizon, rows, seed=0, num_seeds=1, seed_column=False, trained_on=None, **sections):
+    """rows: [(step, score)] or, with seed_column, [(seed, step, score)]; trained_on: summary's dataset_id.
+
+    sections: more config entries, e.g. method="bc" or miw={"schedule": "none"} (no `method`: an old AMPL run).
+    """
     os.makedirs(folder, exist_ok=True)
     config = {"seed": seed, "num_seeds": num_seeds, "dataset": {"id": dataset, "download": False},
-              "rollout": {"horizon": horizon}, "model": {"hidden_dims": [8, 8]}}
+              "rollout": {"horizon": horizon}, "model": {"hidden_dims": [8, 8]}, **sections}
     with open(os.path.join(folder, "config.json"), "w") as f:
         json.dump(config, f)
     with open(os.path.join(folder, "metrics.csv"), "w", newline="") as f:
@@ -57,36 +60,74 @@ def test_final_and_last_k_mean_std_by_hand(runs_dir, tmp_path):
     out = tmp_path / "out"
     result = report.make_report(str(runs_dir), str(out), last_k=2)
     stats = {(s.dataset, s.variant): s for s in result["stats"]}
-    assert list(stats) == [("ampl/a-v0", "rollout.horizon=1"), ("ampl/a-v0", "rollout.horizon=3"),
-                           ("ampl/b-v0", "base")]
-    h1 = stats["ampl/a-v0", "rollout.horizon=1"]
+    # no config.method: AMPL runs; two horizons, one config each: a tie, so both name their horizon
+    assert list(stats) == [("ampl/a-v0", "ampl: rollout.horizon=1"), ("ampl/a-v0", "ampl: rollout.horizon=3"),
+                           ("ampl/b-v0", "ampl")]
+    h1 = stats["ampl/a-v0", "ampl: rollout.horizon=1"]
     # final [30, 50, 40]: mean 40, sample std sqrt((100 + 100 + 0) / 2) = 10
     assert h1.seeds == [0, 1, 2] and (h1.steps_min, h1.steps_max) == (30, 30)
     assert h1.final_mean == pytest.approx(40.0) and h1.final_std == pytest.approx(10.0)
     # last-2 per seed [25, 40, 40]: mean 35, sample std sqrt((100 + 25 + 25) / 2) = sqrt(75)
     assert h1.last_k_mean == pytest.approx(35.0) and h1.last_k_std == pytest.approx(math.sqrt(75))
-    h3 = stats["ampl/a-v0", "rollout.horizon=3"]  # two seeds from one folder's `seed` column
+    h3 = stats["ampl/a-v0", "ampl: rollout.horizon=3"]  # two seeds from one folder's `seed` column
     assert h3.seeds == [0, 1]
     assert h3.final_mean == pytest.approx(70.0) and h3.final_std == pytest.approx(math.sqrt(200))
     assert h3.last_k_mean == pytest.approx(65.0) and h3.last_k_std == pytest.approx(math.sqrt(200))
-    b = stats["ampl/b-v0", "base"]  # one seed, one evaluation: std undefined (nan), last-k uses what exists
+    b = stats["ampl/b-v0", "ampl"]  # one seed, one evaluation: std undefined (nan), last-k uses what exists
     assert b.final_mean == 42.0 and math.isnan(b.final_std) and b.last_k_mean == 42.0 and math.isnan(b.last_k_std)
 
     rows = list(csv.DictReader(open(out / "report.csv")))
     assert [(r["dataset"], r["variant"], r["num_seeds"], r["seeds"]) for r in rows] == [
-        ("ampl/a-v0", "rollout.horizon=1", "3", "0 1 2"), ("ampl/a-v0", "rollout.horizon=3", "2", "0 1"),
-        ("ampl/b-v0", "base", "1", "5")]
+        ("ampl/a-v0", "ampl: rollout.horizon=1", "3", "0 1 2"), ("ampl/a-v0", "ampl: rollout.horizon=3", "2", "0 1"),
+        ("ampl/b-v0", "ampl", "1", "5")]
     assert float(rows[0]["final_mean"]) == 40.0 and float(rows[0]["last_k_std"]) == pytest.approx(8.660254)
     assert rows[0]["last_k"] == "2" and math.isnan(float(rows[2]["final_std"]))
 
     md = (out / "report.md").read_text()
     assert ("| final score (dataset scale) | last-2 avg score (dataset scale) | final score (D4RL v2 scale) | "
             "last-2 avg score (D4RL v2 scale) |") in md
-    assert "| ampl/a-v0 | rollout.horizon=1 | 3 | 30 | 40.0 ± 10.0 | 35.0 ± 8.7 |" in md
-    assert "| ampl/b-v0 | base | 1 | 20 | 42.0 ± n/a | 42.0 ± n/a |" in md
+    assert "| ampl/a-v0 | ampl: rollout.horizon=1 | 3 | 30 | 40.0 ± 10.0 | 35.0 ± 8.7 |" in md
+    assert "| ampl/b-v0 | ampl | 1 | 20 | 42.0 ± n/a | 42.0 ± n/a |" in md
     assert "sample std (ddof=1)" in md
     for name in ("curves_ampl_a-v0.png", "curves_ampl_b-v0.png"):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_variants_are_named_within_their_method(tmp_path):
+    """The CPU-scale grid: AMPL, NW, a refit variant, BC and TD3+BC (each config written in full).
+
+    BC and TD3+BC carry AMPL's keys at AMPL's defaults, so they never name a variant; within AMPL
+    only the keys that differ among its runs do, and only where a run departs from the value most
+    AMPL runs share. Two configs that tie on a key both name it.
+    """
+    r = tmp_path / "runs"
+
+    def run(name, method, schedule="interleaved", retrain=20, horizon=1, seed=0):
+        _write_run(r / name, "ampl/hopper/medium-v0", horizon, [(10, 1.0 + seed)], seed=seed, method=method,
+                   miw={"schedule": schedule}, train={"model_retrain_epochs": retrain})
+
+    run("ampl", "ampl")
+    run("ampl-s1", "ampl", seed=1)  # a second seed of the same config
+    run("nw", "ampl", schedule="none")
+    run("refit4", "ampl", retrain=4)
+    run("bc", "bc")
+    run("td3bc", "td3bc")
+    curves = [c for p in report.find_runs(str(r)) for c in report.load_run(p)]
+    labels = report.assign_variants(curves)
+    # the reference first, then by the values of the differing keys (miw.schedule: "interleaved" < "none")
+    assert labels == ["ampl", "ampl: train.model_retrain_epochs=4", "ampl: miw.schedule=none", "bc", "td3bc"]
+    assert {os.path.basename(c.path): c.variant for c in curves} == {
+        "ampl": "ampl", "ampl-s1": "ampl", "nw": "ampl: miw.schedule=none",
+        "refit4": "ampl: train.model_retrain_epochs=4", "bc": "bc", "td3bc": "td3bc"}
+
+    # two BC configs, one each: a tie, so both are named by the key that tells them apart
+    run("bc-h3", "bc", horizon=3)
+    curves = [c for p in report.find_runs(str(r)) for c in report.load_run(p)]
+    labels = report.assign_variants(curves)
+    assert labels[3:] == ["bc: rollout.horizon=1", "bc: rollout.horizon=3", "td3bc"]
+    result = report.make_report(str(r), str(tmp_path / "out"))
+    assert [s.variant for s in result["stats"]] == labels
+    assert "| ampl/hopper/medium-v0 | ampl | 2 | 10 | 1.5 ± 0.7 |" in result["markdown"]
 
 
 def test_steps_range_and_metric_choice(tmp_path):
@@ -98,7 +139,7 @@ def test_steps_range_and_metric_choice(tmp_path):
     assert (s.steps_min, s.steps_max) == (10, 20)
     assert s.final_mean == pytest.approx(25.0)  # returns are 10x the scores: finals 30 and 20
     assert s.last_k_mean == pytest.approx(20.0)  # per-seed means 20 and 20
-    assert "| d | base | 2 | 10-20 |" in result["markdown"]
+    assert "| d | ampl | 2 | 10-20 |" in result["markdown"]
     assert os.path.exists(r / "report.md") and os.path.exists(r / "curves_d.png")  # --out defaults to RUNS_DIR
 
 
@@ -163,7 +204,7 @@ def test_both_score_scales_in_tables(tmp_path):
     assert math.isnan(ip4.final_mean) and ip.final_mean == 5.0  # D4RL never scored InvertedPendulum
 
     md = result["markdown"]
-    assert f"| ampl/hopper/medium-v0 | base | 2 | 20 | 60.0 ± 0.0 | 50.0 ± 0.0 | {hop4.final_mean:.1f} ± " in md
+    assert f"| ampl/hopper/medium-v0 | ampl | 2 | 20 | 60.0 ± 0.0 | 50.0 ± 0.0 | {hop4.final_mean:.1f} ± " in md
     assert "score (dataset scale)" in md and "score (D4RL v2 scale)" in md
     assert "v5" in md and "v2" in md and "approximate" in md
     rows = list(csv.DictReader(open(tmp_path / "out" / "report.csv")))
