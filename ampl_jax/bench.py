@@ -168,7 +168,7 @@ def suite_rollout(quick: bool) -> dict[str, Any]:
     return out
 
 
-def _agent_setup(schedule: str, quick: bool, horizon: int = 5):
+def _agent_setup(schedule: str, quick: bool, horizon: int = 5, estimator: str = "td_dice"):
     """Paper sizes (batch 512, 400-300 nets, 7 x 4x200 ensemble, 32k rollouts every 250
     iterations into a 640k buffer) on 200k synthetic Walker2d-shaped transitions, with the step
     counter past the warm start so the Q term is on and the real-data fraction is 0.5."""
@@ -181,6 +181,7 @@ def _agent_setup(schedule: str, quick: bool, horizon: int = 5):
 
     c = get_config()
     c.miw.schedule = schedule
+    c.miw.estimator = estimator
     c.rollout.horizon = horizon
     if quick:
         c.agent.hidden_dims, c.agent.batch_size = (64, 64), 64
@@ -324,11 +325,48 @@ def suite_seeds(quick: bool) -> dict[str, Any]:
     return out
 
 
+def suite_miw(quick: bool) -> dict[str, Any]:
+    """Seconds per MIW step of each estimator (a scanned "phased" block of MIW steps alone) beside
+    seconds per policy iteration without MIW (fused update_step, "phased"); the ratio is what an
+    interleaved MIW step adds to an iteration. Windows interleaved, medians reported."""
+    from ampl_jax.update import make_miw_phase, make_update_step
+
+    miw_steps = 20 if quick else 200
+    runs: dict[str, Any] = {}
+    for est in ("td_dice", "td_dice_multi"):
+        c, agent, data, state = _agent_setup("phased", quick, estimator=est)
+        phase = make_miw_phase(agent, miw_steps)
+        t = time.perf_counter()
+        state, _ = _block(phase(state, data))
+        runs[est] = dict(call=lambda s, d, p=phase: p(s, d), state=state, data=data, first_call_s=time.perf_counter() - t,
+                         steps=miw_steps, windows=[])
+    c, agent, data, state = _agent_setup("phased", quick)
+    step = make_update_step(agent)
+    t = time.perf_counter()
+    state, _ = _block(step(state, data))
+    runs["iteration_no_miw"] = dict(call=step, state=state, data=data, first_call_s=time.perf_counter() - t,
+                                    steps=int(c.rollout.period), windows=[])
+    for _ in range(2 if quick else 3):
+        for r in runs.values():
+            t = time.perf_counter()
+            r["state"], _ = _block(r["call"](r["state"], r["data"]))
+            r["windows"].append(time.perf_counter() - t)
+    out: dict[str, Any] = {"batch": int(c.miw.batch_size), "mu0_batch": int(c.miw.mu0_batch_size),
+                           "num_functions": int(c.miw.td_dice_multi.num_functions)}
+    for name, r in runs.items():
+        out[f"{name}_ms"] = 1e3 * statistics.median(r["windows"]) / r["steps"]
+    for est in ("td_dice", "td_dice_multi"):
+        out[f"{est}_step_per_iteration"] = out[f"{est}_ms"] / out["iteration_no_miw_ms"]
+    out["multi_vs_td_dice"] = out["td_dice_multi_ms"] / out["td_dice_ms"]
+    return out
+
+
 SUITES: dict[str, Callable[[bool], dict[str, Any]]] = {
     "seeds": suite_seeds,
     "model": suite_model,
     "rollout": suite_rollout,
     "update": suite_update,
+    "miw": suite_miw,
 }
 
 

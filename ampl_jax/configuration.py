@@ -13,7 +13,8 @@ _CHOICES = {
     "dataset.mu0": ("dataset", "env"),
     "miw.schedule": ("interleaved", "phased", "none"),
     "miw.test_function": ("q", "reward"),
-    "miw.estimator": ("td_dice", "vpm", "gendice", "dualdice"),
+    "miw.estimator": ("td_dice", "vpm", "gendice", "dualdice", "td_dice_multi"),
+    "miw.td_dice_multi.features": ("fourier", "relu"),
     "miw.constraint": ("per_tensor", "global"),
     "agent.policy": ("implicit", "tanh_gaussian"),
     "method": ("ampl", "bc", "mopo", "td3bc"),
@@ -28,6 +29,7 @@ _POSITIVE_INT = (
     "rollout.batch_size", "rollout.transitions_per_rollout", "rollout.period", "rollout.buffer_capacity",
     "agent.batch_size", "agent.noise_dim", "agent.actor_update_every", "miw.batch_size",
     "miw.mu0_batch_size", "miw.phased_steps", "miw.vpm.power_iterations", "miw.vpm.inner_steps",
+    "miw.td_dice_multi.num_functions",
     "train.total_steps", "train.epoch_length",
     "train.model_retrain_epochs", "train.eval_every", "eval.episodes", "eval.num_action_samples",
     "checkpoint.every", "checkpoint.keep", "td3bc.batch_size", "td3bc.policy_delay",
@@ -39,6 +41,7 @@ _POSITIVE_FLOAT = (
     "agent.target_cap", "agent.noise_std", "miw.alpha", "miw.mean_bound",
     "miw.vpm.lr", "miw.vpm.u_lr", "miw.gendice.lr", "miw.gendice.nu_lr", "miw.gendice.u_lr",
     "miw.dualdice.lr", "miw.dualdice.nu_lr", "td3bc.actor_lr", "td3bc.critic_lr", "td3bc.state_norm_eps",
+    "miw.td_dice_multi.lr", "miw.td_dice_multi.scale",
 )
 
 _NON_NEGATIVE_FLOAT = (
@@ -103,6 +106,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
         v = _get(config, key)
         if not v >= 0:
             raise ConfigError(f"config.{key}={v!r} must be >= 0")
+    for key in ("miw.td_dice_multi.resample", "miw.td_dice_multi.with_q", "miw.td_dice_multi.split_batch_gradient"):
+        if not isinstance(_get(config, key), bool):
+            raise ConfigError(f"config.{key}={_get(config, key)!r} must be True or False")
+    if not isinstance(config.miw.td_dice_multi.seed, int) or isinstance(config.miw.td_dice_multi.seed, bool):
+        raise ConfigError(f"config.miw.td_dice_multi.seed={config.miw.td_dice_multi.seed!r} must be an integer")
     if config.miw.test_function == "reward" and config.miw.estimator != "td_dice":
         raise ConfigError("config.miw.test_function='reward' needs config.miw.estimator='td_dice'")
 

@@ -16,6 +16,11 @@ model refit. Each is written as one saddle value L(w, dual) that w MINIMISES and
 player (an extra network nu and/or a scalar multiplier u, held in TrainState.miw_aux) MAXIMISES.
 
 - "td_dice" (default): `td_dice_loss` above; no dual.
+- "td_dice_multi": the same fixed-point equation tested against K random functions of the
+  standardised (s, a) at once (`random_test_functions`, `td_dice_multi_loss`). One test function
+  is one linear constraint on w, which does not identify it (on tabular MDPs TD-DICE with Q learns
+  a w ANTI-correlated with the ratio); K of them, drawn afresh each step, pin it down. No dual;
+  TD-DICE's target w' and mean(w) <= bound correction.
 - "vpm" (variational power method, Wen et al. 2020): T power iterations of M steps each; step t
   of a run takes one damped power step w <- (1 - alpha_t) w' + alpha_t T w' of the normalised
   flow operator T, solved in L2(d_D), alpha_t = 1 / sqrt(t), w' a hard copy of w refreshed
@@ -46,7 +51,8 @@ import optax
 
 from ampl_jax import networks
 
-ESTIMATORS = ("td_dice", "vpm", "gendice", "dualdice")
+ESTIMATORS = ("td_dice", "vpm", "gendice", "dualdice", "td_dice_multi")
+MULTI_FEATURES = ("fourier", "relu")
 
 
 def td_dice_loss(
@@ -80,6 +86,73 @@ def td_dice_loss(
         surrogate = slope * jnp.mean(w[half:2 * half] * q[half:2 * half])
         loss = surrogate + jax.lax.stop_gradient(loss - surrogate)
     return loss, {"miw_lhs": lhs, "miw_rhs": rhs, "miw_residual": lhs - rhs}
+
+
+def td_dice_multi_loss(
+    w: jax.Array,
+    f: jax.Array,
+    f0_pi: jax.Array,
+    f_next_pi: jax.Array,
+    w_target: jax.Array,
+    dones: jax.Array,
+    gamma: float,
+    huber_delta: float = 1.0,
+    split_batch: bool = True,
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """mean_k Huber(lhs_k - rhs_k): `td_dice_loss` against K test functions at once.
+
+    w, w_target, dones: [B]; f, f_next_pi: [B, K] (f_k at the data (s, a) and at (s', pi(s')));
+    f0_pi: [M, K] at (s0, pi(s0)). lhs_k = E_D[w f_k], rhs_k = (1 - gamma) E_mu0[f_k] +
+    gamma E_D[(1 - d) w' f_k(s', pi(s'))], no gradient through rhs. `split_batch` (default here):
+    each Huber' on one half of the batch times lhs's gradient on the other, an unbiased gradient.
+    """
+    lhs = jnp.mean(w[:, None] * f, axis=0)
+    rhs = (1.0 - gamma) * jnp.mean(f0_pi, axis=0) + gamma * jnp.mean(
+        ((1.0 - dones) * w_target)[:, None] * f_next_pi, axis=0)
+    rhs = jax.lax.stop_gradient(rhs)
+    loss = jnp.mean(optax.losses.huber_loss(lhs, rhs, delta=huber_delta))
+    if split_batch:
+        half = w.shape[0] // 2
+        first = jnp.mean(w[:half, None] * f[:half], axis=0)
+        slope = jax.lax.stop_gradient(jnp.clip(first - rhs, -huber_delta, huber_delta))
+        surrogate = jnp.mean(slope * jnp.mean(w[half:2 * half, None] * f[half:2 * half], axis=0))
+        loss = surrogate + jax.lax.stop_gradient(loss - surrogate)
+    residual = lhs - rhs
+    return loss, {"miw_residual_rms": jnp.sqrt(jnp.mean(residual**2)),
+                  "miw_residual_max": jnp.max(jnp.abs(residual))}
+
+
+def random_test_functions(
+    key: jax.Array,
+    inputs: Sequence[jax.Array],
+    num: int,
+    kind: str = "fourier",
+    scale: float = 1.0,
+) -> list[jax.Array]:
+    """K random functions of x = [s, a], evaluated on every array of `inputs` ([n_i, d] each).
+
+    x is standardised by the mean and std of inputs[0] (the data batch) so that one draw suits any
+    observation scale; the SAME functions are applied to every array (the equation tests one f_k
+    at (s, a), (s0, pi(s0)) and (s', pi(s'))). Any function fixed within a step is a valid test
+    function, so the batch statistics need no state. With z the standardised x and
+    v ~ N(0, I / d): "fourier" sqrt(2) cos(scale v.z + b), b ~ U(0, 2 pi) (random features of
+    an RBF kernel of length scale sqrt(d) / scale); "relu" relu(scale v.z + b), b ~ N(0, 1),
+    centred on the data batch. Returns [n_i, K] per input.
+    """
+    mean = jnp.mean(inputs[0], axis=0)
+    std = jnp.std(inputs[0], axis=0) + 1e-6
+    d = inputs[0].shape[-1]
+    k_v, k_b = jax.random.split(key)
+    v = jax.random.normal(k_v, (d, num)) * (scale / jnp.sqrt(d))
+    if kind == "fourier":
+        b = jax.random.uniform(k_b, (num,), maxval=2.0 * jnp.pi)
+        return [jnp.sqrt(2.0) * jnp.cos(((x - mean) / std) @ v + b) for x in inputs]
+    if kind == "relu":
+        b = jax.random.normal(k_b, (num,))
+        feats = [jax.nn.relu(((x - mean) / std) @ v + b) for x in inputs]
+        centre = jnp.mean(feats[0], axis=0)
+        return [h - centre for h in feats]
+    raise ValueError(f"unknown test-function kind {kind!r}; one of {', '.join(map(repr, MULTI_FEATURES))}")
 
 
 def constrained_direction(grad_f, grad_g, g: jax.Array, bound: float, per_tensor: bool = False):
@@ -222,7 +295,7 @@ class EstimatorSettings:
     lr: float  # Adam lr of w
     grad_clip_norm: float  # global-norm clip of w's gradient; 0: none
     grad_clip_value: float  # element-wise clip of every player's gradient; 0: none
-    mean_bound: float | None  # the mean(w) <= bound correction (TD-DICE only); None: none
+    mean_bound: float | None  # the mean(w) <= bound correction (TD-DICE, td_dice_multi); None: none
     nu_lr: float | None = None  # Adam lr of the test function nu (gendice, dualdice)
     u_lr: float | None = None  # Adam lr of the multiplier u (vpm, gendice)
     u_init: float = 0.0
@@ -252,6 +325,9 @@ def estimator_settings(cfg_miw) -> EstimatorSettings:
     est = cfg_miw.estimator
     if est == "td_dice":
         return EstimatorSettings("td_dice", float(cfg_miw.lr), float(cfg_miw.grad_clip), 0.0, float(cfg_miw.mean_bound))
+    if est == "td_dice_multi":  # TD-DICE's clip, bound (and tau, huber_delta); its own rate
+        return EstimatorSettings("td_dice_multi", float(cfg_miw.td_dice_multi.lr), float(cfg_miw.grad_clip), 0.0,
+                                 float(cfg_miw.mean_bound))
     if est not in ESTIMATORS:
         raise ValueError(f"config.miw.estimator={est!r} is not one of {', '.join(map(repr, ESTIMATORS))}")
     e = cfg_miw[est]

@@ -26,7 +26,7 @@ from ampl_jax.world_model.fit import ModelState
 
 Params = Any
 
-MIW_ESTIMATORS = ("td_dice", "vpm", "gendice", "dualdice")
+MIW_ESTIMATORS = miw_lib.ESTIMATORS
 
 
 @flax.struct.dataclass
@@ -178,7 +178,7 @@ def init_train_state(agent: Agent, key: jax.Array, model: ModelState) -> TrainSt
 
 
 def init_miw_aux(agent: Agent, key: jax.Array, obs: jax.Array, act: jax.Array) -> dict:
-    """The MIW estimator's dual player: {} (no leaves) for TD-DICE, else {"params", "opt"}.
+    """The MIW estimator's dual player: {} (no leaves) for TD-DICE and td_dice_multi, else {"params", "opt"}.
 
     params: {"nu": test-function params} for GenDICE/DualDICE and {"u": scalar} for VPM/GenDICE
     (the normalisation multiplier, starting at the estimator's u_init: 1 as the authors').
@@ -186,7 +186,7 @@ def init_miw_aux(agent: Agent, key: jax.Array, obs: jax.Array, act: jax.Array) -
     "last_step" (TrainState.step at the last MIW step: a new "phased" block starts a new run).
     """
     m = agent.config.miw
-    if m.estimator == "td_dice":
+    if m.estimator in ("td_dice", "td_dice_multi"):
         return {}
     nu = agent.miw_aux_net.init(key, obs, act) if agent.miw_aux_net is not None else None
     params = miw_lib.init_dual_params(m, nu)

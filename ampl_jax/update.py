@@ -249,11 +249,14 @@ def _miw_batches(agent: Agent, state: TrainState, data: OfflineData, key: jax.Ar
 def miw_step(agent: Agent, state: TrainState, data: OfflineData, key: jax.Array) -> tuple[TrainState, Metrics]:
     """One MIW step with the mean(w) <= bound correction; then w' and Q1' Polyak updates.
 
-    TD-DICE (the default, `miw.estimator`) here; the other estimators in `_miw_step_minimax`.
+    TD-DICE (the default, `miw.estimator`) here; "td_dice_multi" in `_miw_step_multi` below; the
+    other estimators in `_miw_step_minimax`.
     The test function is the critic's first head Q1 (current at the data (s, a), the slow copy Q1'
     at policy actions), or with `miw.test_function="reward"` the reward: a model sample r^ at the
     data (s, a), at (s0, pi(s0)) and at (s', pi(s')), as the authors' reward trainer.
     """
+    if agent.config.miw.estimator == "td_dice_multi":
+        return _miw_step_multi(agent, state, data, key)
     if agent.config.miw.estimator != "td_dice":
         return _miw_step_minimax(agent, state, data, key)
     m, g = agent.config.miw, agent.config.agent.gamma
@@ -274,6 +277,48 @@ def miw_step(agent: Agent, state: TrainState, data: OfflineData, key: jax.Array)
     loss_fn = functools.partial(miw_lib.td_dice_loss, split_batch=m.split_batch_gradient)
     (loss, aux), dloss_dw = jax.value_and_grad(loss_fn, has_aux=True)(
         w, q, q0, q_next, w_target, b.dones, g, m.huber_delta)
+    (grad_f,) = vjp_fn(dloss_dw)
+    (grad_g,) = vjp_fn(jnp.full_like(w, 1.0 / w.shape[0]))
+    w_mean = jnp.mean(w)
+    direction, lam = miw_lib.constrained_direction(grad_f, grad_g, w_mean, m.mean_bound,
+                                                   per_tensor=m.constraint == "per_tensor")
+    updates, opt = agent.miw_tx.update(direction, state.miw_opt, state.miw)
+    miw = optax.apply_updates(state.miw, updates)
+    state = state.replace(
+        miw=miw,
+        miw_opt=opt,
+        miw_target=optax.incremental_update(miw, state.miw_target, m.tau),
+        miw_critic=optax.incremental_update(state.critic, state.miw_critic, m.tau),
+    )
+    return state, {**aux, "miw_loss": loss, "miw_w_mean": w_mean, "miw_lambda": lam}
+
+
+def _miw_step_multi(agent: Agent, state: TrainState, data: OfflineData, key: jax.Array):
+    """TD-DICE against K random test functions of the standardised (s, a) at once (miw.td_dice_multi).
+
+    One test function (Q1) is one linear constraint on w and does not identify it; K functions,
+    drawn afresh from the step's key (or one fixed draw, `resample=False`), do (tests/
+    test_miw_tabular.py). Optionally Q1 (scaled by the batch's mean |Q1|) is one more. Everything
+    else is TD-DICE's: the batches, the target w', the mean(w) <= bound correction, the Polyak
+    updates of w' and Q1'.
+    """
+    m, g = agent.config.miw, agent.config.agent.gamma
+    e = m.td_dice_multi
+    b, s0, a0, a1 = _miw_batches(agent, state, data, key)
+    k_f = jax.random.fold_in(key, 2) if e.resample else jax.random.PRNGKey(e.seed)
+    inputs = [jnp.concatenate(x, -1) for x in ((b.observations, b.actions), (s0, a0), (b.next_observations, a1))]
+    fs = miw_lib.random_test_functions(k_f, inputs, e.num_functions, e.features, e.scale)
+    if e.with_q:
+        q = _q1(agent, state.critic, b.observations, b.actions)
+        qs = (q, _q1(agent, state.miw_critic, s0, a0), _q1(agent, state.miw_critic, b.next_observations, a1))
+        q_scale = jax.lax.stop_gradient(jnp.mean(jnp.abs(q))) + 1e-6
+        fs = [jnp.concatenate([f, (x / q_scale)[:, None]], -1) for f, x in zip(fs, qs)]
+    w_target = agent.miw.apply(state.miw_target, b.observations, b.actions)
+
+    w, vjp_fn = jax.vjp(lambda p: agent.miw.apply(p, b.observations, b.actions), state.miw)
+    loss_fn = functools.partial(miw_lib.td_dice_multi_loss, split_batch=e.split_batch_gradient)
+    (loss, aux), dloss_dw = jax.value_and_grad(loss_fn, has_aux=True)(
+        w, *fs, w_target, b.dones, g, m.huber_delta)
     (grad_f,) = vjp_fn(dloss_dw)
     (grad_g,) = vjp_fn(jnp.full_like(w, 1.0 / w.shape[0]))
     w_mean = jnp.mean(w)

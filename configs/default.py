@@ -136,8 +136,22 @@ def get_config() -> ml_collections.ConfigDict:
     # the batch times the gradient on the other (unbiased; see miw.td_dice_loss). Not a paper setting.
     c.miw.split_batch_gradient = False
     c.miw.test_function = "q"  # "q" | "reward" (r~ on data, the model's mean r^ at policy actions)
-    # MIW estimator ablation: "td_dice" (the paper's) | "vpm" | "gendice" | "dualdice" (see miw.py)
+    # MIW estimator ablation: "td_dice" (the paper's) | "vpm" | "gendice" | "dualdice" |
+    # "td_dice_multi" (TD-DICE against K random test functions; not the paper's; see miw.py)
     c.miw.estimator = "td_dice"
+    # td_dice_multi: Eq. (9) tested against `num_functions` random features of the standardised
+    # [s, a] ("fourier" | "relu", frequency `scale`), drawn afresh each step (resample; False: one
+    # fixed draw from `seed`), plus Q1 with `with_q`. Shares TD-DICE's batches, w', tau,
+    # huber_delta, grad_clip and mean_bound; its own Adam rate (not tuned on MuJoCo).
+    c.miw.td_dice_multi = ml_collections.ConfigDict()
+    c.miw.td_dice_multi.num_functions = 64
+    c.miw.td_dice_multi.features = "fourier"
+    c.miw.td_dice_multi.scale = 1.0
+    c.miw.td_dice_multi.resample = True
+    c.miw.td_dice_multi.seed = 0
+    c.miw.td_dice_multi.with_q = False
+    c.miw.td_dice_multi.split_batch_gradient = True
+    c.miw.td_dice_multi.lr = 1e-4
     # Each ablation estimator's own settings, the authors' defaults (VPM_trainer.py, DICE_trainer.py).
     # None of them uses lr / grad_clip / mean_bound / tau above. grad_clip_value: element-wise
     # clip of every player's gradient (0: none). mask_terminals: drop the next-state term at

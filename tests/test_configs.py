@@ -31,3 +31,18 @@ def test_cpu_scale_tasks_use_the_local_medium_datasets():
         assert c.dataset.fallback_id == f"ampl/{family}/medium-v0" and c.num_seeds == 3
     with pytest.raises(ValueError, match="unknown cpu_scale task"):
         cpu_scale.get_config("ant")
+
+
+@pytest.mark.parametrize("key,value,match", [
+    ("features", "rbf", "is not one of"), ("num_functions", 0, "positive integer"),
+    ("scale", -1.0, "must be > 0"), ("lr", 0.0, "must be > 0"),
+])
+def test_td_dice_multi_bad_values_fail_in_one_line(key, value, match):
+    from configs.default import get_config
+
+    config = get_config()
+    config.miw.estimator = "td_dice_multi"
+    config.miw.td_dice_multi[key] = value
+    with pytest.raises(configuration.ConfigError, match=match) as err:
+        configuration.validate(config)
+    assert f"miw.td_dice_multi.{key}" in str(err.value) and "\n" not in str(err.value)

@@ -5,10 +5,14 @@
 (b) The sample-based loss `miw.td_dice_loss`, minimised by Adam on a tabular w, drives the
     fixed-point residual down. How close w gets to w* is measured and printed (run with -s,
     or `python tests/test_miw_tabular.py` for a sweep over seeds); only loose bounds are asserted.
+(c) `td_dice_multi_loss` against K random test functions identifies w* on every MDP; the sweep
+    ends with a table of TD-DICE with Q^pi vs td_dice_multi vs w = 1 (`--table`: the table only;
+    `python -m tests.test_miw_tabular` runs it against this checkout's package).
 """
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import jax
@@ -17,7 +21,7 @@ import numpy as np
 import optax
 import pytest
 
-from ampl_jax.miw import constrained_direction, td_dice_loss
+from ampl_jax.miw import constrained_direction, random_test_functions, td_dice_loss, td_dice_multi_loss
 
 S, A = 6, 3
 
@@ -123,6 +127,16 @@ def train_tabular_w(
     gamma: float,
     q_table: np.ndarray | None,
     key: jax.Array,
+    **kw,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Minimise td_dice_loss over a table w(s,a) with fresh samples every step (`train_tabular_many`
+    for one case). Returns the final w [S, A] and the per-step maximum constraint multiplier."""
+    ws, lams = train_tabular_many([(mdp, gamma, q_table, key)], **kw)
+    return ws[0], lams[0]
+
+
+def train_tabular_many(
+    cases: list[tuple[MDP, float, np.ndarray | None, jax.Array]],
     steps: int = 4000,
     batch: int = 1024,
     mu0_batch: int = 1024,
@@ -130,58 +144,84 @@ def train_tabular_w(
     tau: float = 0.05,
     mean_bound: float | None = None,
     split_batch: bool = False,
+    multi: dict | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Minimise td_dice_loss over a table w(s,a) with fresh samples every step.
+    """Minimise the loss over a table w(s,a) for every case (mdp, gamma, q_table, key) at once:
+    one compiled, vmapped program per setting, however many MDPs.
 
-    q_table: a fixed test function Q(s,a); None draws a fresh N(0, 1) table every step.
+    q_table: a fixed test function Q(s,a); None draws a fresh N(0, 1) table every step (then
+    every case must pass None).
     mean_bound: use `constrained_direction` for mean(w) <= bound.
-    Returns the final w [S, A] and the per-step maximum constraint multiplier.
+    multi: td_dice_multi_loss instead, against `random_test_functions` of x(s,a) = [onehot(s),
+    onehot(a)] with keys num, kind, scale, resample (fresh functions each step, else one fixed
+    draw) and with_q (q_table / mean |q| appended as one more test function).
+    Returns w [cases, S, A] and the per-step maximum constraint multiplier [cases, steps].
     """
-    d_b = occupancy(mdp, mdp.pi_b, gamma)
-    log_db = jnp.log(jnp.asarray(d_b.reshape(-1), jnp.float32))
-    log_p = jnp.log(jnp.asarray(mdp.P.reshape(S * A, S), jnp.float32))
-    log_pi = jnp.log(jnp.asarray(mdp.pi, jnp.float32))
-    log_mu0 = jnp.log(jnp.asarray(mdp.mu0, jnp.float32))
-    fixed_q = None if q_table is None else jnp.asarray(q_table.reshape(-1), jnp.float32)
+    fresh_q = cases[0][2] is None
+    arrays = []
+    for mdp, gamma, q_table, key in cases:
+        d_b = occupancy(mdp, mdp.pi_b, gamma)
+        q = np.zeros(S * A) if q_table is None else q_table.reshape(-1)
+        arrays.append((np.log(d_b.reshape(-1)), np.log(mdp.P.reshape(S * A, S)), np.log(mdp.pi),
+                       np.log(mdp.mu0), q, np.float64(gamma), np.asarray(key)))
+    stacked = [jnp.asarray(np.stack(x), jnp.uint32 if i == 6 else jnp.float32) for i, x in enumerate(zip(*arrays))]
+    multi_items = None if multi is None else tuple(sorted(multi.items()))
+    run = _tabular_trainer(steps, batch, mu0_batch, lr, tau, mean_bound, split_batch, multi_items, fresh_q)
+    w, lams = run(*stacked)
+    return np.asarray(w, np.float64).reshape(-1, S, A), np.asarray(lams)
+
+
+@functools.lru_cache(maxsize=None)
+def _tabular_trainer(steps, batch, mu0_batch, lr, tau, mean_bound, split_batch, multi_items, fresh_q):
+    multi = None if multi_items is None else dict(multi_items)
     opt = optax.chain(
         optax.clip_by_global_norm(1.0), optax.adam(optax.cosine_decay_schedule(lr, steps, 0.01))
     )
     theta0 = jnp.full(S * A, np.log(np.e - 1.0), jnp.float32)  # w = 1 everywhere
+    embed = jnp.concatenate([jnp.repeat(jnp.eye(S), A, 0), jnp.tile(jnp.eye(A), (S, 1))], -1)  # [S*A, S+A]
 
-    def step(carry, key):
-        theta, theta_t, opt_state = carry
-        k_sa, k_s1, k_a1, k_s0, k_a0, k_q = jax.random.split(key, 6)
-        sa = jax.random.categorical(k_sa, log_db, shape=(batch,))  # (s,a) ~ d_b
-        s1 = jax.random.categorical(k_s1, log_p[sa])  # s' ~ P(.|s,a)
-        a1 = jax.random.categorical(k_a1, log_pi[s1])  # a' ~ pi(.|s')
-        s0 = jax.random.categorical(k_s0, log_mu0, shape=(mu0_batch,))
-        a0 = jax.random.categorical(k_a0, log_pi[s0])
-        q = jax.random.normal(k_q, (S * A,)) if fixed_q is None else fixed_q
+    def run(log_db, log_p, log_pi, log_mu0, fixed_q, gamma, key):
+        def step(carry, key):
+            theta, theta_t, opt_state = carry
+            k_sa, k_s1, k_a1, k_s0, k_a0, k_q = jax.random.split(key, 6)
+            sa = jax.random.categorical(k_sa, log_db, shape=(batch,))  # (s,a) ~ d_b
+            s1 = jax.random.categorical(k_s1, log_p[sa])  # s' ~ P(.|s,a)
+            a1 = jax.random.categorical(k_a1, log_pi[s1])  # a' ~ pi(.|s')
+            s0 = jax.random.categorical(k_s0, log_mu0, shape=(mu0_batch,))
+            a0 = jax.random.categorical(k_a0, log_pi[s0])
+            q = jax.random.normal(k_q, (S * A,)) if fresh_q else fixed_q
+            idx = (sa, s0 * A + a0, s1 * A + a1)
 
-        def loss_fn(th):
-            return td_dice_loss(
-                _w_of(th)[sa], q[sa], q[s0 * A + a0], q[s1 * A + a1],
-                _w_of(theta_t)[sa], jnp.zeros(batch), gamma, split_batch=split_batch,
-            )
+            def loss_fn(th):
+                if multi is not None:
+                    k_f = k_q if multi.get("resample", True) else jax.random.PRNGKey(12345)
+                    fs = random_test_functions(k_f, [embed[i] for i in idx], multi["num"],
+                                               multi.get("kind", "fourier"), multi.get("scale", 1.0))
+                    if multi.get("with_q", False):
+                        qs = q / jnp.mean(jnp.abs(q[sa]))
+                        fs = [jnp.concatenate([f, qs[i][:, None]], -1) for f, i in zip(fs, idx)]
+                    return td_dice_multi_loss(_w_of(th)[sa], *fs, _w_of(theta_t)[sa], jnp.zeros(batch), gamma,
+                                              split_batch=split_batch)
+                return td_dice_loss(
+                    _w_of(th)[sa], q[sa], q[idx[1]], q[idx[2]],
+                    _w_of(theta_t)[sa], jnp.zeros(batch), gamma, split_batch=split_batch,
+                )
 
-        grads, _ = jax.grad(loss_fn, has_aux=True)(theta)
-        lam = jnp.zeros(())
-        if mean_bound is not None:
-            g, g_grad = jax.value_and_grad(lambda th: jnp.mean(_w_of(th)[sa]))(theta)
-            grads, lam = constrained_direction(grads, g_grad, g, mean_bound)
-        updates, opt_state = opt.update(grads, opt_state, theta)
-        theta = optax.apply_updates(theta, updates)
-        theta_t = optax.incremental_update(theta, theta_t, tau)
-        return (theta, theta_t, opt_state), lam
+            grads, _ = jax.grad(loss_fn, has_aux=True)(theta)
+            lam = jnp.zeros(())
+            if mean_bound is not None:
+                g, g_grad = jax.value_and_grad(lambda th: jnp.mean(_w_of(th)[sa]))(theta)
+                grads, lam = constrained_direction(grads, g_grad, g, mean_bound)
+            updates, opt_state = opt.update(grads, opt_state, theta)
+            theta = optax.apply_updates(theta, updates)
+            theta_t = optax.incremental_update(theta, theta_t, tau)
+            return (theta, theta_t, opt_state), lam
 
-    @jax.jit
-    def run(key):
         carry = (theta0, theta0, opt.init(theta0))
         (theta, _, _), lams = jax.lax.scan(step, carry, jax.random.split(key, steps))
         return _w_of(theta), lams
 
-    w, lams = run(key)
-    return np.asarray(w, np.float64).reshape(S, A), np.asarray(lams)
+    return jax.jit(jax.vmap(run))
 
 
 def compare(w: np.ndarray, w_star: np.ndarray) -> dict[str, float]:
@@ -298,8 +338,91 @@ def test_constrained_direction_idle_when_satisfied():
     assert all(jax.tree.leaves(same))
 
 
+# --- td_dice_multi: K random test functions identify the ratio -----------------------------------
+
+CASES = [(seed, gamma) for gamma in (0.9, 0.99) for seed in range(6)]
+
+
+def estimator_table(cases=CASES, **settings) -> dict[str, list[dict[str, float]]]:
+    """corr, mae and E_db[w] per (seed, gamma) case for TD-DICE with Q^pi (the spec's gradient and
+    the split-batch one), td_dice_multi (`settings`: train_tabular_many's keys, the multi dict
+    included) and w = 1. One vmapped program per estimator."""
+    mdps = [make_mdp(seed) for seed, _ in cases]
+    qs = [q_values(mdp, mdp.pi, 0.5 + mdp.pi - mdp.pi_b, gamma) for mdp, (_, gamma) in zip(mdps, cases)]
+    runs = [(mdp, gamma, q, jax.random.PRNGKey(seed)) for mdp, q, (seed, gamma) in zip(mdps, qs, cases)]
+    multi = settings.pop("multi", {"num": 64})
+    ws = {
+        "td_dice_q": train_tabular_many(runs, mean_bound=10.0, **settings)[0],
+        "td_dice_q_split": train_tabular_many(runs, mean_bound=10.0, split_batch=True, **settings)[0],
+        "td_dice_multi": train_tabular_many(runs, mean_bound=10.0, split_batch=True, multi=multi, **settings)[0],
+        "w_1": np.ones((len(cases), S, A)),
+    }
+    out = {}
+    for name, w_all in ws.items():
+        rows = []
+        for w, mdp, (seed, gamma) in zip(w_all, mdps, cases):
+            with np.errstate(invalid="ignore", divide="ignore"):  # w = 1 has no correlation
+                c = compare(w, true_ratio(mdp, gamma))
+            e_db = float(np.sum(occupancy(mdp, mdp.pi_b, gamma) * w))
+            rows.append({"seed": seed, "gamma": gamma, "corr": c["corr"], "mae": c["mae"], "e_db_w": e_db})
+        out[name] = rows
+    return out
+
+
+def test_td_dice_multi_identifies_the_ratio_on_every_mdp():
+    """On all 12 MDPs (6 seeds x gamma 0.9, 0.99) w learned against K = 32 fresh random Fourier test
+    functions per step correlates with the true ratio (> 0.9; measured min 0.933 at these fixed
+    keys and short settings, 0.966 at the full ones of the table) and beats w = 1 in MAE.
+    Short settings (1000 steps, batch 256, a larger rate) keep the test fast."""
+    mdps = [make_mdp(seed) for seed, _ in CASES]
+    runs = [(mdp, gamma, None, jax.random.PRNGKey(seed)) for mdp, (seed, gamma) in zip(mdps, CASES)]
+    ws, lams = train_tabular_many(runs, steps=1000, batch=256, mu0_batch=256, lr=5e-2, mean_bound=10.0,
+                                  split_batch=True, multi={"num": 32})
+    rows = []
+    for w, mdp, (seed, gamma), lam in zip(ws, mdps, CASES, lams):
+        c = compare(w, true_ratio(mdp, gamma))
+        e_db = float(np.sum(occupancy(mdp, mdp.pi_b, gamma) * w))
+        rows.append((w, c, e_db, lam))
+        print(f"[miw-tabular] td_dice_multi seed={seed} gamma={gamma}: corr={c['corr']:.3f} "
+              f"mae={c['mae']:.3f} (w=1: {c['mae_w1']:.3f}) E_db[w]={e_db:.3f}")
+    for w, c, e_db, lam in rows:
+        assert np.all(np.isfinite(w)) and np.all(w > 0)
+        assert c["corr"] > 0.9
+        assert c["mae"] < c["mae_w1"]
+        assert abs(e_db - 1.0) < 0.25
+        assert lam.max() == 0.0
+
+
+def print_table(table: dict[str, list[dict[str, float]]]) -> None:
+    """Per-case rows (corr / mae / E_db[w] of each estimator) and a min / mean summary."""
+    names = list(table)
+    print("| seed | gamma | " + " | ".join(f"{n}: corr / MAE / E_db[w]" for n in names) + " |")
+    print("|---|---|" + "---|" * len(names))
+    for i, row in enumerate(table[names[0]]):
+        cells = []
+        for n in names:
+            r = table[n][i]
+            corr = "-" if n == "w_1" else f"{r['corr']:.3f}"
+            cells.append(f"{corr} / {r['mae']:.3f} / {r['e_db_w']:.3f}")
+        print(f"| {row['seed']} | {row['gamma']} | " + " | ".join(cells) + " |")
+    cells = []
+    for n in names:
+        c = np.array([r["corr"] for r in table[n]])
+        m = np.array([r["mae"] for r in table[n]])
+        e = np.array([r["e_db_w"] for r in table[n]])
+        corr = "-" if n == "w_1" else f"{c.min():.3f} / {c.mean():.3f}"
+        cells.append(f"corr min/mean {corr}; MAE mean {m.mean():.3f}; E_db[w] {e.min():.3f}-{e.max():.3f}")
+    print("| all | | " + " | ".join(cells) + " |")
+
+
 if __name__ == "__main__":  # measurement sweep: python tests/test_miw_tabular.py
-    for gamma in (0.9, 0.99):
-        for seed in range(6):
-            for name, case in (("single", single_q_case), ("random", random_q_case)):
-                _report(f"gamma={gamma} seed={seed} {name}", case(seed, gamma))
+    import sys
+
+    if "--table" not in sys.argv[1:]:
+        for gamma in (0.9, 0.99):
+            for seed in range(6):
+                for name, case in (("single", single_q_case), ("random", random_q_case)):
+                    _report(f"gamma={gamma} seed={seed} {name}", case(seed, gamma))
+    # Estimators against the exact ratio: 4000 steps, batch 1024, Adam 1e-2 on a table.
+    print("\n[miw-tabular] TD-DICE with Q^pi vs td_dice_multi (K = 64 fresh random Fourier features) vs w = 1")
+    print_table(estimator_table())
