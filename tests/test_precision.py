@@ -114,3 +114,16 @@ def test_saved_config_without_compute_section_still_matches_float32():
     config.compute.dtype = "bfloat16"
     assert configuration.differences(saved, configuration.to_dict(config)) == [
         "compute.dtype: 'float32' -> 'bfloat16'"]
+
+
+def test_bench_reads_cpu_model_and_bf16_flags(tmp_path):
+    from ampl_jax.bench import cpu_info
+
+    block = "processor\t: {}\nmodel name\t: Example CPU\nflags\t\t: fpu avx2 {}\n\n"
+    path = tmp_path / "cpuinfo"
+    path.write_text(block.format(0, "avx512f avx512_bf16") + block.format(1, "avx512f avx512_bf16"))
+    info = cpu_info(str(path))
+    assert info["cpu_model"] == "Example CPU"
+    assert info["cpu_bf16_flags"] == {"amx_bf16": False, "avx512_bf16": True} and info["cpu_has_bf16"]
+    path.write_text(block.format(0, ""))
+    assert not cpu_info(str(path))["cpu_has_bf16"]
