@@ -3,6 +3,8 @@
 SUITES maps a name to a function(quick: bool) -> dict of results; add a suite by adding an entry.
 Every figure is a median over several timed windows after a warm-up, compile time reported apart.
 The `peer` entries are the authors' PyTorch code on a 2-core CPU (shared docs, peers.md).
+`--suite=precision` compares float32 with bfloat16 matmul inputs (the `compute` config section);
+the JSON's env records the CPU model and its bfloat16 flags (amx_bf16, avx512_bf16).
 """
 
 from __future__ import annotations
@@ -168,10 +170,11 @@ def suite_rollout(quick: bool) -> dict[str, Any]:
     return out
 
 
-def _agent_setup(schedule: str, quick: bool, horizon: int = 5, estimator: str = "td_dice"):
+def _agent_setup(schedule: str, quick: bool, horizon: int = 5, estimator: str = "td_dice", dtype: str = "float32"):
     """Paper sizes (batch 512, 400-300 nets, 7 x 4x200 ensemble, 32k rollouts every 250
     iterations into a 640k buffer) on 200k synthetic Walker2d-shaped transitions, with the step
-    counter past the warm start so the Q term is on and the real-data fraction is 0.5."""
+    counter past the warm start so the Q term is on and the real-data fraction is 0.5.
+    `dtype`: compute.dtype and compute.model_dtype (matmul inputs of every network)."""
     from configs.default import get_config
 
     from ampl_jax.state import init_train_state, make_agent
@@ -183,6 +186,7 @@ def _agent_setup(schedule: str, quick: bool, horizon: int = 5, estimator: str = 
     c.miw.schedule = schedule
     c.miw.estimator = estimator
     c.rollout.horizon = horizon
+    c.compute.dtype = c.compute.model_dtype = dtype
     if quick:
         c.agent.hidden_dims, c.agent.batch_size = (64, 64), 64
         c.miw.batch_size, c.miw.mu0_batch_size = 64, 64
@@ -361,18 +365,99 @@ def suite_miw(quick: bool) -> dict[str, Any]:
     return out
 
 
+def suite_precision(quick: bool) -> dict[str, Any]:
+    """float32 against bfloat16 matmul inputs (compute.dtype and compute.model_dtype together) at
+    paper sizes: the fused update_step with and without MIW, a block of MIW steps, an ensemble
+    training epoch and a 32k-transition rollout of the actor. Windows of every (figure, dtype)
+    pair are interleaved round by round, so load drift hits both dtypes alike; medians reported,
+    and the bfloat16 speed as a ratio to float32 (> 1: bfloat16 faster)."""
+    from ampl_jax.update import make_miw_phase, make_update_step, model_rollouts
+    from ampl_jax.world_model.fit import EpochCarry, make_epoch_fn, prepare_fit_data, static_from_config
+
+    dtypes = ("float32", "bfloat16")
+    miw_steps = 20 if quick else 100
+    cases: dict[tuple[str, str], dict[str, Any]] = {}
+    for dt in dtypes:
+        for name, schedule in (("fused_interleaved", "interleaved"), ("fused_no_miw", "phased")):
+            c, agent, data, state = _agent_setup(schedule, quick, dtype=dt)
+            call = make_update_step(agent)
+            cases[name, dt] = dict(call=lambda s, d, call=call: call(s, d)[0], state=state, data=data,
+                                   units=c.rollout.period, unit="it/s")
+        c, agent, data, state = _agent_setup("phased", quick, dtype=dt)
+        phase = make_miw_phase(agent, miw_steps)
+        cases["miw", dt] = dict(call=lambda s, d, phase=phase: phase(s, d)[0], state=state, data=data,
+                                units=miw_steps, unit="MIW steps/s")
+        rollouts = jax.jit(lambda s, d, agent=agent: s.replace(
+            buffer=model_rollouts(agent, s, d, jax.random.fold_in(s.key, 1))[0]), donate_argnums=0)
+        cases["rollout", dt] = dict(call=rollouts, state=jax.tree.map(jnp.copy, state), data=data,
+                                    units=c.rollout.transitions_per_rollout, unit="transitions/s")
+        cfg = c.model
+        cfg.epoch_steps = 50 if quick else 200
+        fit_data = _block(prepare_fit_data(state.model, jax.random.PRNGKey(1), data.transitions(), None,
+                                           cfg.holdout_fraction, cfg.max_holdout))
+        epoch = make_epoch_fn(static_from_config(cfg, dt))
+        inf = jnp.full((cfg.num_members,), jnp.inf)
+        model = jax.tree.map(jnp.copy, state.model)  # `state` is donated by the MIW case
+        carry = EpochCarry(model.params, model.opt_state, model.params, inf, inf)
+        cases["model_epoch", dt] = dict(call=lambda s, d, epoch=epoch: epoch(s, jax.random.PRNGKey(2), d)[0],
+                                        state=carry, data=fit_data, units=cfg.epoch_steps, unit="model steps/s")
+    for case in cases.values():  # compile and warm up
+        t = time.perf_counter()
+        case["state"] = _block(case["call"](case["state"], case["data"]))
+        case["first_call_s"], case["windows"] = time.perf_counter() - t, []
+    rounds = 2 if quick else 5
+    for _ in range(rounds):
+        for case in cases.values():
+            t = time.perf_counter()
+            case["state"] = _block(case["call"](case["state"], case["data"]))
+            case["windows"].append(time.perf_counter() - t)
+    out: dict[str, Any] = {"rounds": rounds, "hidden": list(c.agent.hidden_dims), "batch": int(c.agent.batch_size),
+                           "horizon": int(c.rollout.horizon), "miw_steps_per_window": miw_steps,
+                           "model_steps_per_window": int(cfg.epoch_steps)}
+    for (name, dt), case in cases.items():
+        med = statistics.median(case["windows"])
+        out.setdefault(name, {"unit": case["unit"]})[dt] = {
+            "window_s": case["windows"], "first_call_s": case["first_call_s"], "per_s": case["units"] / med}
+    for name in {n for n, _ in cases}:
+        out[name]["bf16_speed_ratio"] = out[name]["bfloat16"]["per_s"] / out[name]["float32"]["per_s"]
+    return out
+
+
 SUITES: dict[str, Callable[[bool], dict[str, Any]]] = {
     "seeds": suite_seeds,
     "model": suite_model,
     "rollout": suite_rollout,
     "update": suite_update,
     "miw": suite_miw,
+    "precision": suite_precision,
 }
+
+
+def cpu_info(path: str = "/proc/cpuinfo") -> dict[str, Any]:
+    """The CPU model and whether it has bfloat16 instructions (x86 flags amx_bf16, avx512_bf16);
+    without them XLA runs bfloat16 matmuls by converting to float32, so expect no gain."""
+    model, flags = platform.processor() or platform.machine(), set()
+    try:
+        with open(path) as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name":
+                    model = value.strip()
+                elif key.strip() == "flags":
+                    flags = set(value.split())
+                if flags and key.strip() == "":
+                    break  # the first processor's block is enough
+    except OSError:
+        pass
+    bf16 = {name: name in flags for name in ("amx_bf16", "avx512_bf16")}
+    return {"cpu_model": model, "cpu_bf16_flags": bf16, "cpu_has_bf16": any(bf16.values()),
+            "cpu_avx512f": "avx512f" in flags}
 
 
 def environment() -> dict[str, Any]:
     dev = jax.devices()[0]
     return {
+        **cpu_info(),
         "jax": jax.__version__,
         "backend": jax.default_backend(),
         "device_kind": dev.device_kind,
@@ -419,8 +504,18 @@ def markdown(results: dict[str, Any]) -> str:
             if k.startswith("seeds_"):
                 lines.append(f"| {k.split('_')[1]} vmapped seeds: s per update_step (ratio to 1 seed), seed-it/s "
                              f"| {v['call_s']:.2f} ({v['ratio_to_1']:.2f}x), {v['seed_iters_per_s']:.1f} | | |")
+    pr = results.get("precision")
+    if pr:
+        env = results.get("env", {})
+        lines += ["", f"compute dtype on {env.get('cpu_model', '?')} (bf16 flags: {env.get('cpu_bf16_flags', '?')})", "",
+                  "| figure | float32 | bfloat16 | bfloat16 speed / float32 |", "|---|---|---|---|"]
+        for name in ("fused_interleaved", "fused_no_miw", "miw", "model_epoch", "rollout"):
+            if name in pr:
+                x = pr[name]
+                lines.append(f"| {name} ({x['unit']}) | {x['float32']['per_s']:.1f} | {x['bfloat16']['per_s']:.1f} "
+                             f"| {x['bf16_speed_ratio']:.2f}x |")
     for name, res in results.items():  # suites added later print their scalar figures
-        if name not in ("model", "rollout", "update", "seeds", "env") and isinstance(res, dict):
+        if name not in ("model", "rollout", "update", "seeds", "precision", "env") and isinstance(res, dict):
             for k, v in res.items():
                 if isinstance(v, (int, float)):
                     lines.append(f"| {name}.{k} | {v:.4g} | | |")

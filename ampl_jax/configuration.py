@@ -9,6 +9,17 @@ class ConfigError(ValueError):
     """A config value that cannot work; the message names the key and what it accepts."""
 
 
+# Matmul input dtypes of `compute.dtype` / `compute.model_dtype` (precision.dtype maps them to jnp).
+COMPUTE_DTYPES = ("float32", "bfloat16")
+# What jax.default_matmul_precision accepts (jax 0.10), listed here so that a bad value fails
+# before jax is imported; "default" leaves JAX's setting alone (precision.matmul_precision).
+MATMUL_PRECISIONS = (
+    "default", "high", "highest", "bfloat16", "tensorfloat32", "float32",
+    "ANY_F8_ANY_F8_F32", "ANY_F8_ANY_F8_F32_FAST_ACCUM", "ANY_F8_ANY_F8_ANY", "ANY_F8_ANY_F8_ANY_FAST_ACCUM",
+    "F16_F16_F16", "F16_F16_F32", "BF16_BF16_BF16", "BF16_BF16_F32", "BF16_BF16_F32_X3", "BF16_BF16_F32_X6",
+    "BF16_BF16_F32_X9", "TF32_TF32_F32", "TF32_TF32_F32_X3", "F32_F32_F32", "F64_F64_F64",
+)
+
 _CHOICES = {
     "dataset.mu0": ("dataset", "env"),
     "miw.schedule": ("interleaved", "phased", "none"),
@@ -21,6 +32,9 @@ _CHOICES = {
     "agent.regularizer": ("jsd", "none"),
     "model.rollout_elite_sampling": ("iid", "balanced"),
     "model.fake_elite_sampling": ("iid", "balanced"),
+    "compute.dtype": COMPUTE_DTYPES,
+    "compute.model_dtype": COMPUTE_DTYPES,
+    "compute.matmul_precision": MATMUL_PRECISIONS,
 }
 
 _POSITIVE_INT = (
@@ -121,6 +135,14 @@ RESUMABLE_KEYS = frozenset({
     "train.total_steps", "train.log_every", "checkpoint.every", "checkpoint.keep", "dataset.download",
 })
 
+# Keys added after runs were already saved, with the value that reproduces those runs: a saved
+# config without the key equals one holding this value (an older float32 run still resumes).
+ADDED_KEYS = {
+    "compute.dtype": "float32",
+    "compute.model_dtype": "float32",
+    "compute.matmul_precision": "default",
+}
+
 
 def to_dict(config: ml_collections.ConfigDict) -> dict:
     """The resolved config as plain JSON data (tuples become lists), as written to config.json."""
@@ -141,7 +163,7 @@ def _flatten(d: dict, prefix: str = "") -> dict:
 
 def differences(saved: dict, new: dict, ignore: frozenset[str] = RESUMABLE_KEYS) -> list[str]:
     """'key: saved -> new' for every key (dotted) whose value differs, other than `ignore`d ones."""
-    a, b = _flatten(saved), _flatten(new)
+    a, b = {**ADDED_KEYS, **_flatten(saved)}, {**ADDED_KEYS, **_flatten(new)}
     out = []
     for key in sorted(set(a) | set(b)):
         if key in ignore:

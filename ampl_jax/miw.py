@@ -42,7 +42,7 @@ terminal rows (TD-DICE does); `mask_terminals=True` drops it.
 from __future__ import annotations
 
 import dataclasses
-from typing import Sequence
+from typing import Any, Sequence
 
 import flax.linen as nn
 import jax
@@ -406,17 +406,18 @@ class ClippedMIWNet(nn.Module):
     last_layer_init: float = 3e-3
     w_min: float = 1e-8
     w_max: float = 500.0
+    dtype: Any = jnp.float32  # matmul inputs (networks.MLP)
 
     @nn.compact
     def __call__(self, obs: jax.Array, act: jax.Array) -> jax.Array:
-        x = networks.MLP(self.hidden_dims, 1, self.slope, self.last_layer_init)(
+        x = networks.MLP(self.hidden_dims, 1, self.slope, self.last_layer_init, self.dtype)(
             jnp.concatenate([obs, act], -1))[..., 0]
         x = self.w_max - jax.nn.softplus(self.w_max - x)
         return self.w_min + jax.nn.softplus(x - self.w_min)
 
 
-def make_miw_net(cfg_miw, hidden_dims: Sequence[int], slope: float) -> nn.Module:
-    """The MIW network: (softplus(x) + 1e-8)^alpha (default), or the clipped head."""
+def make_miw_net(cfg_miw, hidden_dims: Sequence[int], slope: float, dtype: Any = jnp.float32) -> nn.Module:
+    """The MIW network: (softplus(x) + 1e-8)^alpha (default), or the clipped head; `dtype`: matmul inputs."""
     if cfg_miw.output_clipping:
-        return ClippedMIWNet(tuple(hidden_dims), slope, cfg_miw.last_layer_init)
-    return networks.MIWNet(tuple(hidden_dims), slope, cfg_miw.alpha, cfg_miw.last_layer_init)
+        return ClippedMIWNet(tuple(hidden_dims), slope, cfg_miw.last_layer_init, dtype=dtype)
+    return networks.MIWNet(tuple(hidden_dims), slope, cfg_miw.alpha, cfg_miw.last_layer_init, dtype)

@@ -19,7 +19,7 @@ import numpy as np
 import optax
 
 from ampl_jax import miw as miw_lib
-from ampl_jax import networks
+from ampl_jax import networks, precision
 from ampl_jax.buffer import Buffer, buffer_init
 from ampl_jax.types import DatasetInfo
 from ampl_jax.world_model.fit import ModelState
@@ -80,6 +80,11 @@ class Agent:
     miw_aux_tx: optax.GradientTransformation | None = None  # the dual player's optimiser; None under TD-DICE
 
     @property
+    def model_dtype(self) -> jnp.dtype:
+        """Matmul input dtype of the world model (`compute.model_dtype`): rollouts and model samples."""
+        return precision.dtype(self.config.compute.model_dtype)
+
+    @property
     def noise_dim(self) -> int:
         """Width of the actor's noise input: noise_dim (implicit) or act_dim (tanh-Gaussian eps)."""
         return self.act_dim if self.config.agent.policy == "tanh_gaussian" else self.config.agent.noise_dim
@@ -105,6 +110,7 @@ def make_agent(
     a, m = config.agent, config.miw
     hidden = tuple(a.hidden_dims)
     slope = a.leaky_relu_slope
+    dtype = precision.dtype(config.compute.dtype)  # matmul inputs of every network below
     if a.policy not in ("implicit", "tanh_gaussian"):
         raise ValueError(f"config.agent.policy={a.policy!r} is not one of 'implicit', 'tanh_gaussian'")
     if m.estimator not in MIW_ESTIMATORS:
@@ -113,17 +119,17 @@ def make_agent(
         raise ValueError("config.miw.test_function='reward' needs config.miw.estimator='td_dice' "
                          "(the other estimators learn their own test function)")
     if a.policy == "tanh_gaussian":
-        actor = networks.TanhGaussianActor(info.act_dim, float(info.max_action), hidden, slope)
+        actor = networks.TanhGaussianActor(info.act_dim, float(info.max_action), hidden, slope, dtype=dtype)
     else:
-        actor = networks.ImplicitActor(info.act_dim, float(info.max_action), hidden, slope)
+        actor = networks.ImplicitActor(info.act_dim, float(info.max_action), hidden, slope, dtype)
     # nu of GenDICE/DualDICE: the authors' Critic (its q1 head) has no special last layer, so None
     # (the MLP's default Dense) rather than TestFunction's U(+-3e-3) (DICE_trainer.py:38).
-    aux_net = networks.TestFunction(hidden, slope, None) if m.estimator in ("gendice", "dualdice") else None
+    aux_net = networks.TestFunction(hidden, slope, None, dtype) if m.estimator in ("gendice", "dualdice") else None
     return Agent(
         actor=actor,
-        critic=networks.TwinCritic(hidden, slope),
-        disc=networks.Discriminator(hidden, slope),
-        miw=miw_lib.make_miw_net(m, hidden, slope),
+        critic=networks.TwinCritic(hidden, slope, dtype=dtype),
+        disc=networks.Discriminator(hidden, slope, dtype),
+        miw=miw_lib.make_miw_net(m, hidden, slope, dtype),
         actor_tx=optax.adam(a.actor_lr, b1=a.actor_b1),
         critic_tx=optax.chain(optax.clip_by_global_norm(a.critic_grad_clip), optax.adam(a.critic_lr)),
         disc_tx=optax.adam(a.disc_lr, b1=a.disc_b1),

@@ -28,7 +28,7 @@ import ml_collections
 import numpy as np
 from tqdm.auto import tqdm
 
-from ampl_jax import checkpoint, configuration, distributed
+from ampl_jax import checkpoint, configuration, distributed, precision
 from ampl_jax import diagnostics
 from ampl_jax import miw as miw_lib
 from ampl_jax.data import preprocess, scores
@@ -245,8 +245,17 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = Tru
     In a multi-process job (distributed.maybe_initialize_multihost) every process trains its own
     block of the seeds; only process 0 touches `workdir` (logs, checkpoints, summary), after
     gathering the other processes' metrics and states.
+
+    Everything runs under `compute.matmul_precision` (jax.default_matmul_precision; "default":
+    JAX's own), which is part of every jitted program's cache key.
     """
     configuration.validate(config)
+    with precision.matmul_precision(config.compute.matmul_precision):
+        return _run(config, workdir, progress=progress, overwrite=overwrite)
+
+
+def _run(config: ml_collections.ConfigDict, workdir: str, *, progress: bool, overwrite: bool) -> dict[str, Any]:
+    """`run` after validation, inside the matmul-precision context."""
     start = time.time()
     resolved = configuration.to_dict(config)
     multi = jax.process_count() > 1
@@ -355,7 +364,8 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = Tru
                     fit_epochs.append(None)
                     continue
                 model = init_model_state(k[0], transitions, config.model)
-                model, fit_info = fit(model, k[1], transitions, None, config.model, progress=progress and is_main)
+                model, fit_info = fit(model, k[1], transitions, None, config.model, progress=progress and is_main,
+                                      dtype=config.compute.model_dtype)
                 fit_rows.append(_fit_row(0, fit_info, {"seed": seed} if stacked else None))
                 models.append(model)
                 fit_epochs.append(fit_info.get("epochs"))
@@ -603,7 +613,8 @@ def _refit(config, state: TrainState, data: OfflineData, transitions, weights_fn
         extra.update({f"phase_{k}": float(v) for k, v in jax.device_get(m).items()})
     w = weights_fn(state.miw, data.observations, data.actions)
     key, k_fit = jax.random.split(state.key)
-    model, info = fit(state.model, k_fit, transitions, w, config.model, max_epochs=config.model.refit_max_epochs)
+    model, info = fit(state.model, k_fit, transitions, w, config.model, max_epochs=config.model.refit_max_epochs,
+                      dtype=config.compute.model_dtype)
     w_np = np.asarray(w)
     extra.update({"w_min": float(w_np.min()), "w_max": float(w_np.max()), "w_std": float(w_np.std())})
     if config.agent.weighted_regularizer:  # WPR weighs its GAN losses by the last refit's weights

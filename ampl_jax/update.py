@@ -129,7 +129,8 @@ def _gan_pairs(agent: Agent, state: TrainState, data: OfflineData, key: jax.Arra
     obs = _mixed_states(agent, state, data, k_states, n, n_real)
     noise1, noise2 = agent.noise(k_n1, n), agent.noise(k_n2, n)
     act, raw1 = agent.actor.apply(state.actor, obs, noise1)
-    next_obs, rew = predict(state.model, k_model, obs, act, elite_sampling=agent.config.model.fake_elite_sampling)
+    next_obs, rew = predict(state.model, k_model, obs, act, elite_sampling=agent.config.model.fake_elite_sampling,
+                             dtype=agent.model_dtype)
     next_obs, rew = jax.lax.stop_gradient(next_obs), jax.lax.stop_gradient(rew)
     alive = ~_model_dones(agent, obs, act, next_obs, rew)
     next_obs = jnp.where(alive[:, None], next_obs, obs)
@@ -156,7 +157,8 @@ def _wpr_pairs(agent: Agent, state: TrainState, data: OfflineData, key: jax.Arra
     n = agent.config.agent.batch_size
     idx = jax.random.randint(k_idx, (n,), 0, data.observations.shape[0])
     obs, act = data.observations[idx], data.actions[idx]
-    next_obs, rew = predict(state.model, k_model, obs, act, elite_sampling=agent.config.model.fake_elite_sampling)
+    next_obs, rew = predict(state.model, k_model, obs, act, elite_sampling=agent.config.model.fake_elite_sampling,
+                             dtype=agent.model_dtype)
     alive = ~_model_dones(agent, obs, act, next_obs, rew) & (data.next_action_valid[idx] > 0)
     next_obs = jnp.where(alive[:, None], jax.lax.stop_gradient(next_obs), obs)
     noise = agent.noise(k_noise, n)
@@ -224,14 +226,15 @@ def _q1(agent: Agent, critic_params, obs: jax.Array, act: jax.Array) -> jax.Arra
     """Only the first critic head (the MIW's test function): half the cost of both heads."""
     head = jax.tree.map(lambda p: p[0], critic_params["params"]["VmapMLP_0"])
     a = agent.config.agent
-    return networks.MLP(tuple(a.hidden_dims), 1, a.leaky_relu_slope).apply(
+    return networks.MLP(tuple(a.hidden_dims), 1, a.leaky_relu_slope, dtype=agent.critic.dtype).apply(
         {"params": head}, jnp.concatenate([obs, act], -1))[..., 0]
 
 
 def model_reward_sample(agent: Agent, model, key: jax.Array, obs: jax.Array, act: jax.Array) -> jax.Array:
     """r^(s, a) sampled from the ensemble (a random elite, a Gaussian draw), scaled space, no gradient;
     a non-finite sample reads 0, as the authors sanitise model outputs."""
-    _, rew = predict(model, key, obs, act, elite_sampling=agent.config.model.rollout_elite_sampling)
+    _, rew = predict(model, key, obs, act, elite_sampling=agent.config.model.rollout_elite_sampling,
+                     dtype=agent.model_dtype)
     return jax.lax.stop_gradient(jnp.where(jnp.isfinite(rew), rew, 0.0))
 
 
@@ -513,6 +516,7 @@ def model_rollouts(agent: Agent, state: TrainState, data: OfflineData, key: jax.
         trans, valid = rollout(
             k_roll, state.model, policy_fn, start_obs, r.horizon, agent.termination_fn,
             agent.obs_range, agent.reward_bound, elite_sampling=agent.config.model.rollout_elite_sampling,
+            dtype=agent.model_dtype,
         )
         use = jnp.arange(bs) < total - count  # valid is step-major [h * bs]: tile the start mask
         valid = valid & jnp.tile(use, r.horizon)

@@ -183,6 +183,16 @@ def get_config() -> ml_collections.ConfigDict:
     c.miw.dualdice.grad_clip_value = 1.0
     c.miw.dualdice.mask_terminals = False
 
+    # --- compute precision -----------------------------------------------------------------------
+    # Only the INPUTS of matmuls change, accumulation is float32: parameters, optimiser states,
+    # targets, losses, reductions, the buffer and the checkpoint stay float32 whatever is set here.
+    c.compute = ml_collections.ConfigDict()
+    c.compute.dtype = "float32"  # "float32" | "bfloat16": actor, critics, discriminator, MIW (and nu)
+    c.compute.model_dtype = "float32"  # "float32" | "bfloat16": the world-model ensemble (fit and samples)
+    # Passed to jax.default_matmul_precision around training ("high", "highest", "bfloat16",
+    # "BF16_BF16_F32", ...: float32 matmuls on TPU/GPU); "default" leaves JAX's setting alone.
+    c.compute.matmul_precision = "default"
+
     # --- schedule, evaluation, logging ------------------------------------------------------------
     c.train = ml_collections.ConfigDict()
     c.train.total_steps = 1_000_000

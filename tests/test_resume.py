@@ -142,6 +142,25 @@ def test_repro_command_reports_identical(ref):
     assert proc.stdout.startswith("identical: 3 checkpoints (steps 0..8)"), proc.stdout
 
 
+BF16 = ["--config.compute.dtype=bfloat16", "--config.compute.model_dtype=bfloat16"]
+
+
+def test_repro_command_reports_identical_in_bfloat16(ref, tmp_path):
+    """bfloat16 matmuls (agent and world model) keep runs bit-identical, and the state float32.
+
+    Resume needs nothing more than this: a checkpoint holds only float32/integer arrays, and a
+    resumed run recomputes the same deterministic programs from them."""
+    root = tmp_path / "repro"
+    proc = subprocess.run([sys.executable, "-m", "ampl_jax.repro", "--config=tests/tiny_config.py", "--steps=8",
+                           f"--workdir={root}", *BF16],
+                          cwd=runs.ROOT, env=runs.env(), capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.startswith("identical: 3 checkpoints (steps 0..8)"), proc.stdout
+    _, tree, _ = checkpoint.load_tree(root / "a", 8)
+    dtypes = {str(np.asarray(x).dtype) for _, x in checkpoint.named_leaves(tree)}
+    assert dtypes <= {"float32", "int32", "uint32", "bool"}, dtypes
+
+
 def _fit_steps(workdir) -> list[int]:
     import json
 

@@ -30,10 +30,10 @@ import ml_collections
 import numpy as np
 import optax
 
-from ampl_jax import networks
+from ampl_jax import networks, precision
 from ampl_jax.buffer import Buffer, buffer_init, buffer_insert, buffer_sample
 from ampl_jax.types import DatasetInfo, OfflineData, Transitions
-from ampl_jax.world_model.ensemble import ModelState, member_apply
+from ampl_jax.world_model.ensemble import ModelState, ensemble_apply
 from ampl_jax.world_model.rollout import rollout
 
 NEEDS_MODEL = True  # the loop fits the ensemble first and may refit it (state.model is replaceable)
@@ -169,17 +169,18 @@ def init_state(agent: MOPOAgent, key: jax.Array, model: ModelState | None) -> MO
 # the uncertainty penalty and the penalised rollout
 
 
-def aleatoric_penalty(model: ModelState, obs: jax.Array, act: jax.Array) -> jax.Array:
+def aleatoric_penalty(model: ModelState, obs: jax.Array, act: jax.Array, dtype: Any = jnp.float32) -> jax.Array:
     """MOPO's u(s, a) = max_e || std_e(s, a) ||_2 over the elites: [B], >= 0.
 
     Units: the std is taken in the model's un-standardised output space, std_e * target_norm.std,
     i.e. the same space `predict` samples in: the first component in scaled-reward (r~) units,
     the others in observation-delta units. As in MOPO, the norm runs over all of them
-    (reward and next-state). Penalised rewards therefore are r~ - lambda * u.
+    (reward and next-state). Penalised rewards therefore are r~ - lambda * u. `dtype`: the
+    ensemble's matmul inputs (compute.model_dtype).
     """
     x = model.input_norm(jnp.concatenate([obs, act], axis=-1))
     elite_params = jax.tree.map(lambda p: p[model.elites], model.params)
-    _, logstd = jax.vmap(member_apply, in_axes=(0, None))(elite_params, x)  # [E, B, D]
+    _, logstd = ensemble_apply(elite_params, x, dtype)  # [E, B, D]
     std = jnp.exp(logstd) * model.target_norm.std
     return jnp.max(jnp.linalg.norm(std, axis=-1), axis=0)
 
@@ -196,11 +197,13 @@ def model_rollout(agent: MOPOAgent, state: MOPOState, data: OfflineData,
     k_start, k_roll = jax.random.split(key)
     start_obs = data.observations[jax.random.randint(k_start, (n_starts,), 0, data.observations.shape[0])]
     policy_fn = lambda k, obs: agent.sample(state.actor, k, obs)[0]
+    model_dtype = precision.dtype(agent.config.compute.model_dtype)  # the world model's matmul inputs
     trans, valid = rollout(
         k_roll, state.model, policy_fn, start_obs, r.horizon, agent.termination_fn,
         agent.obs_range, agent.reward_bound, elite_sampling=agent.config.model.rollout_elite_sampling,
+        dtype=model_dtype,
     )
-    penalty = aleatoric_penalty(state.model, trans.observations, trans.actions)
+    penalty = aleatoric_penalty(state.model, trans.observations, trans.actions, model_dtype)
     return trans, valid, penalty
 
 

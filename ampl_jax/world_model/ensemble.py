@@ -3,6 +3,9 @@
 Every leaf has a leading member axis [M, ...]; one member's forward pass is vmapped over it, so
 the ensemble is a few batched matmuls and never a Python loop over members. Inputs (s, a) and
 targets (r~, s' - s) are standardised with statistics of the offline dataset, fixed at init.
+
+Mixed precision (`compute.model_dtype`): `dtype` arguments set the matmul inputs' dtype; the
+sums are float32 (preferred_element_type) and so is everything else: params, Adam, losses.
 """
 
 from __future__ import annotations
@@ -93,12 +96,23 @@ def _init_member(key: jax.Array, in_dim: int, out_dim: int, hidden: Sequence[int
     }
 
 
-def member_apply(p: Params, x: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """One member on standardised inputs x [..., in] -> (mean, log-std) [..., out]."""
+def _matmul(h: jax.Array, w: jax.Array, dtype: Any) -> jax.Array:
+    """h @ w with both operands in `dtype`, summed and returned in float32 (plain h @ w for float32)."""
+    if jnp.dtype(dtype) == jnp.float32:
+        return h @ w
+    return jnp.matmul(h.astype(dtype), w.astype(dtype), preferred_element_type=jnp.float32)
+
+
+def member_apply(p: Params, x: jax.Array, dtype: Any = jnp.float32) -> tuple[jax.Array, jax.Array]:
+    """One member on standardised inputs x [..., in] -> (mean, log-std) [..., out], float32.
+
+    `dtype`: the matmuls' input dtype (compute.model_dtype); biases, activations and the log-std
+    clamp stay float32.
+    """
     h = x
     for layer in p["hidden"]:
-        h = jax.nn.silu(h @ layer["w"] + layer["b"])
-    out = h @ p["head"]["w"] + p["head"]["b"]
+        h = jax.nn.silu(_matmul(h, layer["w"], dtype) + layer["b"])
+    out = _matmul(h, p["head"]["w"], dtype) + p["head"]["b"]
     mean, raw = jnp.split(out, 2, axis=-1)
     # soft clamp between learnable bounds (PETS/MBPO): smooth, keeps gradients to the bounds
     logstd = p["max_logstd"] - jax.nn.softplus(p["max_logstd"] - raw)
@@ -123,13 +137,13 @@ def weight_decay_penalty(p: Params, decays: Sequence[float], head_decay: float) 
 
 
 def member_loss(p: Params, x: jax.Array, y: jax.Array, w: jax.Array,
-                decays: Sequence[float], head_decay: float) -> jax.Array:
+                decays: Sequence[float], head_decay: float, dtype: Any = jnp.float32) -> jax.Array:
     """mean_b w_b NLL_b + L2 weight decay / 2: one member's loss (the shared bounds' term is
     added once for the whole ensemble, `ensemble_loss`).
 
     With w == 1 this is exactly the plain MLE loss (multiplying by 1.0 is exact in floating point).
     """
-    mean, logstd = member_apply(p, x)
+    mean, logstd = member_apply(p, x, dtype)
     nll = jnp.mean(w * gaussian_nll(mean, logstd, y))
     return nll + weight_decay_penalty(p, decays, head_decay) / 2.0
 
@@ -143,10 +157,10 @@ def bound_loss(params: Params, coef: float) -> jax.Array:
 
 
 def ensemble_loss(params: Params, x: jax.Array, y: jax.Array, w: jax.Array,
-                  decays: Sequence[float], head_decay: float, bound_coef: float):
+                  decays: Sequence[float], head_decay: float, bound_coef: float, dtype: Any = jnp.float32):
     """sum_m member_loss_m + bound_loss: the authors' training loss. x [M, B, in], y [M, B, out],
     w [M, B] (each member its own minibatch). Returns (total, per-member losses [M])."""
-    losses = jax.vmap(lambda p, xm, ym, wm: member_loss(p, xm, ym, wm, decays, head_decay))(params, x, y, w)
+    losses = jax.vmap(lambda p, xm, ym, wm: member_loss(p, xm, ym, wm, decays, head_decay, dtype))(params, x, y, w)
     return jnp.sum(losses) + bound_loss(params, bound_coef), losses
 
 
@@ -161,9 +175,9 @@ def tie_shared_bounds(grads: Params) -> Params:
     return {**grads, **tied}
 
 
-def ensemble_apply(params: Params, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+def ensemble_apply(params: Params, x: jax.Array, dtype: Any = jnp.float32) -> tuple[jax.Array, jax.Array]:
     """All members on the same inputs x [B, in] -> [M, B, out] each."""
-    return jax.vmap(member_apply, in_axes=(0, None))(params, x)
+    return jax.vmap(lambda p: member_apply(p, x, dtype))(params)
 
 
 def make_optimizer(learning_rate: float) -> optax.GradientTransformation:

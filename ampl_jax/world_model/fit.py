@@ -34,7 +34,7 @@ from ampl_jax.world_model.ensemble import (  # noqa: F401  (ModelState, init re-
     init_model_state,
     make_optimizer,
     make_targets,
-    member_apply,
+    ensemble_apply,
     tie_shared_bounds,
 )
 
@@ -50,6 +50,7 @@ class _Static(NamedTuple):
     head_weight_decay: float
     bound_coef: float
     improvement_threshold: float
+    dtype: str = "float32"  # matmul inputs (compute.model_dtype)
 
 
 class FitData(NamedTuple):
@@ -71,7 +72,8 @@ class EpochCarry(NamedTuple):
     ref_loss: jax.Array  # [M] holdout loss of the snapshot: the reference of the next improvement
 
 
-def static_from_config(cfg_model) -> _Static:
+def static_from_config(cfg_model, dtype: Any = "float32") -> _Static:
+    """The compiled epoch's settings: config.model's, and the matmul input dtype (compute.model_dtype)."""
     return _Static(
         num_members=int(cfg_model.num_members),
         batch_size=int(cfg_model.batch_size),
@@ -81,17 +83,18 @@ def static_from_config(cfg_model) -> _Static:
         head_weight_decay=float(cfg_model.head_weight_decay),
         bound_coef=float(cfg_model.logstd_bound_coef),
         improvement_threshold=float(cfg_model.improvement_threshold),
+        dtype=jnp.dtype(dtype).name,
     )
 
 
-def holdout_losses(params, hx: jax.Array, hy: jax.Array, hw: jax.Array) -> jax.Array:
+def holdout_losses(params, hx: jax.Array, hy: jax.Array, hw: jax.Array, dtype: Any = jnp.float32) -> jax.Array:
     """Per-member w-weighted MSE of the mean prediction, standardised target space: [M].
 
     mean_n w_n * mean_dims (mu - y)^2, as the authors' holdout criterion (the l2 error that
     get_loss returns with return_l2_error, probabilistic_ensemble.py:89, which
     model_trainer.py:196 unpacks as the holdout losses); w is the dataset-normalised weight.
     """
-    mean, _ = jax.vmap(member_apply, in_axes=(0, None))(params, hx)
+    mean, _ = ensemble_apply(params, hx, dtype)
     err = jnp.mean(jnp.square(mean - hy[None]), axis=-1)  # [M, N_hold]
     return jnp.mean(hw * err, axis=-1)
 
@@ -117,11 +120,13 @@ def update_snapshots(params, hold: jax.Array, snap_params, snap_loss: jax.Array,
 def make_epoch_fn(static: _Static):
     """Jitted (carry, key, FitData) -> (carry, improved [M], holdout [M], train loss [M])."""
     opt = make_optimizer(static.learning_rate)
+    dtype = jnp.dtype(static.dtype)
     loss_fn = functools.partial(
         ensemble_loss,
         decays=static.weight_decays,
         head_decay=static.head_weight_decay,
         bound_coef=static.bound_coef,
+        dtype=dtype,
     )
 
     def train_step(carry, key, d: FitData):
@@ -141,7 +146,7 @@ def make_epoch_fn(static: _Static):
         (params, opt_state), losses = jax.lax.scan(
             lambda carry, k: train_step(carry, k, d), (c.params, c.opt_state), keys
         )
-        hold = holdout_losses(params, d.hx, d.hy, d.hw)
+        hold = holdout_losses(params, d.hx, d.hy, d.hw, dtype)
         snap, ref_loss, improved = update_snapshots(params, hold, c.best_params, c.ref_loss,
                                                     static.improvement_threshold)
         carry = EpochCarry(params, opt_state, snap, jnp.minimum(c.best_loss, hold), ref_loss)
@@ -179,15 +184,17 @@ def fit(
     *,
     max_epochs: int | None = None,
     progress: bool = False,
+    dtype: Any = "float32",
 ) -> tuple[ModelState, dict[str, Any]]:
     """Fit (or warm-start refit) the ensemble by w-weighted MLE with early stopping.
 
     weights: [N] per-transition w (None = plain MLE). Continues from `state`'s params AND Adam
     state; restores each member from its snapshot at the end (the authors' rule, module
     docstring); elites = the `num_elites` lowest snapshot holdout losses. `max_epochs` defaults
-    to cfg.max_epochs for the first fit and cfg.refit_max_epochs afterwards.
+    to cfg.max_epochs for the first fit and cfg.refit_max_epochs afterwards. `dtype`: the
+    matmul input dtype, config.compute.model_dtype ("float32" | "bfloat16").
     """
-    static = static_from_config(cfg_model)
+    static = static_from_config(cfg_model, dtype)
     if static.num_members != state.num_members:
         raise ValueError("fit: cfg.num_members differs from the state's ensemble size")
     if max_epochs is None:

@@ -2,28 +2,28 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
 
 from ampl_jax.types import Transitions
-from ampl_jax.world_model.ensemble import ModelState, member_apply
+from ampl_jax.world_model.ensemble import ModelState, ensemble_apply, member_apply
 
 PolicyFn = Callable[[jax.Array, jax.Array], jax.Array]
 TerminationFn = Callable[[jax.Array, jax.Array, jax.Array], jax.Array]
 
 
-def _elite_outputs_iid(elite_params, x: jax.Array, key: jax.Array):
+def _elite_outputs_iid(elite_params, x: jax.Array, key: jax.Array, dtype: Any):
     """Every elite on every input, then one uniformly drawn elite per input (exact, E x cost)."""
     num_elites = jax.tree.leaves(elite_params)[0].shape[0]
-    mean, logstd = jax.vmap(member_apply, in_axes=(0, None))(elite_params, x)  # [E, B, D]
+    mean, logstd = ensemble_apply(elite_params, x, dtype)  # [E, B, D]
     choice = jax.random.randint(key, (x.shape[0],), 0, num_elites)
     rows = jnp.arange(x.shape[0])
     return mean[choice, rows], logstd[choice, rows]
 
 
-def _elite_outputs_balanced(elite_params, x: jax.Array, key: jax.Array):
+def _elite_outputs_balanced(elite_params, x: jax.Array, key: jax.Array, dtype: Any):
     """A random balanced split of the batch over the elites (1 x cost).
 
     Each input's elite is still uniform over the elites, but the draws are not independent
@@ -35,7 +35,7 @@ def _elite_outputs_balanced(elite_params, x: jax.Array, key: jax.Array):
     padded = jnp.concatenate([x, jnp.zeros((per * num_elites - b, x.shape[1]), x.dtype)])
     perm = jax.random.permutation(key, per * num_elites)
     groups = padded[perm].reshape(num_elites, per, x.shape[1])
-    mean, logstd = jax.vmap(member_apply)(elite_params, groups)  # [E, per, D]
+    mean, logstd = jax.vmap(lambda p, g: member_apply(p, g, dtype))(elite_params, groups)  # [E, per, D]
     inv = jnp.argsort(perm)
     mean = mean.reshape(per * num_elites, -1)[inv][:b]
     logstd = logstd.reshape(per * num_elites, -1)[inv][:b]
@@ -50,20 +50,22 @@ def predict(
     *,
     deterministic: bool = False,
     elite_sampling: str = "iid",
+    dtype: Any = jnp.float32,
 ) -> tuple[jax.Array, jax.Array]:
     """Sample (s', r~) for a batch [B] of (s, a): a random elite per input, a Gaussian sample.
 
     deterministic=True returns the chosen elite's mean. elite_sampling: "iid" (an independent
     uniform elite per input, as the authors' code) or "balanced" (see _elite_outputs_balanced).
-    The reward is in the scaled reward space the model was fitted on.
+    The reward is in the scaled reward space the model was fitted on. `dtype`: the ensemble's
+    matmul input dtype (compute.model_dtype); the outputs are float32.
     """
     k_member, k_noise = jax.random.split(key)
     x = state.input_norm(jnp.concatenate([obs, act], axis=-1))
     elite_params = jax.tree.map(lambda p: p[state.elites], state.params)
     if elite_sampling == "iid":
-        mean, logstd = _elite_outputs_iid(elite_params, x, k_member)
+        mean, logstd = _elite_outputs_iid(elite_params, x, k_member, dtype)
     elif elite_sampling == "balanced":
-        mean, logstd = _elite_outputs_balanced(elite_params, x, k_member)
+        mean, logstd = _elite_outputs_balanced(elite_params, x, k_member, dtype)
     else:
         raise ValueError(f"predict: unknown elite_sampling {elite_sampling!r}")
     if deterministic:
@@ -86,6 +88,7 @@ def rollout(
     *,
     deterministic: bool = False,
     elite_sampling: str = "iid",
+    dtype: Any = jnp.float32,
 ) -> tuple[Transitions, jax.Array]:
     """`horizon` model steps of `policy_fn` from every start state; jittable (horizon static).
 
@@ -103,7 +106,7 @@ def rollout(
         k_pi, k_model = jax.random.split(k)
         act = policy_fn(k_pi, obs)
         next_obs, rew = predict(state, k_model, obs, act, deterministic=deterministic,
-                                elite_sampling=elite_sampling)
+                                elite_sampling=elite_sampling, dtype=dtype)
         # written as "not within" so that NaN counts as out of range
         out_of_range = ~jnp.all(jnp.abs(next_obs) <= obs_range, axis=-1)
         bad_reward = ~(jnp.abs(rew) <= reward_bound)
