@@ -249,6 +249,27 @@ def _miw_batches(agent: Agent, state: TrainState, data: OfflineData, key: jax.Ar
     return b, s0, a0, a1
 
 
+def _fixed_point_update(agent: Agent, state: TrainState, w, vjp_fn, dloss_dw, loss, aux):
+    """The step shared by the fixed-point estimators (TD-DICE and td_dice_multi): the loss's and
+    mean(w)'s gradients through one forward pass of w, the mean(w) <= bound correction, Adam, and
+    the Polyak updates of w' and Q1'."""
+    m = agent.config.miw
+    (grad_f,) = vjp_fn(dloss_dw)
+    (grad_g,) = vjp_fn(jnp.full_like(w, 1.0 / w.shape[0]))
+    w_mean = jnp.mean(w)
+    direction, lam = miw_lib.constrained_direction(grad_f, grad_g, w_mean, m.mean_bound,
+                                                   per_tensor=m.constraint == "per_tensor")
+    updates, opt = agent.miw_tx.update(direction, state.miw_opt, state.miw)
+    miw = optax.apply_updates(state.miw, updates)
+    state = state.replace(
+        miw=miw,
+        miw_opt=opt,
+        miw_target=optax.incremental_update(miw, state.miw_target, m.tau),
+        miw_critic=optax.incremental_update(state.critic, state.miw_critic, m.tau),
+    )
+    return state, {**aux, "miw_loss": loss, "miw_w_mean": w_mean, "miw_lambda": lam}
+
+
 def miw_step(agent: Agent, state: TrainState, data: OfflineData, key: jax.Array) -> tuple[TrainState, Metrics]:
     """One MIW step with the mean(w) <= bound correction; then w' and Q1' Polyak updates.
 
@@ -280,20 +301,7 @@ def miw_step(agent: Agent, state: TrainState, data: OfflineData, key: jax.Array)
     loss_fn = functools.partial(miw_lib.td_dice_loss, split_batch=m.split_batch_gradient)
     (loss, aux), dloss_dw = jax.value_and_grad(loss_fn, has_aux=True)(
         w, q, q0, q_next, w_target, b.dones, g, m.huber_delta)
-    (grad_f,) = vjp_fn(dloss_dw)
-    (grad_g,) = vjp_fn(jnp.full_like(w, 1.0 / w.shape[0]))
-    w_mean = jnp.mean(w)
-    direction, lam = miw_lib.constrained_direction(grad_f, grad_g, w_mean, m.mean_bound,
-                                                   per_tensor=m.constraint == "per_tensor")
-    updates, opt = agent.miw_tx.update(direction, state.miw_opt, state.miw)
-    miw = optax.apply_updates(state.miw, updates)
-    state = state.replace(
-        miw=miw,
-        miw_opt=opt,
-        miw_target=optax.incremental_update(miw, state.miw_target, m.tau),
-        miw_critic=optax.incremental_update(state.critic, state.miw_critic, m.tau),
-    )
-    return state, {**aux, "miw_loss": loss, "miw_w_mean": w_mean, "miw_lambda": lam}
+    return _fixed_point_update(agent, state, w, vjp_fn, dloss_dw, loss, aux)
 
 
 def _miw_step_multi(agent: Agent, state: TrainState, data: OfflineData, key: jax.Array):
@@ -322,20 +330,7 @@ def _miw_step_multi(agent: Agent, state: TrainState, data: OfflineData, key: jax
     loss_fn = functools.partial(miw_lib.td_dice_multi_loss, split_batch=e.split_batch_gradient)
     (loss, aux), dloss_dw = jax.value_and_grad(loss_fn, has_aux=True)(
         w, *fs, w_target, b.dones, g, m.huber_delta)
-    (grad_f,) = vjp_fn(dloss_dw)
-    (grad_g,) = vjp_fn(jnp.full_like(w, 1.0 / w.shape[0]))
-    w_mean = jnp.mean(w)
-    direction, lam = miw_lib.constrained_direction(grad_f, grad_g, w_mean, m.mean_bound,
-                                                   per_tensor=m.constraint == "per_tensor")
-    updates, opt = agent.miw_tx.update(direction, state.miw_opt, state.miw)
-    miw = optax.apply_updates(state.miw, updates)
-    state = state.replace(
-        miw=miw,
-        miw_opt=opt,
-        miw_target=optax.incremental_update(miw, state.miw_target, m.tau),
-        miw_critic=optax.incremental_update(state.critic, state.miw_critic, m.tau),
-    )
-    return state, {**aux, "miw_loss": loss, "miw_w_mean": w_mean, "miw_lambda": lam}
+    return _fixed_point_update(agent, state, w, vjp_fn, dloss_dw, loss, aux)
 
 
 def _miw_step_minimax(agent: Agent, state: TrainState, data: OfflineData, key: jax.Array):
