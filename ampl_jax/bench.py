@@ -23,6 +23,8 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
+from ampl_jax import precision  # noqa: E402  (cpu_info: importable without this module's flags)
+
 FLAGS = flags.FLAGS
 flags.DEFINE_string("suite", "model,rollout", "comma-separated suites to run")
 flags.DEFINE_string("out", "bench_results/bench.json", "JSON output path ('' = none)")
@@ -433,31 +435,10 @@ SUITES: dict[str, Callable[[bool], dict[str, Any]]] = {
 }
 
 
-def cpu_info(path: str = "/proc/cpuinfo") -> dict[str, Any]:
-    """The CPU model and whether it has bfloat16 instructions (x86 flags amx_bf16, avx512_bf16);
-    without them XLA runs bfloat16 matmuls by converting to float32, so expect no gain."""
-    model, flags = platform.processor() or platform.machine(), set()
-    try:
-        with open(path) as f:
-            for line in f:
-                key, _, value = line.partition(":")
-                if key.strip() == "model name":
-                    model = value.strip()
-                elif key.strip() == "flags":
-                    flags = set(value.split())
-                if flags and key.strip() == "":
-                    break  # the first processor's block is enough
-    except OSError:
-        pass
-    bf16 = {name: name in flags for name in ("amx_bf16", "avx512_bf16")}
-    return {"cpu_model": model, "cpu_bf16_flags": bf16, "cpu_has_bf16": any(bf16.values()),
-            "cpu_avx512f": "avx512f" in flags}
-
-
 def environment() -> dict[str, Any]:
     dev = jax.devices()[0]
     return {
-        **cpu_info(),
+        **precision.cpu_info(),
         "jax": jax.__version__,
         "backend": jax.default_backend(),
         "device_kind": dev.device_kind,

@@ -7,7 +7,8 @@ the buffer and every checkpointed array stay float32 (see networks.MLP, ensemble
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
+import platform
+from typing import Any, Iterator
 
 import jax
 import jax.numpy as jnp
@@ -36,3 +37,24 @@ def matmul_precision(name: str) -> Iterator[None]:
         return
     with jax.default_matmul_precision(name):
         yield
+
+
+def cpu_info(path: str = "/proc/cpuinfo") -> dict[str, Any]:
+    """The CPU model and whether it has bfloat16 instructions (x86 flags amx_bf16, avx512_bf16);
+    without them XLA runs bfloat16 matmuls by converting to float32, so expect no gain."""
+    model, flags = platform.processor() or platform.machine(), set()
+    try:
+        with open(path) as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name":
+                    model = value.strip()
+                elif key.strip() == "flags":
+                    flags = set(value.split())
+                if flags and key.strip() == "":
+                    break  # the first processor's block is enough
+    except OSError:
+        pass
+    bf16 = {name: name in flags for name in ("amx_bf16", "avx512_bf16")}
+    return {"cpu_model": model, "cpu_bf16_flags": bf16, "cpu_has_bf16": any(bf16.values()),
+            "cpu_avx512f": "avx512f" in flags}

@@ -117,7 +117,7 @@ def test_saved_config_without_compute_section_still_matches_float32():
 
 
 def test_bench_reads_cpu_model_and_bf16_flags(tmp_path):
-    from ampl_jax.bench import cpu_info
+    from ampl_jax.precision import cpu_info  # bench.py defines absl flags at import
 
     block = "processor\t: {}\nmodel name\t: Example CPU\nflags\t\t: fpu avx2 {}\n\n"
     path = tmp_path / "cpuinfo"
