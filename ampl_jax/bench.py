@@ -179,7 +179,7 @@ def _agent_setup(schedule: str, quick: bool, horizon: int = 5, estimator: str = 
     `dtype`: compute.dtype and compute.model_dtype (matmul inputs of every network)."""
     from configs.default import get_config
 
-    from ampl_jax.state import init_train_state, make_agent
+    from ampl_jax.methods.ampl.state import init_train_state, make_agent
     from ampl_jax.types import DatasetInfo, OfflineData
     from ampl_jax.world_model.ensemble import init_model_state
     from ampl_jax.world_model.termination import termination_fn
@@ -212,7 +212,7 @@ def suite_update(quick: bool) -> dict[str, Any]:
     run as one jitted call per iteration; windows of the variants interleaved, medians reported."""
     import resource
 
-    from ampl_jax.update import iteration, make_miw_phase, make_update_step
+    from ampl_jax.methods.ampl.update import iteration, make_miw_phase, make_update_step
     from ampl_jax.world_model.rollout import rollout
     from ampl_jax.buffer import buffer_insert
 
@@ -300,8 +300,8 @@ def suite_seeds(quick: bool) -> dict[str, Any]:
     plain CPU). Windows of the seed counts are interleaved; medians reported.
     """
     from ampl_jax import distributed
-    from ampl_jax.state import init_train_state
-    from ampl_jax.update import build_update_step
+    from ampl_jax.methods.ampl.state import init_train_state
+    from ampl_jax.methods.ampl.update import build_update_step
 
     counts = (1, 2, 4) if quick else (1, 2, 4, 8)
     runs: dict[int, Any] = {}
@@ -335,7 +335,7 @@ def suite_miw(quick: bool) -> dict[str, Any]:
     """Seconds per MIW step of each estimator (a scanned "phased" block of MIW steps alone) beside
     seconds per policy iteration without MIW (fused update_step, "phased"); the ratio is what an
     interleaved MIW step adds to an iteration. Windows interleaved, medians reported."""
-    from ampl_jax.update import make_miw_phase, make_update_step
+    from ampl_jax.methods.ampl.update import make_miw_phase, make_update_step
 
     miw_steps = 20 if quick else 200
     runs: dict[str, Any] = {}
@@ -373,7 +373,7 @@ def suite_precision(quick: bool) -> dict[str, Any]:
     training epoch and a 32k-transition rollout of the actor. Windows of every (figure, dtype)
     pair are interleaved round by round, so load drift hits both dtypes alike; medians reported,
     and the bfloat16 speed as a ratio to float32 (> 1: bfloat16 faster)."""
-    from ampl_jax.update import make_miw_phase, make_update_step, model_rollouts
+    from ampl_jax.methods.ampl.update import make_miw_phase, make_update_step, model_rollouts
     from ampl_jax.world_model.fit import EpochCarry, make_epoch_fn, prepare_fit_data, static_from_config
 
     dtypes = ("float32", "bfloat16")

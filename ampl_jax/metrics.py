@@ -296,3 +296,9 @@ def truncate_jsonl(path: str, step: int) -> int:
                 kept.append(json.dumps(row) + "\n")
     _atomic_write_bytes(path, "".join(kept).encode("utf-8"))
     return len(kept)
+
+
+def fit_row(step: int, info: Mapping[str, Any], extra: Mapping[str, Any] | None = None) -> dict:
+    """One JSON line of model_fits.jsonl: epochs, holdout losses, elites, w stats (no loss history)."""
+    return {"step": step, **{k: np.asarray(v).tolist() for k, v in info.items() if k != "train_loss_history"},
+            **(extra or {})}

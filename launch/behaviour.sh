@@ -10,6 +10,13 @@
 # the package and its curve into benchmarks/sac/. XLA is kept to one thread per run so that two
 # lanes share a 2-core machine without contention; runs are niced so interactive work comes first.
 set -euo pipefail
+# `nice` alone does not keep a background job out of interactive work's way on Linux: with
+# autogroup scheduling every session gets an equal share whatever its processes' nice values.
+# So the job runs in a session of its own whose group is niced too (the caller's is untouched).
+if [ -z "${AMPL_SAC_SESSION:-}" ] && command -v setsid >/dev/null 2>&1; then
+  AMPL_SAC_SESSION=1 exec setsid --wait bash "$0" "$@"
+fi
+echo 19 > /proc/self/autogroup 2>/dev/null || true
 cd "$(dirname "$0")/.."
 SEED=${SEED:-0}
 STEPS=${STEPS:-1000000}

@@ -11,8 +11,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from ampl_jax import distributed
-from ampl_jax.state import init_train_state
-from ampl_jax.update import build_update_step
+from ampl_jax.methods.ampl.state import init_train_state
+from ampl_jax.methods.ampl.update import build_update_step
 from tests.test_update import _setup
 
 

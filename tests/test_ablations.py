@@ -16,11 +16,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ampl_jax import miw as miw_lib
-from ampl_jax.state import init_train_state
-from ampl_jax.train import build
-from ampl_jax import update as update_lib
-from ampl_jax.update import _miw_batches, _q1, iteration, make_miw_phase, make_update_step, miw_step
+from ampl_jax.methods.ampl import miw as miw_lib
+from ampl_jax.methods.ampl.state import init_train_state
+from ampl_jax.methods import build_agent as build
+from ampl_jax.methods.ampl import update as update_lib
+from ampl_jax.methods.ampl.update import _miw_batches, _q1, iteration, make_miw_phase, make_update_step, miw_step
 from ampl_jax.world_model.fit import init_model_state
 from tests import tiny_config
 from tests.test_miw_tabular import A, S, make_mdp, q_values, sa_transition, true_ratio

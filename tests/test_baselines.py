@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ampl_jax.baselines import bc, get, mopo, td3bc
+from ampl_jax.methods import bc, get, mopo, td3bc
 from ampl_jax.buffer import buffer_init, buffer_insert
 from ampl_jax.data import preprocess
 from ampl_jax.world_model import fit, init_model_state, rollout, termination_fn
@@ -61,9 +61,17 @@ def _copy(tree):
 
 
 def test_registry():
-    assert get("bc") is bc and get("mopo") is mopo and get("td3bc") is td3bc
-    assert bc.NEEDS_MODEL is False and mopo.NEEDS_MODEL is True and td3bc.NEEDS_MODEL is False
-    with pytest.raises(ValueError, match="unknown baseline"):
+    from ampl_jax import methods
+    from ampl_jax.methods import ampl
+
+    assert get("bc") is bc and get("mopo") is mopo and get("td3bc") is td3bc and get("ampl") is ampl
+    assert bc.NEEDS_MODEL is False and mopo.NEEDS_MODEL is True and td3bc.NEEDS_MODEL is False and ampl.NEEDS_MODEL
+    for name in methods.MODULES:  # every method implements the whole protocol the loop calls
+        module = get(name)
+        for attr in ("make_agent", "init_state", "build_update_step", "make_select_action", "make_hook",
+                     "make_diagnostics"):
+            assert callable(getattr(module, attr, None)), (name, attr)
+    with pytest.raises(ValueError, match="unknown method 'cql'"):
         get("cql")
 
 

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ampl_jax import checkpoint, configuration, repro, train
+from ampl_jax import checkpoint, configuration, repro, rundir, train
 from ampl_jax.metrics import MeanAccumulator, truncate_jsonl
 from configs import default
 
@@ -125,12 +125,12 @@ def test_config_differences_allow_resumable_keys():
 
 
 def test_clear_run_removes_only_run_files(tmp_path):
-    for name in train.RUN_FILES:
+    for name in rundir.RUN_FILES:
         (tmp_path / name).write_text("x")
-    for name in train.RUN_DIRS:
+    for name in rundir.RUN_DIRS:
         (tmp_path / name / "sub").mkdir(parents=True)
     (tmp_path / "notes.txt").write_text("mine")
-    train._clear_run(str(tmp_path))
+    rundir.clear_run(str(tmp_path))
     assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
 
 

@@ -10,10 +10,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ampl_jax import update as update_lib
-from ampl_jax.state import init_train_state
-from ampl_jax.train import build
-from ampl_jax.update import iteration, make_miw_phase, make_update_step
+from ampl_jax.methods.ampl import update as update_lib
+from ampl_jax.methods.ampl.state import init_train_state
+from ampl_jax.methods import build_agent as build
+from ampl_jax.methods.ampl.update import iteration, make_miw_phase, make_update_step
 from ampl_jax.world_model.fit import init_model_state
 from ampl_jax.world_model.rollout import predict
 from tests import tiny_config
@@ -176,7 +176,7 @@ def test_torch_linear_initialisation():
 
 def test_mean_bound_correction_per_tensor_as_the_authors():
     """The authors' Constraint optimiser corrects every parameter tensor with its own lambda."""
-    from ampl_jax.miw import constrained_direction
+    from ampl_jax.methods.ampl.miw import constrained_direction
 
     gf = {"a": jnp.asarray([1.0, 0.0]), "b": jnp.asarray([-2.0])}
     gg = {"a": jnp.asarray([0.0, 1.0]), "b": jnp.asarray([1.0])}

@@ -8,8 +8,9 @@ import numpy as np
 import optax
 import pytest
 
-from ampl_jax import actor, critic, discriminator, networks
-from ampl_jax.update import real_fraction
+from ampl_jax import networks
+from ampl_jax.methods.ampl import actor, critic, discriminator
+from ampl_jax.methods.ampl.update import real_fraction
 
 
 def test_critic_target_hand_computed():

@@ -21,7 +21,7 @@ import numpy as np
 import optax
 import pytest
 
-from ampl_jax.miw import constrained_direction, random_test_functions, td_dice_loss, td_dice_multi_loss
+from ampl_jax.methods.ampl.miw import constrained_direction, random_test_functions, td_dice_loss, td_dice_multi_loss
 
 S, A = 6, 3
 

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from ampl_jax import configuration, networks, precision
-from ampl_jax.state import init_train_state
-from ampl_jax.train import build
-from ampl_jax.update import make_update_step
+from ampl_jax.methods.ampl.state import init_train_state
+from ampl_jax.methods import build_agent as build
+from ampl_jax.methods.ampl.update import make_update_step
 from ampl_jax.world_model.ensemble import init_model_state, member_apply
 from ampl_jax.world_model.fit import fit
 from tests import tiny_config

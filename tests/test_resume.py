@@ -101,22 +101,22 @@ def test_corrupt_newest_checkpoint_falls_back_and_total_steps_may_grow(ref, tmp_
 _INJECT = textwrap.dedent("""
     import sys
     import jax, jax.numpy as jnp
-    from ampl_jax import main, train
+    from ampl_jax import main
+    from ampl_jax.methods import ampl
 
-    make = train.make_update_step
+    build = ampl.build_update_step
 
-    def make_update_step(agent):
-        step_fn = make(agent)
+    def build_update_step(agent):
+        step_fn = build(agent)
 
         def wrapped(state, data):
             state, metrics = step_fn(state, data)
-            if int(state.step) >= 16:  # after the update: the losses of this chunk stay finite
-                state = state.replace(critic=jax.tree.map(lambda x: x * jnp.nan, state.critic))
-            return state, metrics
+            bad = state.step >= 16  # after the update: the losses of this chunk stay finite
+            return state.replace(critic=jax.tree.map(lambda x: jnp.where(bad, x * jnp.nan, x), state.critic)), metrics
 
         return wrapped
 
-    train.make_update_step = make_update_step
+    ampl.build_update_step = build_update_step
     sys.argv = ["ampl_jax.main", *sys.argv[1:]]
     main.run_cli()
 """)

@@ -18,8 +18,7 @@ As the paper and the authors' code:
   (no lax.cond, so the step vmaps over seeds).
 
 The module mirrors the other baselines' interface (make_agent, init_state, build/make_update_step,
-make_select_action). Its make_agent takes the dataset (`data=`) for the state statistics; the
-host loop passes it because AGENT_NEEDS_DATA is True.
+make_select_action). Its make_agent uses the dataset (`data=`) for the state statistics.
 """
 
 from __future__ import annotations
@@ -39,7 +38,6 @@ from ampl_jax.types import DatasetInfo, OfflineData, Transitions
 from ampl_jax.world_model.ensemble import ModelState
 
 NEEDS_MODEL = False  # the loop skips fitting (and refitting) the dynamics ensemble
-AGENT_NEEDS_DATA = True  # make_agent(..., data=...) computes the state-normalisation statistics
 
 Params = Any
 Metrics = dict[str, jax.Array]
@@ -242,3 +240,12 @@ def make_select_action(agent: TD3BCAgent) -> Callable[[TD3BCState, jax.Array, ja
         return agent.act(state.actor, agent.normalise(obs))
 
     return select
+
+
+def make_hook(agent: TD3BCAgent, runtime) -> None:
+    """Nothing runs between rollout periods (no world model)."""
+    return None
+
+
+def make_diagnostics(agent: TD3BCAgent) -> None:
+    return None

@@ -15,8 +15,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ampl_jax import discriminator as disc_lib
-from ampl_jax.state import Agent, TrainState
+from ampl_jax.methods.ampl import discriminator as disc_lib
+from ampl_jax.methods.ampl.state import Agent, TrainState
 from ampl_jax.types import OfflineData
 from ampl_jax.world_model.ensemble import member_apply
 

@@ -18,7 +18,7 @@ import ml_collections
 import numpy as np
 import optax
 
-from ampl_jax import miw as miw_lib
+from ampl_jax.methods.ampl import miw as miw_lib
 from ampl_jax import networks, precision
 from ampl_jax.buffer import Buffer, buffer_init
 from ampl_jax.types import DatasetInfo

@@ -115,8 +115,10 @@ def make_agent(
     termination_fn: Callable,
     obs_range: np.ndarray,
     reward_bound: float,
+    *,
+    data: OfflineData | None = None,
 ) -> MOPOAgent:
-    """Same signature as AMPL's make_agent (termination, obs range and bound drive the rollouts)."""
+    """The methods' make_agent signature (termination, obs range and bound drive the rollouts)."""
     m = config.mopo
     if not 0.0 <= m.real_ratio <= 1.0:
         raise ValueError(f"config.mopo.real_ratio={m.real_ratio!r} must lie in [0, 1]")
@@ -332,3 +334,12 @@ def make_select_action(agent: MOPOAgent) -> Callable[[MOPOState, jax.Array, jax.
         return agent.mode(state.actor, obs)
 
     return select
+
+
+def make_hook(agent: MOPOAgent, runtime) -> None:
+    """MOPO fits its model once, before step 0: no MIW, no reweighted refits."""
+    return None
+
+
+def make_diagnostics(agent: MOPOAgent) -> None:
+    return None

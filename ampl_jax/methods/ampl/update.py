@@ -20,13 +20,13 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from ampl_jax import actor as actor_lib
-from ampl_jax import critic as critic_lib
-from ampl_jax import discriminator as disc_lib
-from ampl_jax import miw as miw_lib
+from ampl_jax.methods.ampl import actor as actor_lib
+from ampl_jax.methods.ampl import critic as critic_lib
+from ampl_jax.methods.ampl import discriminator as disc_lib
+from ampl_jax.methods.ampl import miw as miw_lib
 from ampl_jax import networks
 from ampl_jax.buffer import buffer_insert, buffer_sample
-from ampl_jax.state import Agent, TrainState
+from ampl_jax.methods.ampl.state import Agent, TrainState
 from ampl_jax.types import OfflineData, Transitions
 from ampl_jax.world_model.ensemble import member_apply
 from ampl_jax.world_model.rollout import predict, rollout

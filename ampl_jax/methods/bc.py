@@ -56,8 +56,10 @@ def make_agent(
     termination_fn: Callable | None = None,
     obs_range: np.ndarray | None = None,
     reward_bound: float | None = None,
+    *,
+    data: OfflineData | None = None,
 ) -> BCAgent:
-    """Same signature as AMPL's make_agent; termination, obs range and reward bound are unused."""
+    """The methods' make_agent signature; only the config and the shapes are used."""
     b = config.bc
     return BCAgent(
         policy=networks.MLP(tuple(b.hidden_dims), info.act_dim, float(b.leaky_relu_slope)),
@@ -116,3 +118,12 @@ def make_select_action(agent: BCAgent) -> Callable[[BCState, jax.Array, jax.Arra
         return agent.act(state.policy, obs)
 
     return select
+
+
+def make_hook(agent: BCAgent, runtime) -> None:
+    """Nothing runs between rollout periods."""
+    return None
+
+
+def make_diagnostics(agent: BCAgent) -> None:
+    return None

@@ -1,0 +1,91 @@
+"""AMPL as a method of the host loop: its agent, state, fused update step, evaluation policy, and
+the hook that runs its MIW phase and w-weighted model refit between rollout periods."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import jax
+import numpy as np
+
+from ampl_jax.methods.ampl import diagnostics
+from ampl_jax.methods.ampl import miw as miw_lib
+from ampl_jax.methods import Diagnostics, Hook
+from ampl_jax.methods.ampl.state import Agent, TrainState, init_train_state, make_agent as _make_agent
+from ampl_jax.metrics import fit_row
+from ampl_jax.types import DatasetInfo, OfflineData
+from ampl_jax.methods.ampl.update import build_update_step, make_dataset_weights, make_miw_phase, make_select_action as _select
+from ampl_jax.world_model.fit import ModelState, fit
+
+NEEDS_MODEL = True
+
+__all__ = ["NEEDS_MODEL", "build_update_step", "init_state", "make_agent", "make_diagnostics", "make_hook",
+           "make_select_action"]
+
+
+def make_agent(config, info: DatasetInfo, termination_fn: Callable, obs_range: np.ndarray, reward_bound: float,
+               *, data: OfflineData | None = None) -> Agent:
+    del data  # AMPL reads only the shapes and bounds
+    return _make_agent(config, info, termination_fn, obs_range, reward_bound)
+
+
+def init_state(agent: Agent, key: jax.Array, model: ModelState) -> TrainState:
+    return init_train_state(agent, key, model)
+
+
+def make_select_action(agent: Agent) -> Callable[[TrainState, jax.Array, jax.Array], jax.Array]:
+    """Best of N sampled actions by min(Q1, Q2), from the state's actor and critic."""
+    select = _select(agent)
+    return lambda state, key, obs: select(state.actor, state.critic, key, obs)
+
+
+def make_diagnostics(agent: Agent) -> Diagnostics:
+    return Diagnostics(diagnostics.make_diagnostics(agent), tuple(diagnostics.DIAG_COLUMNS), diagnostics.RECORD)
+
+
+def make_hook(agent: Agent, runtime) -> Hook | None:
+    """Every model_retrain_epochs: (phased: a block of MIW steps), then a w-weighted warm refit.
+
+    As the authors: a refit opens epochs 100, 200, ..., never after the last iteration.
+    """
+    config = agent.config
+    if config.miw.schedule == "none":
+        return None
+    t, period = config.train, config.rollout.period
+    refit_steps = t.model_retrain_epochs * t.epoch_length
+    weights_fn = make_dataset_weights(agent)
+    miw_phase = make_miw_phase(agent, miw_lib.phase_steps(config.miw)) if config.miw.schedule == "phased" else None
+
+    def due(step: int, last: int) -> bool:
+        return step % refit_steps < period and refit_steps <= step < t.total_steps and step != last
+
+    def run(state: Any, data: OfflineData, step: int) -> tuple[Any, list[dict]]:
+        del step
+        refitted, rows = [], []
+        for i, seed in enumerate(runtime.seeds):
+            new, row = _refit(agent, runtime.seed_view(state, i), data, weights_fn, miw_phase,
+                              seed if runtime.stacked else None)
+            refitted.append(new)
+            rows.append(row)
+        return runtime.stack(refitted), rows
+
+    return Hook(due, run)
+
+
+def _refit(agent: Agent, state: TrainState, data: OfflineData, weights_fn, miw_phase,
+           seed: int | None) -> tuple[TrainState, dict]:
+    """One seed's MIW phase (if phased) and w-weighted refit; returns its model_fits.jsonl row."""
+    config = agent.config
+    extra = {} if seed is None else {"seed": seed}
+    if miw_phase is not None:
+        state, m = miw_phase(state, data)
+        extra.update({f"phase_{k}": float(v) for k, v in jax.device_get(m).items()})
+    w = weights_fn(state.miw, data.observations, data.actions)
+    key, k_fit = jax.random.split(state.key)
+    model, info = fit(state.model, k_fit, data.transitions(), w, config.model,
+                      max_epochs=config.model.refit_max_epochs, dtype=config.compute.model_dtype)
+    w_np = np.asarray(w)
+    extra.update({"w_min": float(w_np.min()), "w_max": float(w_np.max()), "w_std": float(w_np.std())})
+    if config.agent.weighted_regularizer:  # WPR weighs its GAN losses by the last refit's weights
+        state = state.replace(data_weights=w)
+    return state.replace(model=model, key=key), fit_row(int(state.step), info, extra)
