@@ -224,10 +224,7 @@ def _moving_averages(agent: Agent, state: TrainState, q_abs: jax.Array) -> Train
 
 def _q1(agent: Agent, critic_params, obs: jax.Array, act: jax.Array) -> jax.Array:
     """Only the first critic head (the MIW's test function): half the cost of both heads."""
-    head = jax.tree.map(lambda p: p[0], critic_params["params"]["VmapMLP_0"])
-    a = agent.config.agent
-    return networks.MLP(tuple(a.hidden_dims), 1, a.leaky_relu_slope, dtype=agent.critic.dtype).apply(
-        {"params": head}, jnp.concatenate([obs, act], -1))[..., 0]
+    return networks.q1(agent.critic, critic_params, obs, act)
 
 
 def model_reward_sample(agent: Agent, model, key: jax.Array, obs: jax.Array, act: jax.Array) -> jax.Array:
