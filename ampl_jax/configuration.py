@@ -61,13 +61,13 @@ _POSITIVE_FLOAT = (
 _NON_NEGATIVE_FLOAT = (
     "miw.vpm.norm_penalty", "miw.vpm.grad_clip_value", "miw.gendice.norm_penalty",
     "miw.gendice.grad_clip_value", "miw.dualdice.grad_clip_value", "td3bc.alpha", "td3bc.policy_noise",
-    "td3bc.noise_clip",
+    "td3bc.noise_clip", "mopo.penalty_coef",
 )
 
 _UNIT_INTERVAL = (
     "agent.gamma", "agent.tau", "agent.actor_tau", "miw.tau", "agent.target_min_weight",
     "agent.q_avg_rate", "rollout.real_min", "rollout.real_decay", "model.holdout_fraction",
-    "agent.true_label_low", "td3bc.gamma", "td3bc.tau",
+    "agent.true_label_low", "td3bc.gamma", "td3bc.tau", "mopo.real_ratio",
 )
 
 
@@ -126,7 +126,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
     if not isinstance(config.miw.td_dice_multi.seed, int) or isinstance(config.miw.td_dice_multi.seed, bool):
         raise ConfigError(f"config.miw.td_dice_multi.seed={config.miw.td_dice_multi.seed!r} must be an integer")
     if config.miw.test_function == "reward" and config.miw.estimator != "td_dice":
-        raise ConfigError("config.miw.test_function='reward' needs config.miw.estimator='td_dice'")
+        raise ConfigError("config.miw.test_function='reward' needs config.miw.estimator='td_dice' "
+                          "(the other estimators learn their own test function)")
 
 
 # Keys that may change when a run is resumed in the same workdir: none of them changes what the

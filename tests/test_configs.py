@@ -2,6 +2,7 @@
 
 import importlib.util
 import os
+import re
 
 import pytest
 
@@ -46,3 +47,21 @@ def test_td_dice_multi_bad_values_fail_in_one_line(key, value, match):
     with pytest.raises(configuration.ConfigError, match=match) as err:
         configuration.validate(config)
     assert f"miw.td_dice_multi.{key}" in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("key,value,needle", [
+    ("mopo.real_ratio", 1.5, "config.mopo.real_ratio=1.5 must lie in [0, 1]"),
+    ("mopo.penalty_coef", -1.0, "config.mopo.penalty_coef=-1.0 must be >= 0"),
+    ("agent.policy", "gaussian", "config.agent.policy='gaussian' is not one of 'implicit', 'tanh_gaussian'"),
+    ("miw.estimator", "dice", "config.miw.estimator='dice' is not one of"),
+    ("rollout.period", 5, "config.rollout.period=5 must be a multiple of config.agent.actor_update_every=2"),
+])
+def test_agent_settings_are_checked_by_validate(key, value, needle):
+    """The checks that make_agent and the update step once made themselves."""
+    from configs.default import get_config
+
+    config = get_config()
+    section, name = key.split(".")
+    config[section][name] = value
+    with pytest.raises(configuration.ConfigError, match=re.escape(needle)):
+        configuration.validate(config)

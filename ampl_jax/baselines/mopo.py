@@ -98,10 +98,6 @@ def make_agent(
 ) -> MOPOAgent:
     """Same signature as AMPL's make_agent (termination, obs range and bound drive the rollouts)."""
     m = config.mopo
-    if not 0.0 <= m.real_ratio <= 1.0:
-        raise ValueError(f"config.mopo.real_ratio={m.real_ratio!r} must lie in [0, 1]")
-    if m.penalty_coef < 0:
-        raise ValueError(f"config.mopo.penalty_coef={m.penalty_coef!r} must be >= 0")
     hidden = tuple(m.hidden_dims)
     return MOPOAgent(
         actor=networks.TanhGaussianActor(info.act_dim, float(info.max_action), hidden, RELU),
