@@ -132,6 +132,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
 
 # Keys that may change when a run is resumed in the same workdir: none of them changes what the
 # steps already taken computed. Extending (or shortening) train.total_steps is the main use.
+# train.log_every is gone (nothing read it); runs saved with it still resume.
 RESUMABLE_KEYS = frozenset({
     "train.total_steps", "train.log_every", "checkpoint.every", "checkpoint.keep", "dataset.download",
 })
