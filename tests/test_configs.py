@@ -1,6 +1,5 @@
 """Every shipped config file loads and passes validation (the values a user runs first)."""
 
-import importlib.util
 import os
 import re
 
@@ -16,12 +15,31 @@ CASES += [("cpu_scale.py", "hopper"), ("cpu_scale.py", "walker")]
 
 @pytest.mark.parametrize("name,arg", CASES)
 def test_config_file_validates(name, arg):
-    spec = importlib.util.spec_from_file_location(f"_cfg_{name[:-3]}", os.path.join(ROOT, "configs", name))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    config = module.get_config(arg) if arg else module.get_config()
+    config = configuration.load_file(os.path.join(ROOT, "configs", name) + (f":{arg}" if arg else ""))
     configuration.validate(config)
     assert config.train.total_steps > 0 and config.dataset.id
+
+
+@pytest.mark.parametrize("text,arg,reason", [
+    (None, "", "not found"),
+    ("def get_config(:\n", "", "SyntaxError: invalid syntax"),
+    ("import no_such_module_x\n", "", "ModuleNotFoundError: No module named 'no_such_module_x'"),
+    ("X = 1\n", "", "defines no get_config()"),
+    ("def get_config():\n    return {}\n", ":x", "TypeError: get_config() takes 0 positional arguments"),
+    ("def get_config():\n    return {}\n", "", "get_config() returned a dict, not a ConfigDict"),
+])
+def test_config_file_that_does_not_load_names_file_and_reason(tmp_path, text, arg, reason):
+    path = tmp_path / "c.py"
+    if text is not None:
+        path.write_text(text)
+    with pytest.raises(configuration.ConfigError) as err:
+        configuration.load_file(f"{path}{arg}")
+    assert str(err.value).startswith(f"config file {path}: {reason}") and "\n" not in str(err.value)
+
+
+def test_config_file_argument_after_the_colon():
+    c = configuration.load_file(os.path.join(ROOT, "configs", "cpu_scale.py") + ":walker")
+    assert c.dataset.fallback_id == "ampl/walker2d/medium-v0"
 
 
 def test_cpu_scale_tasks_use_the_local_medium_datasets():
