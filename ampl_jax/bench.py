@@ -64,7 +64,7 @@ def synthetic_transitions(n: int, seed: int = 0):
 
 
 def _model_config(quick: bool):
-    from configs.default import get_config
+    from ampl_jax.config_default import get_config
 
     cfg = get_config().model
     if quick:
@@ -177,7 +177,7 @@ def _agent_setup(schedule: str, quick: bool, horizon: int = 5, estimator: str = 
     iterations into a 640k buffer) on 200k synthetic Walker2d-shaped transitions, with the step
     counter past the warm start so the Q term is on and the real-data fraction is 0.5.
     `dtype`: compute.dtype and compute.model_dtype (matmul inputs of every network)."""
-    from configs.default import get_config
+    from ampl_jax.config_default import get_config
 
     from ampl_jax.methods.ampl.state import init_train_state, make_agent
     from ampl_jax.types import DatasetInfo, OfflineData

@@ -1,8 +1,20 @@
-"""Config checks run before any work starts: bad values fail with one line naming key and fix."""
+"""Config checks run before any work starts: bad values fail with one line naming key and fix.
+
+Also the --config flag of the entry points: ml_collections' own, except that a config file that
+is missing or fails to load is reported in one line naming the file and the reason (ml_collections
+gives a traceback, or "Error whilst parsing config file" with the reason lost in a traceback).
+"""
 
 from __future__ import annotations
 
+import importlib.machinery
+import importlib.util
+import os
+import sys
+from typing import NoReturn
+
 import ml_collections
+from absl import flags
 
 
 class ConfigError(ValueError):
@@ -61,13 +73,13 @@ _POSITIVE_FLOAT = (
 _NON_NEGATIVE_FLOAT = (
     "miw.vpm.norm_penalty", "miw.vpm.grad_clip_value", "miw.gendice.norm_penalty",
     "miw.gendice.grad_clip_value", "miw.dualdice.grad_clip_value", "td3bc.alpha", "td3bc.policy_noise",
-    "td3bc.noise_clip",
+    "td3bc.noise_clip", "mopo.penalty_coef",
 )
 
 _UNIT_INTERVAL = (
     "agent.gamma", "agent.tau", "agent.actor_tau", "miw.tau", "agent.target_min_weight",
     "agent.q_avg_rate", "rollout.real_min", "rollout.real_decay", "model.holdout_fraction",
-    "agent.true_label_low", "td3bc.gamma", "td3bc.tau",
+    "agent.true_label_low", "td3bc.gamma", "td3bc.tau", "mopo.real_ratio",
 )
 
 
@@ -126,11 +138,87 @@ def validate(config: ml_collections.ConfigDict) -> None:
     if not isinstance(config.miw.td_dice_multi.seed, int) or isinstance(config.miw.td_dice_multi.seed, bool):
         raise ConfigError(f"config.miw.td_dice_multi.seed={config.miw.td_dice_multi.seed!r} must be an integer")
     if config.miw.test_function == "reward" and config.miw.estimator != "td_dice":
-        raise ConfigError("config.miw.test_function='reward' needs config.miw.estimator='td_dice'")
+        raise ConfigError("config.miw.test_function='reward' needs config.miw.estimator='td_dice' "
+                          "(the other estimators learn their own test function)")
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return f"{type(e).__name__}: {text.splitlines()[0]}" if text else type(e).__name__
+
+
+def load_file(spec: str) -> ml_collections.ConfigDict:
+    """The config that `--config=spec` gives: FILE's get_config(), or get_config(ARG) for "FILE:ARG".
+
+    Raises ConfigError naming the file and the reason when it is missing or fails to load.
+    """
+    path, colon, arg = spec.partition(":")
+    if not os.path.isfile(path):
+        raise ConfigError(f"config file {path}: {'not a file' if os.path.exists(path) else 'not found'}")
+    try:
+        loader = importlib.machinery.SourceFileLoader("_ampl_jax_config_file", path)  # any extension, as ml_collections
+        module = importlib.util.module_from_spec(importlib.util.spec_from_loader(loader.name, loader))
+        loader.exec_module(module)
+    except Exception as e:  # whatever the file raises (SyntaxError, ImportError, ...), the fix is in the file
+        raise ConfigError(f"config file {path}: {_first_line(e)}") from e
+    if not callable(getattr(module, "get_config", None)):
+        raise ConfigError(f"config file {path}: defines no get_config()")
+    try:
+        config = module.get_config(arg) if colon else module.get_config()
+    except Exception as e:
+        raise ConfigError(f"config file {path}: {_first_line(e)}") from e
+    if not isinstance(config, ml_collections.ConfigDict):
+        raise ConfigError(f"config file {path}: get_config() returned a {type(config).__name__}, not a ConfigDict")
+    return config
+
+
+class _ConfigFileParser(flags.ArgumentParser):
+    """Reads --config's file with `load_file`, locked as config_flags locks it (lock_config=True)."""
+
+    def parse(self, argument: str) -> ml_collections.ConfigDict:
+        config = load_file(argument)
+        config.lock()
+        return config
+
+    def flag_type(self) -> str:
+        return "config object"
+
+
+def define_config_flag(help_string: str = "Path to an ml_collections config file (FILE or FILE:ARG).") -> None:
+    """--config with its --config.KEY=VALUE overrides (ml_collections' config_flags), its file read
+    by `load_file`; run the parse through `parse_flags` for the one-line errors."""
+    from ml_collections import config_flags
+
+    config_flags.DEFINE_config_file("config", None, help_string, lock_config=True)
+    flags.FLAGS["config"].parser = _ConfigFileParser()  # absl's Flag.parser: what _parse calls
+
+
+def parse_flags(argv: list[str], *, exit_status: int) -> list[str]:
+    """FLAGS(argv); a flag that does not parse ends the process with one line on stderr and
+    `exit_status`: a bad config file by its file and reason, any other by the overrides given."""
+    try:
+        return flags.FLAGS(argv)
+    except (flags.Error, AttributeError, KeyError, TypeError, ValueError) as e:
+        cause: BaseException | None = e
+        while cause is not None and not isinstance(cause, ConfigError):
+            cause = cause.__cause__ or cause.__context__  # absl re-raises the parser's error as its own
+        if cause is not None:
+            _exit_with(str(cause), exit_status)
+        bad = [a for a in argv[1:] if a.startswith("--config.")]
+        msg = str(e).strip().strip("\"'").splitlines()[0] if str(e) else type(e).__name__
+        _exit_with(f"bad flag or config override ({msg}); overrides given: {' '.join(bad) or 'none'}; keys "
+                   "must exist in the default config (ampl_jax/config_default.py) and values must have the "
+                   "default's type", exit_status)
+
+
+def _exit_with(message: str, status: int) -> NoReturn:
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    sys.exit(status)
 
 
 # Keys that may change when a run is resumed in the same workdir: none of them changes what the
 # steps already taken computed. Extending (or shortening) train.total_steps is the main use.
+# train.log_every is gone (nothing read it); runs saved with it still resume.
 RESUMABLE_KEYS = frozenset({
     "train.total_steps", "train.log_every", "checkpoint.every", "checkpoint.keep", "dataset.download",
 })

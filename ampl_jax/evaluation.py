@@ -119,8 +119,3 @@ def evaluate(
     if record > 0 and kept:
         transitions = tuple(np.concatenate([k[j] for k in kept])[:record] for j in range(3))
     return EvalResult(returns, lengths, float(returns.mean()), float(returns.std()), transitions)
-
-
-def normalized_score(returns: np.ndarray | float, ref_min: float, ref_max: float) -> np.ndarray:
-    """D4RL-style score 100 * (return - random) / (expert - random)."""
-    return 100.0 * (np.asarray(returns, dtype=np.float64) - ref_min) / (ref_max - ref_min)

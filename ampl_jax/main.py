@@ -16,7 +16,8 @@ import os
 import sys
 
 from absl import app, flags
-from ml_collections import config_flags
+
+from ampl_jax import configuration
 
 FLAGS = flags.FLAGS
 
@@ -25,7 +26,7 @@ def define_flags() -> None:
     """Define the CLI flags (at run time, not import time: importing this module defines nothing)."""
     if "workdir" in FLAGS:
         return
-    config_flags.DEFINE_config_file("config", None, "Path to an ml_collections config file.", lock_config=True)
+    configuration.define_config_flag()
     flags.DEFINE_string("workdir", None, "Directory for config.json, checkpoints, metrics, TensorBoard, summary, plots.")
     flags.DEFINE_bool("overwrite", False, "Discard a run of another config in --workdir instead of refusing to start.")
     flags.DEFINE_bool("progress", True, "Show a progress bar.")
@@ -59,11 +60,9 @@ def main(argv) -> None:
     config = FLAGS.config
     workdir = FLAGS.workdir or os.path.join("runs", config.dataset.id.replace("/", "_") + f"_seed{config.seed}")
 
-    from ampl_jax.configuration import ConfigError, validate
-
     try:
-        validate(config)  # before the heavy imports: a bad value fails in a second
-    except ConfigError as e:
+        configuration.validate(config)  # before the heavy imports: a bad value fails in a second
+    except configuration.ConfigError as e:
         if FLAGS.debug:
             raise
         _fail(_one_line(e))
@@ -82,7 +81,7 @@ def main(argv) -> None:
 
     try:
         summary = train.run(config, workdir, progress=FLAGS.progress, overwrite=FLAGS.overwrite)
-    except (ConfigError, DatasetError, train.TrainingError, train.WorkdirError, CheckpointError, ValueError,
+    except (configuration.ConfigError, DatasetError, train.TrainingError, train.WorkdirError, CheckpointError, ValueError,
             OSError, distributed.ProcessFailed) as e:
         if FLAGS.debug:
             raise
@@ -97,21 +96,9 @@ def main(argv) -> None:
           f"results in {workdir}", flush=True)
 
 
-def _parse_flags(argv: list[str]) -> list[str]:
-    """Parse flags, turning an unknown --config.KEY or a mistyped value into one line."""
-    try:
-        return FLAGS(argv)
-    except (flags.Error, AttributeError, KeyError, TypeError, ValueError) as e:
-        bad = [a for a in argv[1:] if a.startswith("--config.")]
-        msg = str(e).strip().strip("\"'").splitlines()[0] if str(e) else type(e).__name__
-        _fail(f"bad flag or config override ({msg}); overrides given: {' '.join(bad) or 'none'}; "
-              "keys must exist in configs/default.py and values must have the default's type")
-        raise  # unreachable
-
-
 def run_cli() -> None:
     define_flags()
-    app.run(main, flags_parser=_parse_flags)
+    app.run(main, flags_parser=lambda argv: configuration.parse_flags(argv, exit_status=1))
 
 
 if __name__ == "__main__":

@@ -6,6 +6,10 @@ function nu(s, a) that the GenDICE and DualDICE MIW estimators learn next to w.
 All are small MLPs with LeakyReLU(0.01) hidden layers (400-300 in the paper). The twin critic
 is one `nn.vmap`-ed MLP so both heads run as one batched matmul.
 
+The SAC core lives here too, one copy for AMPL, MOPO and the behaviour-policy SAC: the MLP (its
+activation and initialisation chosen per caller), the tanh-Gaussian head (`gaussian_head`,
+`sample_tanh_gaussian`, `TanhGaussianActor`) and the twin critic.
+
 Mixed precision (`compute.dtype`): every module takes a `dtype` for its matmuls' inputs; the
 parameters stay float32 (Flax's param_dtype) and the outputs are float32 (see MLP).
 """
@@ -13,11 +17,14 @@ parameters stay float32 (Flax's param_dtype) and the outputs are float32 (see ML
 from __future__ import annotations
 
 import functools
+import math
 from typing import Any, Callable, Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+
+Params = Any
 
 
 def _uniform(scale: float) -> Callable:
@@ -31,6 +38,15 @@ def _torch_linear_init(fan_in: int) -> tuple[Callable, Callable]:
     """PyTorch's nn.Linear default, as the authors' networks: kernel and bias ~ U(+-1/sqrt(fan_in))."""
     bound = 1.0 / float(fan_in) ** 0.5
     return _uniform(bound), _uniform(bound)
+
+
+def _flax_default_init(fan_in: int) -> tuple[Callable, Callable]:
+    """nn.Dense's own default (LeCun normal kernel, zero bias): the behaviour SAC's networks."""
+    del fan_in
+    return nn.initializers.lecun_normal(), nn.initializers.zeros
+
+
+_INITS = {"torch": _torch_linear_init, "flax": _flax_default_init}
 
 
 def _matmul_operands_only(inputs, kernel, bias, *, dtype=None, inexact=True):
@@ -57,26 +73,39 @@ class MLP(nn.Module):
     bfloat16 the hidden layers compute in bfloat16, but the last layer sums in float32 and adds its
     bias in float32, so its output (a Q value, a logit, w before its squashing) is not rounded to
     8 mantissa bits before it reaches a loss.
+
+    `slope=None` is plain ReLU and `weight_init="flax"` nn.Dense's default initialisation: the behaviour
+    SAC's networks. (ReLU is not LeakyReLU(0): their gradients differ at exactly 0.)
     """
 
     hidden_dims: Sequence[int]
     out_dim: int
-    slope: float = 0.01
+    slope: float | None = 0.01
     final_init_scale: float | None = None  # last layer: weights U(+-scale), bias 0 (the authors' MIW net)
     dtype: Any = jnp.float32
+    weight_init: str = "torch"  # "torch" (PyTorch's nn.Linear default) or "flax" (nn.Dense's default)
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         dense = functools.partial(nn.Dense, dtype=self.dtype, param_dtype=jnp.float32)
+        layer_init = _INITS[self.weight_init]
         for h in self.hidden_dims:
-            k_init, b_init = _torch_linear_init(x.shape[-1])
-            x = nn.leaky_relu(dense(h, kernel_init=k_init, bias_init=b_init)(x), self.slope)
+            k_init, b_init = layer_init(x.shape[-1])
+            x = dense(h, kernel_init=k_init, bias_init=b_init)(x)
+            x = nn.relu(x) if self.slope is None else nn.leaky_relu(x, self.slope)
         if self.final_init_scale is None:
-            k_init, b_init = _torch_linear_init(x.shape[-1])
+            k_init, b_init = layer_init(x.shape[-1])
         else:
             k_init, b_init = _uniform(self.final_init_scale), nn.initializers.zeros
         out = dense(self.out_dim, kernel_init=k_init, bias_init=b_init, **_float32_output(self.dtype))(x)
         return out.astype(jnp.float32)
+
+
+def dense_layers(mlp_params: Params) -> list[tuple[Any, Any]]:
+    """(kernel, bias) of each layer of an `MLP`, input to output (from its variables or their "params")."""
+    p = mlp_params["params"] if "params" in mlp_params else mlp_params
+    names = sorted(p, key=lambda n: int(n.split("_")[-1]))  # Flax names them Dense_0, Dense_1, ...
+    return [(p[n]["kernel"], p[n]["bias"]) for n in names]
 
 
 class ImplicitActor(nn.Module):
@@ -94,41 +123,82 @@ class ImplicitActor(nn.Module):
         return self.max_action * jnp.tanh(raw), raw
 
 
-class TanhGaussianActor(nn.Module):
-    """The policy-class ablation: a squashed Gaussian, pi(s) = max_action * tanh(mu(s) + sigma(s) * eps).
+LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0  # the usual SAC bounds of the pre-tanh log std
 
-    Same calling convention as ImplicitActor, so every caller is shared: `noise` is the
-    standard-normal eps [B, act_dim] (see Agent.noise), and the pre-tanh sample mu + sigma * eps
-    is returned as the raw action for the discriminator. Reparameterised: gradients reach mu and
-    sigma. log sigma is squashed smoothly into [log_std_min, log_std_max]. No entropy bonus:
-    the JSD regulariser matches the data's (s, raw a) distribution, spread included, and is what
-    keeps sigma from collapsing (with `agent.regularizer="none"` nothing does).
+
+def gaussian_head(
+    out: jax.Array, log_std_min: float = LOG_STD_MIN, log_std_max: float = LOG_STD_MAX
+) -> tuple[jax.Array, jax.Array]:
+    """An MLP's 2 * act_dim outputs as (mean, log_std) of the pre-tanh Gaussian; log_std squashed
+    smoothly (tanh) into [log_std_min, log_std_max] rather than clipped, so it keeps a gradient."""
+    mean, raw_log_std = jnp.split(out, 2, axis=-1)
+    log_std = log_std_min + 0.5 * (log_std_max - log_std_min) * (jnp.tanh(raw_log_std) + 1.0)
+    return mean, log_std
+
+
+def sample_tanh_gaussian(
+    mean: jax.Array, log_std: jax.Array, eps: jax.Array, max_action: float = 1.0
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Reparameterised a = max_action * tanh(u), u = mean + std * eps with eps ~ N(0, 1).
+
+    Returns (a, u, log pi(a)), the density by the change of variables.
+    """
+    u = mean + jnp.exp(log_std) * eps
+    log_prob = jnp.sum(-0.5 * jnp.square(eps) - log_std - 0.5 * math.log(2.0 * math.pi), axis=-1)
+    # log(1 - tanh(u)^2) = 2 (log 2 - u - softplus(-2u)), stable for large |u|
+    log_prob = log_prob - jnp.sum(2.0 * (math.log(2.0) - u - jax.nn.softplus(-2.0 * u)), axis=-1)
+    log_prob = log_prob - mean.shape[-1] * math.log(max_action)
+    return max_action * jnp.tanh(u), u, log_prob
+
+
+class TanhGaussianActor(nn.Module):
+    """A squashed Gaussian policy, pi(s) = max_action * tanh(mu(s) + sigma(s) * eps): MOPO's actor and
+    AMPL's policy-class ablation (`agent.policy="tanh_gaussian"`).
+
+    `distribution(obs)` gives (mean, log_std), from which MOPO samples and scores actions. The call
+    `(obs, noise)` is ImplicitActor's convention, so AMPL's callers are shared: `noise` is the
+    standard-normal eps [B, act_dim] (see Agent.noise), and the pre-tanh sample is returned as the
+    raw action for the discriminator. In AMPL there is no entropy bonus: the JSD regulariser matches
+    the data's (s, raw a) distribution, spread included, and is what keeps sigma from collapsing
+    (with `agent.regularizer="none"` nothing does).
     """
 
     act_dim: int
-    max_action: float
+    max_action: float = 1.0
     hidden_dims: Sequence[int] = (400, 300)
     slope: float = 0.01
-    log_std_min: float = -5.0
-    log_std_max: float = 2.0
+    log_std_min: float = LOG_STD_MIN
+    log_std_max: float = LOG_STD_MAX
     dtype: Any = jnp.float32
 
     @nn.compact
+    def distribution(self, obs: jax.Array) -> tuple[jax.Array, jax.Array]:
+        out = MLP(tuple(self.hidden_dims), 2 * self.act_dim, self.slope, dtype=self.dtype)(obs)
+        return gaussian_head(out, self.log_std_min, self.log_std_max)
+
     def __call__(self, obs: jax.Array, noise: jax.Array) -> tuple[jax.Array, jax.Array]:
-        out = MLP(self.hidden_dims, 2 * self.act_dim, self.slope, dtype=self.dtype)(obs)
-        mean, log_std = jnp.split(out, 2, axis=-1)
-        log_std = self.log_std_min + 0.5 * (self.log_std_max - self.log_std_min) * (jnp.tanh(log_std) + 1.0)
-        raw = mean + jnp.exp(log_std) * noise
-        return self.max_action * jnp.tanh(raw), raw
+        mean, log_std = self.distribution(obs)
+        action, raw, _ = sample_tanh_gaussian(mean, log_std, noise, self.max_action)
+        return action, raw
+
+
+TWIN_HEADS = "VmapMLP_0"  # the name Flax gave the vmapped heads, kept: it seeds their initial values
 
 
 class TwinCritic(nn.Module):
-    """Two independent Q heads; output [2, ...batch]."""
+    """`num_heads` independent Q(s, a) MLPs as one `nn.vmap`-ed MLP; output [num_heads, ...batch].
+
+    `slope` and `weight_init` as MLP's. `heads_name` names the heads' parameters; Flax derives their
+    initial values from it, so each caller keeps the name its heads had (the behaviour SAC's
+    checkpoints use "Vmap_QNet_0"). One head alone: `first_head`, `q1`.
+    """
 
     hidden_dims: Sequence[int] = (400, 300)
-    slope: float = 0.01
+    slope: float | None = 0.01
     num_heads: int = 2
     dtype: Any = jnp.float32
+    weight_init: str = "torch"
+    heads_name: str = TWIN_HEADS
 
     @nn.compact
     def __call__(self, obs: jax.Array, act: jax.Array) -> jax.Array:
@@ -139,8 +209,20 @@ class TwinCritic(nn.Module):
             in_axes=None,
             out_axes=0,
             axis_size=self.num_heads,
-        )(self.hidden_dims, 1, self.slope, dtype=self.dtype)
+        )(tuple(self.hidden_dims), 1, self.slope, dtype=self.dtype, weight_init=self.weight_init, name=self.heads_name)
         return heads(jnp.concatenate([obs, act], -1))[..., 0]
+
+
+def first_head(critic: TwinCritic, critic_params: Params) -> tuple[MLP, Params]:
+    """Head 0 alone: its module and its variables, as a standalone MLP (input [s, a])."""
+    head = MLP(tuple(critic.hidden_dims), 1, critic.slope, dtype=critic.dtype, weight_init=critic.weight_init)
+    return head, {"params": jax.tree.map(lambda p: p[0], critic_params["params"][critic.heads_name])}
+
+
+def q1(critic: TwinCritic, critic_params: Params, obs: jax.Array, act: jax.Array) -> jax.Array:
+    """Head 0's Q(s, a) [batch] without running the other heads."""
+    head, variables = first_head(critic, critic_params)
+    return head.apply(variables, jnp.concatenate([obs, act], -1))[..., 0]
 
 
 class Discriminator(nn.Module):

@@ -5,7 +5,8 @@ periods), each in a fresh temporary workdir with a checkpoint after every chunk,
 the two runs: every checkpoint's TrainState leaves bit for bit (in step order, so a difference is
 reported at the first step it appears), the metrics.csv rows and the model_fits.jsonl lines
 (wall-clock columns excluded). Prints "identical: ..." and exits 0, or "differs: ..." naming the
-first differing leaf or column and its step, and exits 1. Both runs share one process, so this
+first differing leaf or column and its step, and exits 1; a problem (config, flag, dataset) is
+one line on stderr and exit status 2. Both runs share one process, so this
 checks the computation (kernels, reductions, PRNG use, host-side bookkeeping), not process-level
 settings.
 """
@@ -21,9 +22,8 @@ from typing import Any
 
 import numpy as np
 from absl import app, flags
-from ml_collections import config_flags
 
-from ampl_jax import checkpoint
+from ampl_jax import checkpoint, configuration
 
 # Columns that measure time, not the computation: never compared.
 WALL_CLOCK_COLUMNS = ("iters_per_sec", "wall_seconds")
@@ -34,7 +34,7 @@ FLAGS = flags.FLAGS
 
 def define_flags() -> None:
     """Define the CLI flags (at run time: importing the comparison helpers defines no flags)."""
-    config_flags.DEFINE_config_file("config", None, "Path to an ml_collections config file.", lock_config=True)
+    configuration.define_config_flag()
     flags.DEFINE_integer("steps", 0, "Iterations per run (overrides train.total_steps); 0: two rollout periods.")
     flags.DEFINE_string("workdir", None, "Keep both runs under this directory (default: a temporary one, removed).")
     flags.DEFINE_bool("debug", False, "Raise errors with their traceback instead of a one-line message.")
@@ -146,7 +146,6 @@ def main(argv) -> None:
               file=sys.stderr)
         sys.exit(2)
     from ampl_jax import train
-    from ampl_jax.configuration import ConfigError
     from ampl_jax.data.load import DatasetError
 
     try:
@@ -155,7 +154,7 @@ def main(argv) -> None:
         else:
             with tempfile.TemporaryDirectory(prefix="ampl-repro-") as root:
                 same, report = reproduce(FLAGS.config, FLAGS.steps, root)
-    except (ConfigError, DatasetError, train.TrainingError, train.WorkdirError, checkpoint.CheckpointError,
+    except (configuration.ConfigError, DatasetError, train.TrainingError, train.WorkdirError, checkpoint.CheckpointError,
             ValueError, OSError) as e:
         if FLAGS.debug:
             raise
@@ -168,4 +167,4 @@ def main(argv) -> None:
 
 if __name__ == "__main__":
     define_flags()
-    app.run(main)
+    app.run(main, flags_parser=lambda argv: configuration.parse_flags(argv, exit_status=2))

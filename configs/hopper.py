@@ -4,7 +4,7 @@ For another quality set both ids and the horizon, e.g. --config.dataset.id=mujoc
 --config.dataset.fallback_id=ampl/hopper/medium-expert-v0 --config.dataset.create_policy=medium-expert.
 """
 
-from configs import default
+from ampl_jax import config_default as default
 
 
 def get_config():

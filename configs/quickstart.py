@@ -8,7 +8,7 @@ start, MIW interleaved, a w-weighted refit, the Q term after a short warm start)
 machinery end to end; its score is not a paper number.
 """
 
-from configs import default
+from ampl_jax import config_default as default
 
 
 def get_config():

@@ -16,7 +16,6 @@ share of the runs (--num_shards/--shard_index, `auto` reads them from the TPU VM
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import itertools
 import json
 import os
@@ -204,15 +203,14 @@ def dataset_folder(dataset_id: str) -> str:
 
 def config_dataset_id(config: str) -> str:
     """dataset.id of a config file (for the folder name when --datasets is empty)."""
-    path, _, arg = config.partition(":")
+    from ampl_jax import configuration
+
     if REPO_ROOT not in sys.path:
-        sys.path.insert(0, REPO_ROOT)
-    spec = importlib.util.spec_from_file_location("_sweep_config", path)
-    if spec is None or spec.loader is None or not os.path.exists(path):
-        raise SweepError(f"--config {path} does not exist")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return str((module.get_config(arg) if arg else module.get_config()).dataset.id)
+        sys.path.insert(0, REPO_ROOT)  # configs that import `configs.*`
+    try:
+        return str(configuration.load_file(config).dataset.id)
+    except configuration.ConfigError as e:
+        raise SweepError(str(e)) from None
 
 
 def build_runs(config: str, datasets: Sequence[str], seeds: Sequence[int],

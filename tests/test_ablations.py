@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from ampl_jax import configuration
 from ampl_jax.methods.ampl import miw as miw_lib
 from ampl_jax.methods.ampl.state import init_train_state
 from ampl_jax.methods import build_agent as build
@@ -478,5 +479,7 @@ def test_reward_test_function_uses_model_rewards_not_q():
 
 
 def test_reward_test_function_rejected_with_other_estimators():
-    with pytest.raises(ValueError, match="test_function"):
-        _setup(miw__test_function="reward", miw__estimator="dualdice")
+    config = tiny_config.get_config()
+    config.miw.test_function, config.miw.estimator = "reward", "dualdice"
+    with pytest.raises(configuration.ConfigError, match="test_function='reward' needs"):
+        configuration.validate(config)

@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import sys
 
 import h5py
 import numpy as np
@@ -65,6 +67,29 @@ def _refused(workdir, extra_args, needles, store=None):
 )
 def test_out_of_range_config_value(run_copy, override, needle):
     _refused(run_copy, [override], [needle])
+
+
+@pytest.mark.parametrize(
+    "spec,needles",
+    [
+        ("configs/nope.py", ["config file configs/nope.py: not found"]),
+        ("configs/hopper.py:x", ["config file configs/hopper.py: TypeError: get_config()", "1 was given"]),
+    ],
+)
+def test_config_file_missing_or_failing_to_load(run_copy, spec, needles):
+    before = runs.snapshot(run_copy)
+    proc = runs.main([f"--config={spec}", "--config.seed=3", "--noprogress", f"--workdir={run_copy}"])
+    runs.assert_one_line_error(proc, *needles)
+    assert runs.snapshot(run_copy) == before, "a refused run changed files"
+
+
+def test_repro_config_file_missing_is_one_line_and_status_2():
+    """ampl_jax.repro reads --config as main does; its problems exit 2 (1 means the runs differ)."""
+    env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=str(runs.ROOT))
+    proc = subprocess.run([sys.executable, "-m", "ampl_jax.repro", "--config=configs/nope.py"], cwd=runs.ROOT,
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert proc.stderr.strip() == "error: config file configs/nope.py: not found", proc.stderr[-3000:]
 
 
 def test_unknown_config_key(run_copy):

@@ -1,7 +1,7 @@
 """Every shipped config file loads and passes validation (the values a user runs first)."""
 
-import importlib.util
 import os
+import re
 
 import pytest
 
@@ -15,12 +15,31 @@ CASES += [("cpu_scale.py", "hopper"), ("cpu_scale.py", "walker")]
 
 @pytest.mark.parametrize("name,arg", CASES)
 def test_config_file_validates(name, arg):
-    spec = importlib.util.spec_from_file_location(f"_cfg_{name[:-3]}", os.path.join(ROOT, "configs", name))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    config = module.get_config(arg) if arg else module.get_config()
+    config = configuration.load_file(os.path.join(ROOT, "configs", name) + (f":{arg}" if arg else ""))
     configuration.validate(config)
     assert config.train.total_steps > 0 and config.dataset.id
+
+
+@pytest.mark.parametrize("text,arg,reason", [
+    (None, "", "not found"),
+    ("def get_config(:\n", "", "SyntaxError: invalid syntax"),
+    ("import no_such_module_x\n", "", "ModuleNotFoundError: No module named 'no_such_module_x'"),
+    ("X = 1\n", "", "defines no get_config()"),
+    ("def get_config():\n    return {}\n", ":x", "TypeError: get_config() takes 0 positional arguments"),
+    ("def get_config():\n    return {}\n", "", "get_config() returned a dict, not a ConfigDict"),
+])
+def test_config_file_that_does_not_load_names_file_and_reason(tmp_path, text, arg, reason):
+    path = tmp_path / "c.py"
+    if text is not None:
+        path.write_text(text)
+    with pytest.raises(configuration.ConfigError) as err:
+        configuration.load_file(f"{path}{arg}")
+    assert str(err.value).startswith(f"config file {path}: {reason}") and "\n" not in str(err.value)
+
+
+def test_config_file_argument_after_the_colon():
+    c = configuration.load_file(os.path.join(ROOT, "configs", "cpu_scale.py") + ":walker")
+    assert c.dataset.fallback_id == "ampl/walker2d/medium-v0"
 
 
 def test_cpu_scale_tasks_use_the_local_medium_datasets():
@@ -46,3 +65,21 @@ def test_td_dice_multi_bad_values_fail_in_one_line(key, value, match):
     with pytest.raises(configuration.ConfigError, match=match) as err:
         configuration.validate(config)
     assert f"miw.td_dice_multi.{key}" in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("key,value,needle", [
+    ("mopo.real_ratio", 1.5, "config.mopo.real_ratio=1.5 must lie in [0, 1]"),
+    ("mopo.penalty_coef", -1.0, "config.mopo.penalty_coef=-1.0 must be >= 0"),
+    ("agent.policy", "gaussian", "config.agent.policy='gaussian' is not one of 'implicit', 'tanh_gaussian'"),
+    ("miw.estimator", "dice", "config.miw.estimator='dice' is not one of"),
+    ("rollout.period", 5, "config.rollout.period=5 must be a multiple of config.agent.actor_update_every=2"),
+])
+def test_agent_settings_are_checked_by_validate(key, value, needle):
+    """The checks that make_agent and the update step once made themselves."""
+    from configs.default import get_config
+
+    config = get_config()
+    section, name = key.split(".")
+    config[section][name] = value
+    with pytest.raises(configuration.ConfigError, match=re.escape(needle)):
+        configuration.validate(config)

@@ -6,7 +6,7 @@ import gymnasium
 import numpy as np
 import pytest
 
-from ampl_jax.evaluation import EvalResult, check_env_matches, evaluate, normalized_score
+from ampl_jax.evaluation import EvalResult, check_env_matches, evaluate
 
 ENV = "Hopper-v5"
 
@@ -85,10 +85,6 @@ def test_check_env_matches():
         check_env_matches(ENV, 17, 3)
     with pytest.raises(ValueError, match="act_dim=6"):
         check_env_matches(ENV, 11, 6)
-
-
-def test_normalized_score():
-    np.testing.assert_allclose(normalized_score(np.array([0.0, 50.0]), 0.0, 100.0), [0.0, 50.0])
 
 
 def test_record_keeps_the_counted_episodes_real_transitions():

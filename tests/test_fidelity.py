@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from ampl_jax import networks
 from ampl_jax.methods.ampl import update as update_lib
 from ampl_jax.methods.ampl.state import init_train_state
 from ampl_jax.methods import build_agent as build
@@ -165,8 +166,7 @@ def test_rollouts_add_batches_until_the_transition_budget():
 
 def test_torch_linear_initialisation():
     _, agent, _, state = _setup()
-    kernel = np.asarray(state.critic["params"]["VmapMLP_0"]["Dense_0"]["kernel"][0])
-    bias = np.asarray(state.critic["params"]["VmapMLP_0"]["Dense_0"]["bias"][0])
+    kernel, bias = map(np.asarray, networks.dense_layers(networks.first_head(agent.critic, state.critic)[1])[0])
     bound = 1 / np.sqrt(kernel.shape[0])
     assert np.abs(kernel).max() <= bound and np.abs(kernel).max() > 0.9 * bound  # U(+-1/sqrt(fan_in))
     assert np.abs(bias).max() <= bound and np.abs(bias).max() > 0.5 * bound  # biases too, not zeros

@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from ampl_jax import networks
 from ampl_jax.behaviour import sac as sac_lib
 from ampl_jax.behaviour import snapshots
 from ampl_jax.behaviour.sac import SAC, SACConfig
@@ -69,21 +70,25 @@ def test_numpy_actor_matches_flax():
     agent = SAC(5, 2, TINY)
     state = agent.init(jax.random.key(1))
     obs = np.random.default_rng(0).normal(size=(7, 5)).astype(np.float32)
-    mean, log_std = agent.actor.apply(state.actor, jnp.asarray(obs))
+    mean, log_std = agent.distribution(state.actor, jnp.asarray(obs))
     m2, ls2 = sac_lib.actor_forward_np(sac_lib.actor_layers(jax.device_get(state.actor)), obs)
     np.testing.assert_allclose(m2, np.asarray(mean), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(ls2, np.asarray(log_std), rtol=1e-5, atol=1e-5)
     assert np.all(ls2 >= sac_lib.LOG_STD_MIN) and np.all(ls2 <= sac_lib.LOG_STD_MAX)
 
 
-def test_tanh_gaussian_log_prob():
+@pytest.mark.parametrize("max_action", [1.0, 2.5])
+def test_tanh_gaussian_log_prob(max_action):
+    """log pi(a) of a = max_action * tanh(u) by the change of variables (MOPO's boxes are not [-1, 1])."""
     mean = jnp.array([[0.3, -1.2], [2.0, 0.0]])
     log_std = jnp.array([[-0.5, 0.1], [0.0, -2.0]])
-    a, logp = sac_lib.sample_tanh_gaussian(mean, log_std, jax.random.key(0))
-    u = np.arctanh(np.clip(np.asarray(a, np.float64), -1 + 1e-12, 1 - 1e-12))
+    eps = jax.random.normal(jax.random.key(0), mean.shape)
+    a, raw, logp = networks.sample_tanh_gaussian(mean, log_std, eps, max_action)
+    np.testing.assert_allclose(np.asarray(raw), np.asarray(mean + jnp.exp(log_std) * eps), rtol=1e-6)
+    u = np.arctanh(np.clip(np.asarray(a, np.float64) / max_action, -1 + 1e-12, 1 - 1e-12))
     std = np.exp(np.asarray(log_std, np.float64))
     gauss = -0.5 * ((u - np.asarray(mean)) / std) ** 2 - np.log(std) - 0.5 * np.log(2 * np.pi)
-    expected = (gauss - np.log(1 - np.tanh(u) ** 2)).sum(-1)
+    expected = (gauss - np.log(1 - np.tanh(u) ** 2) - np.log(max_action)).sum(-1)
     np.testing.assert_allclose(np.asarray(logp), expected, rtol=1e-3, atol=1e-3)
 
 

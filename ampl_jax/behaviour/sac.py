@@ -12,63 +12,24 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any, Sequence
+from typing import Any
 
-import flax.linen as nn
 import flax.struct
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
+from ampl_jax import networks
+
 Params = Any
 
-LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
+LOG_STD_MIN, LOG_STD_MAX = networks.LOG_STD_MIN, networks.LOG_STD_MAX
 
-
-class SACActor(nn.Module):
-    """obs -> (mean, log_std) of the pre-tanh Gaussian; log_std squashed into [MIN, MAX]."""
-
-    act_dim: int
-    hidden_dims: Sequence[int] = (256, 256)
-
-    @nn.compact
-    def __call__(self, obs: jax.Array) -> tuple[jax.Array, jax.Array]:
-        x = obs
-        for i, h in enumerate(self.hidden_dims):
-            x = nn.relu(nn.Dense(h, name=f"Dense_{i}")(x))
-        out = nn.Dense(2 * self.act_dim, name=f"Dense_{len(self.hidden_dims)}")(x)
-        mean, raw_log_std = jnp.split(out, 2, axis=-1)
-        log_std = LOG_STD_MIN + 0.5 * (LOG_STD_MAX - LOG_STD_MIN) * (jnp.tanh(raw_log_std) + 1.0)
-        return mean, log_std
-
-
-class _QNet(nn.Module):
-    hidden_dims: Sequence[int]
-
-    @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        for h in self.hidden_dims:
-            x = nn.relu(nn.Dense(h)(x))
-        return nn.Dense(1)(x)[..., 0]
-
-
-class SACCritic(nn.Module):
-    """Twin Q(s, a) heads as one `nn.vmap`-ed MLP; output [2, ...batch]."""
-
-    hidden_dims: Sequence[int] = (256, 256)
-
-    @nn.compact
-    def __call__(self, obs: jax.Array, act: jax.Array) -> jax.Array:
-        heads = nn.vmap(
-            _QNet,
-            variable_axes={"params": 0},
-            split_rngs={"params": True},
-            in_axes=None,
-            out_axes=0,
-            axis_size=2,
-        )(self.hidden_dims)
-        return heads(jnp.concatenate([obs, act], -1))
+# The networks' parameter names predate the shared modules: the critic's vmapped heads were a
+# module `_QNet` (the actor's layers sit at its root, as a bare MLP's). The checkpoints of running
+# trainings and the shipped snapshots use these names, and Flax seeds initial values by them.
+CRITIC_HEADS = "Vmap_QNet_0"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,17 +65,6 @@ class Batch(flax.struct.PyTreeNode):
     dones: jax.Array
 
 
-def sample_tanh_gaussian(mean: jax.Array, log_std: jax.Array, key: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """Reparameterised a = tanh(u), u ~ N(mean, std), and log pi(a) with the tanh correction."""
-    std = jnp.exp(log_std)
-    eps = jax.random.normal(key, mean.shape)
-    u = mean + std * eps
-    log_prob = jnp.sum(-0.5 * eps**2 - log_std - 0.5 * jnp.log(2 * jnp.pi), -1)
-    # log(1 - tanh(u)^2) computed stably: 2 (log 2 - u - softplus(-2u)).
-    log_prob -= jnp.sum(2.0 * (jnp.log(2.0) - u - jax.nn.softplus(-2.0 * u)), -1)
-    return jnp.tanh(u), log_prob
-
-
 @dataclasses.dataclass(frozen=True, eq=False)
 class SAC:
     """Static parts (modules, optimisers, settings); the jitted functions close over them."""
@@ -124,12 +74,23 @@ class SAC:
     config: SACConfig = SACConfig()
 
     @functools.cached_property
-    def actor(self) -> SACActor:
-        return SACActor(self.act_dim, self.config.hidden_dims)
+    def actor(self) -> networks.MLP:
+        """obs -> the 2 * act_dim outputs that `distribution` reads as (mean, log_std)."""
+        return networks.MLP(self.config.hidden_dims, 2 * self.act_dim, None, weight_init="flax")
 
     @functools.cached_property
-    def critic(self) -> SACCritic:
-        return SACCritic(self.config.hidden_dims)
+    def critic(self) -> networks.TwinCritic:
+        return networks.TwinCritic(self.config.hidden_dims, None, 2, weight_init="flax", heads_name=CRITIC_HEADS)
+
+    def distribution(self, actor_params: Params, obs: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """(mean, log_std) of the pre-tanh Gaussian at `obs`."""
+        return networks.gaussian_head(self.actor.apply(actor_params, obs))
+
+    def sample(self, actor_params: Params, key: jax.Array, obs: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """(a, log pi(a)): a = tanh(u), u ~ N(mean, std) reparameterised, in the tanh space [-1, 1]."""
+        mean, log_std = self.distribution(actor_params, obs)
+        a, _, log_prob = networks.sample_tanh_gaussian(mean, log_std, jax.random.normal(key, mean.shape))
+        return a, log_prob
 
     @functools.cached_property
     def tx(self) -> optax.GradientTransformation:
@@ -165,8 +126,7 @@ class SAC:
         key, k_next, k_pi = jax.random.split(state.key, 3)
         alpha = jnp.exp(state.log_alpha)
 
-        mean, log_std = self.actor.apply(state.actor, batch.next_observations)
-        next_a, next_logp = sample_tanh_gaussian(mean, log_std, k_next)
+        next_a, next_logp = self.sample(state.actor, k_next, batch.next_observations)
         q_next = self.critic.apply(state.critic_target, batch.next_observations, next_a).min(0)
         target = batch.rewards + cfg.gamma * (1.0 - batch.dones) * (q_next - alpha * next_logp)
         target = jax.lax.stop_gradient(target)
@@ -180,8 +140,7 @@ class SAC:
         critic = optax.apply_updates(state.critic, c_upd)
 
         def actor_loss(p):
-            m, ls = self.actor.apply(p, batch.observations)
-            a, logp = sample_tanh_gaussian(m, ls, k_pi)
+            a, logp = self.sample(p, k_pi, batch.observations)
             q = self.critic.apply(critic, batch.observations, a).min(0)
             return jnp.mean(alpha * logp - q), logp
 
@@ -234,16 +193,14 @@ class SAC:
 
 
 def actor_layers(actor_params: Params) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(kernel, bias) of each Dense layer of an `SACActor`, in order, as float32 NumPy arrays."""
-    p = actor_params["params"] if "params" in actor_params else actor_params
-    names = sorted(p, key=lambda n: int(n.split("_")[-1]))
-    return [(np.asarray(p[n]["kernel"], np.float32), np.asarray(p[n]["bias"], np.float32)) for n in names]
+    """(kernel, bias) of each layer of the actor, in order, as float32 NumPy arrays."""
+    return [(np.asarray(w, np.float32), np.asarray(b, np.float32)) for w, b in networks.dense_layers(actor_params)]
 
 
 def actor_forward_np(
     layers: list[tuple[np.ndarray, np.ndarray]], obs: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """NumPy twin of `SACActor.__call__` (mean, log_std) for stepping envs without a jit call."""
+    """NumPy twin of `SAC.distribution` (mean, log_std) for stepping envs without a jit call."""
     x = np.asarray(obs, np.float32)
     for w, b in layers[:-1]:
         x = np.maximum(x @ w + b, 0.0)

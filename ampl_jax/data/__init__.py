@@ -7,8 +7,6 @@ import it as `from ampl_jax.data.make_dataset import make_dataset`.
 from ampl_jax.data.load import DatasetError, check_dataset_id, dataset_path, load_dataset
 from ampl_jax.data.policies import PolicyError, make_policy
 from ampl_jax.data.preprocess import (
-    Normalizer,
-    dataset_normalized_score,
     normalized_score,
     obs_range,
     rescale_rewards,
@@ -19,10 +17,8 @@ from ampl_jax.data.scores import reference_scores
 
 __all__ = [
     "DatasetError",
-    "Normalizer",
     "PolicyError",
     "check_dataset_id",
-    "dataset_normalized_score",
     "dataset_path",
     "load_dataset",
     "make_policy",

@@ -1,17 +1,9 @@
-"""Pure array helpers on the offline data: reward rescaling, bounds, normalisers, scores.
-
-All functions are jnp-only (jit-safe) except `dataset_normalized_score`, which checks host-side
-metadata and raises a clear error where a reference score is missing.
-"""
+"""Pure array helpers on the offline data: reward rescaling, bounds, scores (jnp-only, jit-safe)."""
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import jax
 import jax.numpy as jnp
-
-from ampl_jax.types import DatasetInfo
 
 REWARD_OFFSET = 1e-3  # spec: r~ = (r - r_min + 1e-3) / (r_max - r_min), so r~ > 0 everywhere
 
@@ -50,48 +42,6 @@ def reward_bound(scaled_rewards: jax.Array) -> jax.Array:
     return jnp.maximum(lo, hi)
 
 
-class Normalizer(NamedTuple):
-    """Per-dimension standardisation (a pytree, so it lives inside model/train states)."""
-
-    mean: jax.Array
-    std: jax.Array
-
-    @classmethod
-    def fit(cls, x: jax.Array, eps: float = 1e-6) -> "Normalizer":
-        """Mean/std over the leading axis; near-constant dimensions (std < eps) keep scale 1.
-
-        Scale 1 rather than eps: a constant feature must not be blown up to huge values.
-        """
-        x = jnp.asarray(x, jnp.float32)
-        mean = jnp.mean(x, axis=0)
-        std = jnp.std(x, axis=0)
-        return cls(mean, jnp.where(std < eps, jnp.ones_like(std), std))
-
-    def normalize(self, x: jax.Array) -> jax.Array:
-        return (x - self.mean) / self.std
-
-    def denormalize(self, x: jax.Array) -> jax.Array:
-        return x * self.std + self.mean
-
-
 def normalized_score(returns: jax.Array | float, ref_min: float, ref_max: float) -> jax.Array:
     """D4RL-style score: 0 = random policy, 100 = expert."""
     return 100.0 * (jnp.asarray(returns, jnp.float32) - ref_min) / (ref_max - ref_min)
-
-
-def dataset_normalized_score(returns: jax.Array | float, info: DatasetInfo) -> jax.Array:
-    """`normalized_score` with the dataset's references; a clear error where they are missing."""
-    from ampl_jax.data.load import DatasetError  # local import: load.py imports this module
-
-    if info.ref_min_score is None or info.ref_max_score is None:
-        raise DatasetError(
-            f"dataset '{info.dataset_id}' (env {info.env_id}) has no reference scores "
-            f"(ref_min_score={info.ref_min_score}, ref_max_score={info.ref_max_score}): add them to "
-            "its metadata or to the table in ampl_jax/data/scores.py, or report raw returns only"
-        )
-    if info.ref_max_score == info.ref_min_score:
-        raise DatasetError(
-            f"dataset '{info.dataset_id}' has ref_min_score == ref_max_score == {info.ref_min_score}: "
-            "fix the reference scores in its metadata"
-        )
-    return normalized_score(returns, info.ref_min_score, info.ref_max_score)

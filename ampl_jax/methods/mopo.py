@@ -20,9 +20,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
-import flax.linen as nn
 import flax.struct
 import jax
 import jax.numpy as jnp
@@ -41,22 +40,7 @@ NEEDS_MODEL = True  # the loop fits the ensemble first and may refit it (state.m
 Params = Any
 Metrics = dict[str, jax.Array]
 
-LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0  # actor's log-std range (the usual SAC bounds)
 RELU = 0.0  # LeakyReLU slope 0: SAC's plain ReLU networks
-
-
-class TanhGaussianActor(nn.Module):
-    """obs -> (mean, log_std) of the pre-tanh Gaussian; log_std smoothly squashed into range."""
-
-    act_dim: int
-    hidden_dims: Sequence[int] = (256, 256)
-
-    @nn.compact
-    def __call__(self, obs: jax.Array) -> tuple[jax.Array, jax.Array]:
-        out = networks.MLP(tuple(self.hidden_dims), 2 * self.act_dim, RELU)(obs)
-        mean, raw = jnp.split(out, 2, axis=-1)
-        log_std = LOG_STD_MIN + 0.5 * (LOG_STD_MAX - LOG_STD_MIN) * (jnp.tanh(raw) + 1.0)
-        return mean, log_std
 
 
 @flax.struct.dataclass
@@ -78,7 +62,7 @@ class MOPOState:
 class MOPOAgent:
     """Static parts of a MOPO run; closed over by the jitted functions."""
 
-    actor: TanhGaussianActor
+    actor: networks.TanhGaussianActor  # read through .distribution (mean, log_std)
     critic: networks.TwinCritic  # num_heads = mopo.num_critics
     actor_tx: optax.GradientTransformation
     critic_tx: optax.GradientTransformation
@@ -94,18 +78,14 @@ class MOPOAgent:
 
     def sample(self, params: Params, key: jax.Array, obs: jax.Array) -> tuple[jax.Array, jax.Array]:
         """(a, log pi(a|s)) with a = max_action * tanh(u), u ~ N(mean, std): the change of variables."""
-        mean, log_std = self.actor.apply(params, obs)
+        mean, log_std = self.actor.apply(params, obs, method="distribution")
         eps = jax.random.normal(key, mean.shape, mean.dtype)
-        u = mean + jnp.exp(log_std) * eps
-        logp_u = jnp.sum(-0.5 * jnp.square(eps) - log_std - 0.5 * math.log(2.0 * math.pi), axis=-1)
-        # log(1 - tanh(u)^2) = 2 (log 2 - u - softplus(-2u)), stable for large |u|
-        log_det = jnp.sum(2.0 * (math.log(2.0) - u - jax.nn.softplus(-2.0 * u)), axis=-1)
-        logp = logp_u - log_det - self.act_dim * math.log(self.max_action)
-        return self.max_action * jnp.tanh(u), logp
+        a, _, logp = networks.sample_tanh_gaussian(mean, log_std, eps, self.max_action)
+        return a, logp
 
     def mode(self, params: Params, obs: jax.Array) -> jax.Array:
         """The deterministic evaluation action max_action * tanh(mean)."""
-        mean, _ = self.actor.apply(params, obs)
+        mean, _ = self.actor.apply(params, obs, method="distribution")
         return self.max_action * jnp.tanh(mean)
 
 
@@ -120,13 +100,9 @@ def make_agent(
 ) -> MOPOAgent:
     """The methods' make_agent signature (termination, obs range and bound drive the rollouts)."""
     m = config.mopo
-    if not 0.0 <= m.real_ratio <= 1.0:
-        raise ValueError(f"config.mopo.real_ratio={m.real_ratio!r} must lie in [0, 1]")
-    if m.penalty_coef < 0:
-        raise ValueError(f"config.mopo.penalty_coef={m.penalty_coef!r} must be >= 0")
     hidden = tuple(m.hidden_dims)
     return MOPOAgent(
-        actor=TanhGaussianActor(info.act_dim, hidden),
+        actor=networks.TanhGaussianActor(info.act_dim, float(info.max_action), hidden, RELU),
         critic=networks.TwinCritic(hidden, RELU, int(m.num_critics)),
         actor_tx=optax.adam(float(m.actor_lr)),
         critic_tx=optax.adam(float(m.critic_lr)),
@@ -149,7 +125,7 @@ def init_state(agent: MOPOAgent, key: jax.Array, model: ModelState | None) -> MO
     k_actor, k_critic, key = jax.random.split(key, 3)
     obs = jnp.zeros((1, agent.obs_dim), jnp.float32)
     act = jnp.zeros((1, agent.act_dim), jnp.float32)
-    actor = agent.actor.init(k_actor, obs)
+    actor = agent.actor.init(k_actor, obs, method="distribution")
     critic = agent.critic.init(k_critic, obs, act)
     log_alpha = jnp.asarray(math.log(agent.config.mopo.init_temperature), jnp.float32)
     return MOPOState(

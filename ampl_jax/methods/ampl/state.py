@@ -26,8 +26,6 @@ from ampl_jax.world_model.fit import ModelState
 
 Params = Any
 
-MIW_ESTIMATORS = miw_lib.ESTIMATORS
-
 
 @flax.struct.dataclass
 class TrainState:
@@ -111,13 +109,6 @@ def make_agent(
     hidden = tuple(a.hidden_dims)
     slope = a.leaky_relu_slope
     dtype = precision.dtype(config.compute.dtype)  # matmul inputs of every network below
-    if a.policy not in ("implicit", "tanh_gaussian"):
-        raise ValueError(f"config.agent.policy={a.policy!r} is not one of 'implicit', 'tanh_gaussian'")
-    if m.estimator not in MIW_ESTIMATORS:
-        raise ValueError(f"config.miw.estimator={m.estimator!r} is not one of {', '.join(map(repr, MIW_ESTIMATORS))}")
-    if m.test_function == "reward" and m.estimator != "td_dice":
-        raise ValueError("config.miw.test_function='reward' needs config.miw.estimator='td_dice' "
-                         "(the other estimators learn their own test function)")
     if a.policy == "tanh_gaussian":
         actor = networks.TanhGaussianActor(info.act_dim, float(info.max_action), hidden, slope, dtype=dtype)
     else:

@@ -224,10 +224,7 @@ def _moving_averages(agent: Agent, state: TrainState, q_abs: jax.Array) -> Train
 
 def _q1(agent: Agent, critic_params, obs: jax.Array, act: jax.Array) -> jax.Array:
     """Only the first critic head (the MIW's test function): half the cost of both heads."""
-    head = jax.tree.map(lambda p: p[0], critic_params["params"]["VmapMLP_0"])
-    a = agent.config.agent
-    return networks.MLP(tuple(a.hidden_dims), 1, a.leaky_relu_slope, dtype=agent.critic.dtype).apply(
-        {"params": head}, jnp.concatenate([obs, act], -1))[..., 0]
+    return networks.q1(agent.critic, critic_params, obs, act)
 
 
 def model_reward_sample(agent: Agent, model, key: jax.Array, obs: jax.Array, act: jax.Array) -> jax.Array:
@@ -356,10 +353,8 @@ def _miw_step_minimax(agent: Agent, state: TrainState, data: OfflineData, key: j
         nus = (nu_of(b.observations, b.actions), nu_of(s0, a0), nu_of(b.next_observations, a1))
         if s.name == "gendice":
             value, aux = miw_lib.gendice_value(w, *nus, b.dones, dual["u"], g, s.norm_penalty, s.mask_terminals)
-        elif s.name == "dualdice":
+        else:  # "dualdice"
             value, aux = miw_lib.dualdice_value(w, *nus, b.dones, g, s.mask_terminals)
-        else:
-            raise ValueError(f"unknown miw.estimator {s.name!r}")
         return value, (aux, jnp.mean(w))
 
     (loss, (aux, w_mean)), (grad_w, grad_dual) = jax.value_and_grad(value_fn, argnums=(0, 1), has_aux=True)(
@@ -469,9 +464,7 @@ def _scan_iterations(agent: Agent, state: TrainState, data: OfflineData, key: ja
 
     The authors step the actor when the iteration counter is a multiple of k (0, k, 2k, ...).
     """
-    k = agent.config.agent.actor_update_every
-    if num_iters % k:
-        raise ValueError(f"rollout.period ({num_iters}) must be a multiple of agent.actor_update_every ({k})")
+    k = agent.config.agent.actor_update_every  # divides rollout.period (configuration.validate)
 
     def block(state, key):
         keys = jax.random.split(key, k)
