@@ -212,7 +212,9 @@ def suite_update(quick: bool) -> dict[str, Any]:
     run as one jitted call per iteration; windows of the variants interleaved, medians reported."""
     import resource
 
-    from ampl_jax.methods.ampl.update import iteration, make_miw_phase, make_update_step
+    from ampl_jax.methods.ampl.update import iteration, make_update_step
+
+    from ampl_jax.methods.ampl.miw_step import make_miw_phase
     from ampl_jax.world_model.rollout import rollout
     from ampl_jax.buffer import buffer_insert
 
@@ -335,7 +337,8 @@ def suite_miw(quick: bool) -> dict[str, Any]:
     """Seconds per MIW step of each estimator (a scanned "phased" block of MIW steps alone) beside
     seconds per policy iteration without MIW (fused update_step, "phased"); the ratio is what an
     interleaved MIW step adds to an iteration. Windows interleaved, medians reported."""
-    from ampl_jax.methods.ampl.update import make_miw_phase, make_update_step
+    from ampl_jax.methods.ampl.update import make_update_step
+    from ampl_jax.methods.ampl.miw_step import make_miw_phase
 
     miw_steps = 20 if quick else 200
     runs: dict[str, Any] = {}
@@ -373,7 +376,8 @@ def suite_precision(quick: bool) -> dict[str, Any]:
     training epoch and a 32k-transition rollout of the actor. Windows of every (figure, dtype)
     pair are interleaved round by round, so load drift hits both dtypes alike; medians reported,
     and the bfloat16 speed as a ratio to float32 (> 1: bfloat16 faster)."""
-    from ampl_jax.methods.ampl.update import make_miw_phase, make_update_step, model_rollouts
+    from ampl_jax.methods.ampl.update import make_update_step, model_rollouts
+    from ampl_jax.methods.ampl.miw_step import make_miw_phase
     from ampl_jax.world_model.fit import EpochCarry, make_epoch_fn, prepare_fit_data, static_from_config
 
     dtypes = ("float32", "bfloat16")

@@ -1,14 +1,10 @@
-"""Flax modules of the agent: implicit actor, twin critic, discriminator, MIW network.
+"""The networks every method shares: one copy for AMPL, MOPO, TD3+BC and the behaviour-policy SAC.
 
-Ablation modules: a tanh-Gaussian actor (`agent.policy="tanh_gaussian"`) and the scalar test
-function nu(s, a) that the GenDICE and DualDICE MIW estimators learn next to w.
-
-All are small MLPs with LeakyReLU(0.01) hidden layers (400-300 in the paper). The twin critic
-is one `nn.vmap`-ed MLP so both heads run as one batched matmul.
-
-The SAC core lives here too, one copy for AMPL, MOPO and the behaviour-policy SAC: the MLP (its
-activation and initialisation chosen per caller), the tanh-Gaussian head (`gaussian_head`,
-`sample_tanh_gaussian`, `TanhGaussianActor`) and the twin critic.
+The MLP (its activation and initialisation chosen per caller: LeakyReLU(0.01) and PyTorch's init
+for AMPL, as the authors), the tanh-Gaussian head (`gaussian_head`, `sample_tanh_gaussian`,
+`TanhGaussianActor`: SAC's policy, and AMPL's policy-class ablation) and the twin critic, one
+`nn.vmap`-ed MLP so both heads run as one batched matmul. AMPL's own networks (implicit actor,
+discriminator, MIW net) are in `methods/ampl/networks.py`.
 
 Mixed precision (`compute.dtype`): every module takes a `dtype` for its matmuls' inputs; the
 parameters stay float32 (Flax's param_dtype) and the outputs are float32 (see MLP).
@@ -106,21 +102,6 @@ def dense_layers(mlp_params: Params) -> list[tuple[Any, Any]]:
     p = mlp_params["params"] if "params" in mlp_params else mlp_params
     names = sorted(p, key=lambda n: int(n.split("_")[-1]))  # Flax names them Dense_0, Dense_1, ...
     return [(p[n]["kernel"], p[n]["bias"]) for n in names]
-
-
-class ImplicitActor(nn.Module):
-    """pi(s, eps) = max_action * tanh(f([s, eps])); the pre-tanh action feeds the discriminator."""
-
-    act_dim: int
-    max_action: float
-    hidden_dims: Sequence[int] = (400, 300)
-    slope: float = 0.01
-    dtype: Any = jnp.float32
-
-    @nn.compact
-    def __call__(self, obs: jax.Array, noise: jax.Array) -> tuple[jax.Array, jax.Array]:
-        raw = MLP(self.hidden_dims, self.act_dim, self.slope, dtype=self.dtype)(jnp.concatenate([obs, noise], -1))
-        return self.max_action * jnp.tanh(raw), raw
 
 
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0  # the usual SAC bounds of the pre-tanh log std
@@ -223,54 +204,3 @@ def q1(critic: TwinCritic, critic_params: Params, obs: jax.Array, act: jax.Array
     """Head 0's Q(s, a) [batch] without running the other heads."""
     head, variables = first_head(critic, critic_params)
     return head.apply(variables, jnp.concatenate([obs, act], -1))[..., 0]
-
-
-class Discriminator(nn.Module):
-    """Logit of D(s, raw a); the sigmoid lives in the loss for numerical stability."""
-
-    hidden_dims: Sequence[int] = (400, 300)
-    slope: float = 0.01
-    dtype: Any = jnp.float32
-
-    @nn.compact
-    def __call__(self, obs: jax.Array, raw_act: jax.Array) -> jax.Array:
-        return MLP(self.hidden_dims, 1, self.slope, dtype=self.dtype)(jnp.concatenate([obs, raw_act], -1))[..., 0]
-
-
-class MIWNet(nn.Module):
-    """w(s, a) = (softplus(x) + 1e-8) ** alpha: positive, with alpha < 1 taming its tail."""
-
-    hidden_dims: Sequence[int] = (400, 300)
-    slope: float = 0.01
-    alpha: float = 0.5
-    last_layer_init: float = 3e-3
-    dtype: Any = jnp.float32
-
-    @nn.compact
-    def __call__(self, obs: jax.Array, act: jax.Array) -> jax.Array:
-        x = MLP(self.hidden_dims, 1, self.slope, self.last_layer_init, self.dtype)(
-            jnp.concatenate([obs, act], -1)
-        )[..., 0]
-        return (jax.nn.softplus(x) + 1e-8) ** self.alpha
-
-
-class TestFunction(nn.Module):
-    """A scalar function nu(s, a): the dual (test) function of the GenDICE and DualDICE estimators.
-
-    Its last layer starts at U(+-last_layer_init), so nu starts near 0.
-    """
-
-    hidden_dims: Sequence[int] = (400, 300)
-    slope: float = 0.01
-    last_layer_init: float = 3e-3
-    dtype: Any = jnp.float32
-
-    @nn.compact
-    def __call__(self, obs: jax.Array, act: jax.Array) -> jax.Array:
-        x = jnp.concatenate([obs, act], -1)
-        return MLP(self.hidden_dims, 1, self.slope, self.last_layer_init, self.dtype)(x)[..., 0]
-
-
-def sample_noise(key: jax.Array, shape: Sequence[int], std: float, clip: float) -> jax.Array:
-    """Implicit-policy noise eps ~ N(0, std^2), clamped to [-clip, clip] as the paper does."""
-    return jnp.clip(std * jax.random.normal(key, tuple(shape)), -clip, clip)

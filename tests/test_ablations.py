@@ -20,8 +20,10 @@ from ampl_jax import configuration
 from ampl_jax.methods.ampl import miw as miw_lib
 from ampl_jax.methods.ampl.state import init_train_state
 from ampl_jax.methods import build_agent as build
+from ampl_jax.methods.ampl import miw_step as miw_step_lib
 from ampl_jax.methods.ampl import update as update_lib
-from ampl_jax.methods.ampl.update import _miw_batches, _q1, iteration, make_miw_phase, make_update_step, miw_step
+from ampl_jax.methods.ampl.update import iteration, make_update_step
+from ampl_jax.methods.ampl.miw_step import _miw_batches, _q1, make_miw_phase, miw_step
 from ampl_jax.world_model.fit import init_model_state
 from tests import tiny_config
 from tests.test_miw_tabular import A, S, make_mdp, q_values, sa_transition, true_ratio
@@ -91,7 +93,7 @@ def test_nw_update_step_computes_nothing_of_the_miw():
 
 def test_default_estimator_has_no_dual_leaves():
     _, agent, _, state = _setup()
-    assert agent.config.miw.estimator == "td_dice" and agent.miw_aux_net is None
+    assert agent.hp.miw.estimator == "td_dice" and agent.miw_aux_net is None
     assert state.miw_aux == {} and jax.tree.leaves(state.miw_aux) == []
 
 
@@ -462,7 +464,7 @@ def test_reward_test_function_uses_model_rewards_not_q():
         as the authors' reward trainer; and the Q version's lhs = mean(w Q1)."""
         b, s0, a0, a1 = _miw_batches(agent, state, data, key)
         k_r, k_r0, k_r1 = jax.random.split(jax.random.fold_in(key, 1), 3)
-        r_hat = functools.partial(update_lib.model_reward_sample, agent, state.model)
+        r_hat = functools.partial(miw_step_lib.model_reward_sample, agent, state.model)
         w = agent.miw.apply(state.miw, b.observations, b.actions)
         w_t = agent.miw.apply(state.miw_target, b.observations, b.actions)
         g = config.agent.gamma

@@ -9,6 +9,7 @@ import optax
 import pytest
 
 from ampl_jax import networks
+from ampl_jax.methods.ampl import networks as ampl_nets
 from ampl_jax.methods.ampl import actor, critic, discriminator
 from ampl_jax.methods.ampl.update import real_fraction
 
@@ -60,7 +61,7 @@ def test_discriminator_loss_falls_when_separating():
 
 def test_discriminator_training_separates_true_from_fake():
     """A few Adam steps on the loss make D tell two Gaussians apart."""
-    d = networks.Discriminator((32, 32))
+    d = ampl_nets.Discriminator((32, 32))
     k = jax.random.PRNGKey(0)
     true_obs = jax.random.normal(k, (256, 3)) + 2.0
     fake_obs = jax.random.normal(jax.random.PRNGKey(1), (256, 3)) - 2.0
@@ -110,9 +111,9 @@ def test_best_of_n_picks_highest_min_q():
 
 
 def test_implicit_actor_bounds_and_raw():
-    a = networks.ImplicitActor(act_dim=3, max_action=2.0, hidden_dims=(16,))
+    a = ampl_nets.ImplicitActor(act_dim=3, max_action=2.0, hidden_dims=(16,))
     obs = jax.random.normal(jax.random.PRNGKey(0), (8, 5)) * 100.0
-    noise = networks.sample_noise(jax.random.PRNGKey(1), (8, 50), 1.0, 3.0)
+    noise = ampl_nets.sample_noise(jax.random.PRNGKey(1), (8, 50), 1.0, 3.0)
     params = a.init(jax.random.PRNGKey(2), obs, noise)
     act, raw = a.apply(params, obs, noise)
     chex.assert_shape([act, raw], (8, 3))
@@ -120,7 +121,7 @@ def test_implicit_actor_bounds_and_raw():
     np.testing.assert_allclose(act, 2.0 * jnp.tanh(raw), rtol=1e-6)
     assert float(jnp.abs(noise).max()) <= 3.0
     # different noise gives different actions for the same state
-    act2, _ = a.apply(params, obs, networks.sample_noise(jax.random.PRNGKey(3), (8, 50), 1.0, 3.0))
+    act2, _ = a.apply(params, obs, ampl_nets.sample_noise(jax.random.PRNGKey(3), (8, 50), 1.0, 3.0))
     assert not np.allclose(act, act2)
 
 
@@ -134,7 +135,7 @@ def test_twin_critic_heads_differ():
 
 
 def test_miw_net_positive_and_starts_near_constant():
-    m = networks.MIWNet((16, 16), alpha=0.5)
+    m = ampl_nets.MIWNet((16, 16), alpha=0.5)
     obs = jax.random.normal(jax.random.PRNGKey(0), (64, 3))
     act = jax.random.normal(jax.random.PRNGKey(1), (64, 2))
     w = m.apply(m.init(jax.random.PRNGKey(2), obs, act), obs, act)

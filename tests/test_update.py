@@ -8,7 +8,8 @@ import pytest
 from ampl_jax.methods.ampl.state import init_train_state
 from ampl_jax.methods import build_agent as build
 from ampl_jax.types import DatasetInfo, OfflineData
-from ampl_jax.methods.ampl.update import make_dataset_weights, make_miw_phase, make_select_action, make_update_step
+from ampl_jax.methods.ampl.update import make_select_action, make_update_step
+from ampl_jax.methods.ampl.miw_step import make_dataset_weights, make_miw_phase
 from ampl_jax.world_model.fit import init_model_state
 from tests import tiny_config
 
@@ -117,7 +118,7 @@ def test_select_action_in_bounds():
 
 
 def test_q1_is_the_first_critic_head():
-    from ampl_jax.methods.ampl.update import _q1
+    from ampl_jax.methods.ampl.miw_step import _q1
     _, agent, data, state = _setup()
     obs, act = data.observations[:9], data.actions[:9]
     both = agent.critic.apply(state.critic, obs, act)
@@ -128,7 +129,7 @@ def test_miw_step_follows_the_plain_gradient_when_constraint_inactive():
     """The shared-forward vjp gives the same update as jax.grad of the loss (lambda = 0 here)."""
     import optax
     from ampl_jax.methods.ampl import miw as miw_lib
-    from ampl_jax.methods.ampl.update import _gather, _q1, miw_step
+    from ampl_jax.methods.ampl.miw_step import _gather, _q1, miw_step
 
     config, agent, data, state = _setup()
     key = jax.random.PRNGKey(3)
@@ -156,7 +157,7 @@ def test_miw_step_follows_the_plain_gradient_when_constraint_inactive():
 
 
 def test_split_batch_miw_gradient_is_a_different_finite_step():
-    from ampl_jax.methods.ampl.update import miw_step
+    from ampl_jax.methods.ampl.miw_step import miw_step
 
     results = []
     for split in (False, True):

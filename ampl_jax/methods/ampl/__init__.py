@@ -9,12 +9,12 @@ import jax
 import numpy as np
 
 from ampl_jax.methods.ampl import diagnostics
-from ampl_jax.methods.ampl import miw as miw_lib
 from ampl_jax.methods import Diagnostics, Hook
 from ampl_jax.methods.ampl.state import Agent, TrainState, init_train_state, make_agent as _make_agent
 from ampl_jax.metrics import fit_row
 from ampl_jax.types import DatasetInfo, OfflineData
-from ampl_jax.methods.ampl.update import build_update_step, make_dataset_weights, make_miw_phase, make_select_action as _select
+from ampl_jax.methods.ampl.update import build_update_step, make_select_action as _select
+from ampl_jax.methods.ampl.miw_step import make_dataset_weights, make_miw_phase
 from ampl_jax.world_model.fit import ModelState, fit
 
 NEEDS_MODEL = True
@@ -48,16 +48,16 @@ def make_hook(agent: Agent, runtime) -> Hook | None:
 
     As the authors: a refit opens epochs 100, 200, ..., never after the last iteration.
     """
-    config = agent.config
-    if config.miw.schedule == "none":
+    hp = agent.hp
+    if hp.miw.schedule == "none":
         return None
-    t, period = config.train, config.rollout.period
-    refit_steps = t.model_retrain_epochs * t.epoch_length
+    period, total = hp.rollout.period, hp.train.total_steps
+    refit_steps = hp.train.model_retrain_epochs * hp.train.epoch_length
     weights_fn = make_dataset_weights(agent)
-    miw_phase = make_miw_phase(agent, miw_lib.phase_steps(config.miw)) if config.miw.schedule == "phased" else None
+    miw_phase = make_miw_phase(agent, hp.miw.phase_steps) if hp.miw.schedule == "phased" else None
 
     def due(step: int, last: int) -> bool:
-        return step % refit_steps < period and refit_steps <= step < t.total_steps and step != last
+        return step % refit_steps < period and refit_steps <= step < total and step != last
 
     def run(state: Any, data: OfflineData, step: int) -> tuple[Any, list[dict]]:
         del step
@@ -75,17 +75,17 @@ def make_hook(agent: Agent, runtime) -> Hook | None:
 def _refit(agent: Agent, state: TrainState, data: OfflineData, weights_fn, miw_phase,
            seed: int | None) -> tuple[TrainState, dict]:
     """One seed's MIW phase (if phased) and w-weighted refit; returns its model_fits.jsonl row."""
-    config = agent.config
+    hp = agent.hp
     extra = {} if seed is None else {"seed": seed}
     if miw_phase is not None:
         state, m = miw_phase(state, data)
         extra.update({f"phase_{k}": float(v) for k, v in jax.device_get(m).items()})
     w = weights_fn(state.miw, data.observations, data.actions)
     key, k_fit = jax.random.split(state.key)
-    model, info = fit(state.model, k_fit, data.transitions(), w, config.model,
-                      max_epochs=config.model.refit_max_epochs, dtype=config.compute.model_dtype)
+    model, info = fit(state.model, k_fit, data.transitions(), w, hp.model.fit_config,
+                      max_epochs=hp.model.refit_max_epochs, dtype=hp.model.dtype)
     w_np = np.asarray(w)
     extra.update({"w_min": float(w_np.min()), "w_max": float(w_np.max()), "w_std": float(w_np.std())})
-    if config.agent.weighted_regularizer:  # WPR weighs its GAN losses by the last refit's weights
+    if hp.agent.weighted_regularizer:  # WPR weighs its GAN losses by the last refit's weights
         state = state.replace(data_weights=w)
     return state.replace(model=model, key=key), fit_row(int(state.step), info, extra)

@@ -50,6 +50,7 @@ import jax.numpy as jnp
 import optax
 
 from ampl_jax import networks
+from ampl_jax.methods.ampl import networks as ampl_nets
 
 MULTI_FEATURES = ("fourier", "relu")
 
@@ -379,9 +380,8 @@ def make_dual_optimizer(cfg_miw) -> optax.GradientTransformation | None:
     return optax.chain(_clip(s), optax.chain(optax.scale_by_adam(), optax.stateless(per_key_lr)))
 
 
-def init_dual_params(cfg_miw, nu_params=None) -> dict:
+def init_dual_params(s: EstimatorSettings, nu_params=None) -> dict:
     """The dual player's parameters: {"nu": nu_params} and/or {"u": u_init} as the estimator uses them."""
-    s = estimator_settings(cfg_miw)
     params = {}
     if "nu" in s.dual_keys:
         params["nu"] = nu_params
@@ -396,7 +396,7 @@ def init_dual_params(cfg_miw, nu_params=None) -> dict:
 class ClippedMIWNet(nn.Module):
     """w(s, a) softly clipped into (w_min, w_max) = (1e-8, 500), no power: the authors'
     `--weight_output_clipping True` head (networks.py:315-316, 330-334; off by default there,
-    gan_main.py:76, and here: miw.output_clipping). Same parameters as networks.MIWNet."""
+    gan_main.py:76, and here: miw.output_clipping). Same parameters as ampl_nets.MIWNet."""
 
     hidden_dims: Sequence[int] = (400, 300)
     slope: float = 0.01
@@ -417,4 +417,4 @@ def make_miw_net(cfg_miw, hidden_dims: Sequence[int], slope: float, dtype: Any =
     """The MIW network: (softplus(x) + 1e-8)^alpha (default), or the clipped head; `dtype`: matmul inputs."""
     if cfg_miw.output_clipping:
         return ClippedMIWNet(tuple(hidden_dims), slope, cfg_miw.last_layer_init, dtype=dtype)
-    return networks.MIWNet(tuple(hidden_dims), slope, cfg_miw.alpha, cfg_miw.last_layer_init, dtype)
+    return ampl_nets.MIWNet(tuple(hidden_dims), slope, cfg_miw.alpha, cfg_miw.last_layer_init, dtype)

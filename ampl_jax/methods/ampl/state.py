@@ -20,6 +20,8 @@ import optax
 
 from ampl_jax.methods.ampl import miw as miw_lib
 from ampl_jax import networks, precision
+from ampl_jax.methods.ampl import networks as ampl_nets
+from ampl_jax.methods.ampl.hparams import AMPLHyper
 from ampl_jax.buffer import Buffer, buffer_init
 from ampl_jax.types import DatasetInfo
 from ampl_jax.world_model.fit import ModelState
@@ -58,10 +60,10 @@ class TrainState:
 class Agent:
     """Static parts of a run; closed over by the jitted functions."""
 
-    actor: networks.ImplicitActor | networks.TanhGaussianActor
+    actor: ampl_nets.ImplicitActor | networks.TanhGaussianActor
     critic: networks.TwinCritic
-    disc: networks.Discriminator
-    miw: networks.MIWNet
+    disc: ampl_nets.Discriminator
+    miw: ampl_nets.MIWNet
     actor_tx: optax.GradientTransformation
     critic_tx: optax.GradientTransformation
     disc_tx: optax.GradientTransformation
@@ -72,26 +74,26 @@ class Agent:
     termination_fn: Callable[[jax.Array, jax.Array, jax.Array], jax.Array]
     obs_range: np.ndarray  # [obs_dim]
     reward_bound: float
-    config: ml_collections.FrozenConfigDict
+    hp: AMPLHyper  # what the step and the hook read of the config, nothing else
     num_data: int  # dataset rows (the WPR weights' length)
-    miw_aux_net: networks.TestFunction | None = None  # nu of GenDICE/DualDICE; None otherwise
+    miw_aux_net: ampl_nets.TestFunction | None = None  # nu of GenDICE/DualDICE; None otherwise
     miw_aux_tx: optax.GradientTransformation | None = None  # the dual player's optimiser; None under TD-DICE
 
     @property
     def model_dtype(self) -> jnp.dtype:
         """Matmul input dtype of the world model (`compute.model_dtype`): rollouts and model samples."""
-        return precision.dtype(self.config.compute.model_dtype)
+        return precision.dtype(self.hp.model.dtype)
 
     @property
     def noise_dim(self) -> int:
         """Width of the actor's noise input: noise_dim (implicit) or act_dim (tanh-Gaussian eps)."""
-        return self.act_dim if self.config.agent.policy == "tanh_gaussian" else self.config.agent.noise_dim
+        return self.act_dim if self.hp.agent.policy == "tanh_gaussian" else self.hp.agent.noise_dim
 
     def noise(self, key: jax.Array, batch: int) -> jax.Array:
-        a = self.config.agent
+        a = self.hp.agent
         if a.policy == "tanh_gaussian":
             return jax.random.normal(key, (batch, self.act_dim))
-        return networks.sample_noise(key, (batch, a.noise_dim), a.noise_std, a.noise_clip)
+        return ampl_nets.sample_noise(key, (batch, a.noise_dim), a.noise_std, a.noise_clip)
 
     def act(self, actor_params: Params, key: jax.Array, obs: jax.Array) -> tuple[jax.Array, jax.Array]:
         """(action, raw pre-tanh action) for a batch of states, each with its own noise."""
@@ -112,14 +114,14 @@ def make_agent(
     if a.policy == "tanh_gaussian":
         actor = networks.TanhGaussianActor(info.act_dim, float(info.max_action), hidden, slope, dtype=dtype)
     else:
-        actor = networks.ImplicitActor(info.act_dim, float(info.max_action), hidden, slope, dtype)
+        actor = ampl_nets.ImplicitActor(info.act_dim, float(info.max_action), hidden, slope, dtype)
     # nu of GenDICE/DualDICE: the authors' Critic (its q1 head) has no special last layer, so None
     # (the MLP's default Dense) rather than TestFunction's U(+-3e-3) (DICE_trainer.py:38).
-    aux_net = networks.TestFunction(hidden, slope, None, dtype) if m.estimator in ("gendice", "dualdice") else None
+    aux_net = ampl_nets.TestFunction(hidden, slope, None, dtype) if m.estimator in ("gendice", "dualdice") else None
     return Agent(
         actor=actor,
         critic=networks.TwinCritic(hidden, slope, dtype=dtype),
-        disc=networks.Discriminator(hidden, slope, dtype),
+        disc=ampl_nets.Discriminator(hidden, slope, dtype),
         miw=miw_lib.make_miw_net(m, hidden, slope, dtype),
         actor_tx=optax.adam(a.actor_lr, b1=a.actor_b1),
         critic_tx=optax.chain(optax.clip_by_global_norm(a.critic_grad_clip), optax.adam(a.critic_lr)),
@@ -132,7 +134,7 @@ def make_agent(
         termination_fn=termination_fn,
         obs_range=np.asarray(obs_range, np.float32),
         reward_bound=float(reward_bound),
-        config=ml_collections.FrozenConfigDict(config),
+        hp=AMPLHyper.from_config(config),
         num_data=int(info.num_transitions),
         miw_aux_net=aux_net,
         miw_aux_tx=miw_lib.make_dual_optimizer(m),
@@ -169,8 +171,8 @@ def init_train_state(agent: Agent, key: jax.Array, model: ModelState) -> TrainSt
         miw_aux=miw_aux,
         q_abs_avg=jnp.full((), -1.0, jnp.float32),
         model=model,
-        buffer=buffer_init(agent.config.rollout.buffer_capacity, agent.obs_dim, agent.act_dim),
-        data_weights=jnp.ones((agent.num_data if agent.config.agent.weighted_regularizer else 1,), jnp.float32),
+        buffer=buffer_init(agent.hp.rollout.buffer_capacity, agent.obs_dim, agent.act_dim),
+        data_weights=jnp.ones((agent.num_data if agent.hp.agent.weighted_regularizer else 1,), jnp.float32),
     )
 
 
@@ -182,11 +184,11 @@ def init_miw_aux(agent: Agent, key: jax.Array, obs: jax.Array, act: jax.Array) -
     VPM adds its power-method counters: "count" (steps done in the current run) and
     "last_step" (TrainState.step at the last MIW step: a new "phased" block starts a new run).
     """
-    m = agent.config.miw
+    m = agent.hp.miw
     if m.estimator in ("td_dice", "td_dice_multi"):
         return {}
     nu = agent.miw_aux_net.init(key, obs, act) if agent.miw_aux_net is not None else None
-    params = miw_lib.init_dual_params(m, nu)
+    params = miw_lib.init_dual_params(m.settings, nu)
     aux = {"params": params, "opt": agent.miw_aux_tx.init(params)}
     if m.estimator == "vpm":
         aux.update(count=jnp.zeros((), jnp.int32), last_step=jnp.full((), -1, jnp.int32))

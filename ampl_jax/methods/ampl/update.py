@@ -3,7 +3,7 @@
 update_step(state, data) = rollout into the FIFO buffer, then `period` iterations of
 critic -> discriminator -> (actor, every k-th) -> MIW, each on a minibatch mixed from real and
 model data. The actor's every-k-th schedule is structured into the scan (blocks of k
-iterations whose last one updates the actor) rather than gated by lax.cond, so nothing runs
+iterations whose first one updates the actor) rather than gated by lax.cond, so nothing runs
 both branches when the step is later vmapped over seeds.
 
 Ablations are chosen statically from the config (never by a traced predicate): the MIW
@@ -13,7 +13,6 @@ no regulariser in `_fake_inputs`/`iteration`, the policy class through `Agent.ac
 
 from __future__ import annotations
 
-import functools
 from typing import Callable, NamedTuple
 
 import jax
@@ -23,12 +22,10 @@ import optax
 from ampl_jax.methods.ampl import actor as actor_lib
 from ampl_jax.methods.ampl import critic as critic_lib
 from ampl_jax.methods.ampl import discriminator as disc_lib
-from ampl_jax.methods.ampl import miw as miw_lib
-from ampl_jax import networks
 from ampl_jax.buffer import buffer_insert, buffer_sample
+from ampl_jax.methods.ampl.miw_step import _gather, miw_step
 from ampl_jax.methods.ampl.state import Agent, TrainState
 from ampl_jax.types import OfflineData, Transitions
-from ampl_jax.world_model.ensemble import member_apply
 from ampl_jax.world_model.rollout import predict, rollout
 
 Metrics = dict[str, jax.Array]
@@ -43,17 +40,7 @@ def real_fraction(epoch: jax.Array, cfg) -> jax.Array:
 
 
 def _epoch(agent: Agent, step: jax.Array) -> jax.Array:
-    return step // agent.config.train.epoch_length + 1
-
-
-def _gather(data: OfflineData, idx: jax.Array) -> Transitions:
-    return Transitions(
-        data.observations[idx],
-        data.actions[idx],
-        data.scaled_rewards[idx],
-        data.next_observations[idx],
-        data.dones[idx],
-    )
+    return step // agent.hp.train.epoch_length + 1
 
 
 def _mix(real: Transitions, model: Transitions, n_real: jax.Array) -> Transitions:
@@ -76,7 +63,7 @@ def _model_dones(agent: Agent, obs, act, next_obs, rew) -> jax.Array:
 
 
 def _critic_step(agent: Agent, state: TrainState, batch: Transitions, key: jax.Array):
-    a = agent.config.agent
+    a = agent.hp.agent
     next_act, _ = agent.act(state.actor_target, key, batch.next_observations)
     q_next = agent.critic.apply(state.critic_target, batch.next_observations, next_act)
     y = critic_lib.critic_target(q_next, batch.rewards, batch.dones, a.gamma, a.target_min_weight, a.target_cap)
@@ -125,11 +112,11 @@ def _gan_pairs(agent: Agent, state: TrainState, data: OfflineData, key: jax.Arra
     sample) is replaced by its s before anything reads it, so no NaN reaches a network or a gradient.
     """
     k_states, k_n1, k_model, k_n2, k_true = jax.random.split(key, 5)
-    n = agent.config.agent.batch_size
+    n = agent.hp.agent.batch_size
     obs = _mixed_states(agent, state, data, k_states, n, n_real)
     noise1, noise2 = agent.noise(k_n1, n), agent.noise(k_n2, n)
     act, raw1 = agent.actor.apply(state.actor, obs, noise1)
-    next_obs, rew = predict(state.model, k_model, obs, act, elite_sampling=agent.config.model.fake_elite_sampling,
+    next_obs, rew = predict(state.model, k_model, obs, act, elite_sampling=agent.hp.model.fake_elite_sampling,
                              dtype=agent.model_dtype)
     next_obs, rew = jax.lax.stop_gradient(next_obs), jax.lax.stop_gradient(rew)
     alive = ~_model_dones(agent, obs, act, next_obs, rew)
@@ -154,10 +141,10 @@ def _wpr_pairs(agent: Agent, state: TrainState, data: OfflineData, key: jax.Arra
     s'~ only; both sides weighted by the refit weights w / mean(w) times (1 - done), each loss a
     plain mean over the live rows. Rows without a logged next action (episode ends) are dropped."""
     k_idx, k_model, k_noise = jax.random.split(key, 3)
-    n = agent.config.agent.batch_size
+    n = agent.hp.agent.batch_size
     idx = jax.random.randint(k_idx, (n,), 0, data.observations.shape[0])
     obs, act = data.observations[idx], data.actions[idx]
-    next_obs, rew = predict(state.model, k_model, obs, act, elite_sampling=agent.config.model.fake_elite_sampling,
+    next_obs, rew = predict(state.model, k_model, obs, act, elite_sampling=agent.hp.model.fake_elite_sampling,
                              dtype=agent.model_dtype)
     alive = ~_model_dones(agent, obs, act, next_obs, rew) & (data.next_action_valid[idx] > 0)
     next_obs = jnp.where(alive[:, None], jax.lax.stop_gradient(next_obs), obs)
@@ -177,7 +164,7 @@ def _wpr_pairs(agent: Agent, state: TrainState, data: OfflineData, key: jax.Arra
 
 
 def _disc_step(agent: Agent, state: TrainState, pairs: GanPairs, key: jax.Array):
-    labels = jax.random.uniform(key, (pairs.true_obs.shape[0],), minval=agent.config.agent.true_label_low, maxval=1.0)
+    labels = jax.random.uniform(key, (pairs.true_obs.shape[0],), minval=agent.hp.agent.true_label_low, maxval=1.0)
 
     def loss_fn(params):
         true_logits = agent.disc.apply(params, pairs.true_obs, pairs.true_raw)
@@ -195,7 +182,7 @@ def _policy_loss(agent: Agent, state: TrainState, params, q_obs: jax.Array, q_no
     The generator loss reads the discriminator as it is before this iteration's step.
     Returns (loss, (metrics, mean |min Q| at the policy's actions)).
     """
-    a = agent.config.agent
+    a = agent.hp.agent
     act, _ = agent.actor.apply(params, q_obs, q_noise)
     q_min = jnp.min(agent.critic.apply(state.critic, q_obs, act), axis=0)
     q_abs = jax.lax.stop_gradient(jnp.mean(jnp.abs(q_min)))
@@ -215,208 +202,11 @@ def _actor_step(agent: Agent, state: TrainState, grads) -> TrainState:
 
 def _moving_averages(agent: Agent, state: TrainState, q_abs: jax.Array) -> TrainState:
     """Every iteration, as the authors (also when the actor did not step): target actor, |Q|avg."""
-    a = agent.config.agent
+    a = agent.hp.agent
     return state.replace(
         actor_target=optax.incremental_update(state.actor, state.actor_target, a.actor_tau),
         q_abs_avg=actor_lib.update_q_abs_avg(state.q_abs_avg, jax.lax.stop_gradient(q_abs), a.q_avg_rate),
     )
-
-
-def _q1(agent: Agent, critic_params, obs: jax.Array, act: jax.Array) -> jax.Array:
-    """Only the first critic head (the MIW's test function): half the cost of both heads."""
-    return networks.q1(agent.critic, critic_params, obs, act)
-
-
-def model_reward_sample(agent: Agent, model, key: jax.Array, obs: jax.Array, act: jax.Array) -> jax.Array:
-    """r^(s, a) sampled from the ensemble (a random elite, a Gaussian draw), scaled space, no gradient;
-    a non-finite sample reads 0, as the authors sanitise model outputs."""
-    _, rew = predict(model, key, obs, act, elite_sampling=agent.config.model.rollout_elite_sampling,
-                     dtype=agent.model_dtype)
-    return jax.lax.stop_gradient(jnp.where(jnp.isfinite(rew), rew, 0.0))
-
-
-def _miw_batches(agent: Agent, state: TrainState, data: OfflineData, key: jax.Array):
-    """The MIW step's samples: data rows b, mu0 states s0, and the current actor's a0 = pi(s0), a1 = pi(s')."""
-    m = agent.config.miw
-    k_idx, k_mu0, k_n0, k_n1 = jax.random.split(key, 4)
-    b = _gather(data, jax.random.randint(k_idx, (m.batch_size,), 0, data.observations.shape[0]))
-    s0 = data.init_observations[jax.random.randint(k_mu0, (m.mu0_batch_size,), 0, data.init_observations.shape[0])]
-    a0, _ = agent.act(state.actor, k_n0, s0)
-    a1, _ = agent.act(state.actor, k_n1, b.next_observations)
-    return b, s0, a0, a1
-
-
-def _fixed_point_update(agent: Agent, state: TrainState, w, vjp_fn, dloss_dw, loss, aux):
-    """The step shared by the fixed-point estimators (TD-DICE and td_dice_multi): the loss's and
-    mean(w)'s gradients through one forward pass of w, the mean(w) <= bound correction, Adam, and
-    the Polyak updates of w' and Q1'."""
-    m = agent.config.miw
-    (grad_f,) = vjp_fn(dloss_dw)
-    (grad_g,) = vjp_fn(jnp.full_like(w, 1.0 / w.shape[0]))
-    w_mean = jnp.mean(w)
-    direction, lam = miw_lib.constrained_direction(grad_f, grad_g, w_mean, m.mean_bound,
-                                                   per_tensor=m.constraint == "per_tensor")
-    updates, opt = agent.miw_tx.update(direction, state.miw_opt, state.miw)
-    miw = optax.apply_updates(state.miw, updates)
-    state = state.replace(
-        miw=miw,
-        miw_opt=opt,
-        miw_target=optax.incremental_update(miw, state.miw_target, m.tau),
-        miw_critic=optax.incremental_update(state.critic, state.miw_critic, m.tau),
-    )
-    return state, {**aux, "miw_loss": loss, "miw_w_mean": w_mean, "miw_lambda": lam}
-
-
-def miw_step(agent: Agent, state: TrainState, data: OfflineData, key: jax.Array) -> tuple[TrainState, Metrics]:
-    """One MIW step with the mean(w) <= bound correction; then w' and Q1' Polyak updates.
-
-    TD-DICE (the default, `miw.estimator`) here; "td_dice_multi" in `_miw_step_multi` below; the
-    other estimators in `_miw_step_minimax`.
-    The test function is the critic's first head Q1 (current at the data (s, a), the slow copy Q1'
-    at policy actions), or with `miw.test_function="reward"` the reward: a model sample r^ at the
-    data (s, a), at (s0, pi(s0)) and at (s', pi(s')), as the authors' reward trainer.
-    """
-    if agent.config.miw.estimator == "td_dice_multi":
-        return _miw_step_multi(agent, state, data, key)
-    if agent.config.miw.estimator != "td_dice":
-        return _miw_step_minimax(agent, state, data, key)
-    m, g = agent.config.miw, agent.config.agent.gamma
-    b, s0, a0, a1 = _miw_batches(agent, state, data, key)
-    if m.test_function == "reward":  # a model sample of r^ at all three, as the authors' reward trainer
-        k_r, k_r0, k_r1 = jax.random.split(jax.random.fold_in(key, 1), 3)
-        q = model_reward_sample(agent, state.model, k_r, b.observations, b.actions)
-        q0 = model_reward_sample(agent, state.model, k_r0, s0, a0)
-        q_next = model_reward_sample(agent, state.model, k_r1, b.next_observations, a1)
-    else:
-        q = _q1(agent, state.critic, b.observations, b.actions)
-        q0 = _q1(agent, state.miw_critic, s0, a0)
-        q_next = _q1(agent, state.miw_critic, b.next_observations, a1)
-    w_target = agent.miw.apply(state.miw_target, b.observations, b.actions)
-
-    # One forward pass of w, two backward passes: the loss's gradient and mean(w)'s gradient.
-    w, vjp_fn = jax.vjp(lambda p: agent.miw.apply(p, b.observations, b.actions), state.miw)
-    loss_fn = functools.partial(miw_lib.td_dice_loss, split_batch=m.split_batch_gradient)
-    (loss, aux), dloss_dw = jax.value_and_grad(loss_fn, has_aux=True)(
-        w, q, q0, q_next, w_target, b.dones, g, m.huber_delta)
-    return _fixed_point_update(agent, state, w, vjp_fn, dloss_dw, loss, aux)
-
-
-def _miw_step_multi(agent: Agent, state: TrainState, data: OfflineData, key: jax.Array):
-    """TD-DICE against K random test functions of the standardised (s, a) at once (miw.td_dice_multi).
-
-    One test function (Q1) is one linear constraint on w and does not identify it; K functions,
-    drawn afresh from the step's key (or one fixed draw, `resample=False`), do (tests/
-    test_miw_tabular.py). Optionally Q1 (scaled by the batch's mean |Q1|) is one more. Everything
-    else is TD-DICE's: the batches, the target w', the mean(w) <= bound correction, the Polyak
-    updates of w' and Q1'.
-    """
-    m, g = agent.config.miw, agent.config.agent.gamma
-    e = m.td_dice_multi
-    b, s0, a0, a1 = _miw_batches(agent, state, data, key)
-    k_f = jax.random.fold_in(key, 2) if e.resample else jax.random.PRNGKey(e.seed)
-    inputs = [jnp.concatenate(x, -1) for x in ((b.observations, b.actions), (s0, a0), (b.next_observations, a1))]
-    fs = miw_lib.random_test_functions(k_f, inputs, e.num_functions, e.features, e.scale)
-    if e.with_q:
-        q = _q1(agent, state.critic, b.observations, b.actions)
-        qs = (q, _q1(agent, state.miw_critic, s0, a0), _q1(agent, state.miw_critic, b.next_observations, a1))
-        q_scale = jax.lax.stop_gradient(jnp.mean(jnp.abs(q))) + 1e-6
-        fs = [jnp.concatenate([f, (x / q_scale)[:, None]], -1) for f, x in zip(fs, qs)]
-    w_target = agent.miw.apply(state.miw_target, b.observations, b.actions)
-
-    w, vjp_fn = jax.vjp(lambda p: agent.miw.apply(p, b.observations, b.actions), state.miw)
-    loss_fn = functools.partial(miw_lib.td_dice_multi_loss, split_batch=e.split_batch_gradient)
-    (loss, aux), dloss_dw = jax.value_and_grad(loss_fn, has_aux=True)(
-        w, *fs, w_target, b.dones, g, m.huber_delta)
-    return _fixed_point_update(agent, state, w, vjp_fn, dloss_dw, loss, aux)
-
-
-def _miw_step_minimax(agent: Agent, state: TrainState, data: OfflineData, key: jax.Array):
-    """One step of a saddle-point MIW estimator ablation, as the authors' DICE_trainer.py (gendice,
-    dualdice; vpm: `_miw_step_vpm` below). Settings: `miw_lib.estimator_settings`.
-
-    w descends the saddle value L and the dual player (state.miw_aux: nu, and u for GenDICE)
-    ascends it, simultaneously, each with its own Adam after an element-wise gradient clip at 1;
-    no mean(w) <= bound correction (TD-DICE's only). The authors hard-copy both networks to their
-    targets after every step, so each loss sees the other player's current values: the joint
-    gradient of L here (miw_target and miw_critic are not used, and not updated). nu takes the
-    same inputs as TD-DICE's Q1: the data (s, a), (s0, pi(s0)) and (s', pi(s')).
-    """
-    s = miw_lib.estimator_settings(agent.config.miw)
-    if s.name == "vpm":
-        return _miw_step_vpm(agent, state, data, key)
-    g = agent.config.agent.gamma
-    b, s0, a0, a1 = _miw_batches(agent, state, data, key)
-
-    def value_fn(w_params, dual):
-        w = agent.miw.apply(w_params, b.observations, b.actions)
-        nu_of = lambda obs, act: agent.miw_aux_net.apply(dual["nu"], obs, act)
-        nus = (nu_of(b.observations, b.actions), nu_of(s0, a0), nu_of(b.next_observations, a1))
-        if s.name == "gendice":
-            value, aux = miw_lib.gendice_value(w, *nus, b.dones, dual["u"], g, s.norm_penalty, s.mask_terminals)
-        else:  # "dualdice"
-            value, aux = miw_lib.dualdice_value(w, *nus, b.dones, g, s.mask_terminals)
-        return value, (aux, jnp.mean(w))
-
-    (loss, (aux, w_mean)), (grad_w, grad_dual) = jax.value_and_grad(value_fn, argnums=(0, 1), has_aux=True)(
-        state.miw, state.miw_aux["params"])
-    updates, opt = agent.miw_tx.update(grad_w, state.miw_opt, state.miw)
-    miw = optax.apply_updates(state.miw, updates)
-    # the dual ascends: descend -grad
-    dual_updates, dual_opt = agent.miw_aux_tx.update(
-        jax.tree.map(jnp.negative, grad_dual), state.miw_aux["opt"], state.miw_aux["params"])
-    dual = optax.apply_updates(state.miw_aux["params"], dual_updates)
-    state = state.replace(miw=miw, miw_opt=opt, miw_aux={**state.miw_aux, "params": dual, "opt": dual_opt})
-    return state, {**aux, "miw_loss": loss, "miw_w_mean": w_mean}
-
-
-def _miw_step_vpm(agent: Agent, state: TrainState, data: OfflineData, key: jax.Array):
-    """One step of the authors' VPM (VPM_trainer.py:45-81): a run is T x M steps (miw.vpm.
-    power_iterations x inner_steps); step t = 1, 2, ... of a run descends `vpm_value` with damping
-    alpha = 1 / sqrt(t) (Adam, no clipping), then u ascends its term at the UPDATED w's batch
-    mean, then w' <- w (a hard copy) when (t - 1) % M == 0.
-
-    Runs: with miw.schedule="phased" a run starts with every block (TrainState.step moved since
-    the last MIW step) and the block's steps past T x M change nothing (the authors run one
-    T x M run per block); otherwise (interleaved) runs follow each other every T x M steps.
-    All gating is arithmetic (jnp.where), no lax.cond.
-    """
-    s = miw_lib.estimator_settings(agent.config.miw)
-    g = agent.config.agent.gamma
-    phased = agent.config.miw.schedule == "phased"
-    run = s.power_iterations * s.inner_steps
-    aux_state = state.miw_aux
-    new_run = (state.step != aux_state["last_step"]) if phased else (aux_state["count"] >= run)
-    idx = jnp.where(new_run, 0, aux_state["count"])  # 0-based step within the run
-    alpha = jax.lax.rsqrt((idx + 1).astype(jnp.float32))
-    b, s0, a0, a1 = _miw_batches(agent, state, data, key)
-    w_target = agent.miw.apply(state.miw_target, b.observations, b.actions)
-    u = aux_state["params"]["u"]
-
-    def value_fn(w_params):
-        w_of = lambda obs, act: agent.miw.apply(w_params, obs, act)
-        w = w_of(b.observations, b.actions)
-        value, aux = miw_lib.vpm_value(w, w_target, w_of(s0, a0), w_of(b.next_observations, a1), b.dones,
-                                       u, g, s.norm_penalty, alpha, s.mask_terminals)
-        return value, (aux, jnp.mean(w))
-
-    (loss, (aux, w_mean)), grad_w = jax.value_and_grad(value_fn, has_aux=True)(state.miw)
-    updates, opt = agent.miw_tx.update(grad_w, state.miw_opt, state.miw)
-    miw = optax.apply_updates(state.miw, updates)
-    w_new_mean = jnp.mean(agent.miw.apply(miw, b.observations, b.actions))
-    grad_u = jax.grad(lambda p: miw_lib.vpm_norm_term(p["u"], w_new_mean, s.norm_penalty))(aux_state["params"])
-    dual_updates, dual_opt = agent.miw_aux_tx.update(
-        jax.tree.map(jnp.negative, grad_u), aux_state["opt"], aux_state["params"])
-    dual = optax.apply_updates(aux_state["params"], dual_updates)
-    target = jax.tree.map(lambda new, old: jnp.where(idx % s.inner_steps == 0, new, old), miw, state.miw_target)
-    moved = (miw, opt, target, dual, dual_opt)
-    if phased:  # steps of a block past its run change nothing
-        active = idx < run
-        kept = (state.miw, state.miw_opt, state.miw_target, aux_state["params"], aux_state["opt"])
-        moved = jax.tree.map(lambda new, old: jnp.where(active, new, old), moved, kept)
-    miw, opt, target, dual, dual_opt = moved
-    state = state.replace(miw=miw, miw_opt=opt, miw_target=target, miw_aux={
-        "params": dual, "opt": dual_opt, "count": idx + 1, "last_step": jnp.asarray(state.step, jnp.int32)})
-    return state, {**aux, "miw_loss": loss, "miw_w_mean": w_mean, "miw_vpm_alpha": alpha}
 
 
 def iteration(agent: Agent, state: TrainState, data: OfflineData, key: jax.Array, with_actor: bool):
@@ -426,11 +216,11 @@ def iteration(agent: Agent, state: TrainState, data: OfflineData, key: jax.Array
     The GAN draws its own fresh batches, as the authors do: fake states mixed like the critic's
     minibatch, and true (s, a) pairs from the data, as many as there are live fake pairs.
     """
-    a = agent.config.agent
+    a = agent.hp.agent
     k_real, k_model, k_critic, k_gan, k_q, k_disc, k_miw = jax.random.split(key, 7)
     n = a.batch_size
     epoch = _epoch(agent, state.step)
-    f = real_fraction(epoch, agent.config.rollout)
+    f = real_fraction(epoch, agent.hp.rollout)
     n_real = jnp.round(f * n)
     batch = _mix(_gather(data, jax.random.randint(k_real, (n,), 0, data.observations.shape[0])),
                  buffer_sample(state.buffer, k_model, n), n_real)
@@ -451,7 +241,7 @@ def iteration(agent: Agent, state: TrainState, data: OfflineData, key: jax.Array
     if with_actor:
         state = _actor_step(agent, state, grads)
     state = _moving_averages(agent, state, q_abs)
-    if agent.config.miw.schedule == "interleaved":
+    if agent.hp.miw.schedule == "interleaved":
         state, m_miw = miw_step(agent, state, data, k_miw)
         metrics.update(m_miw)
     metrics["real_fraction"] = f
@@ -464,7 +254,7 @@ def _scan_iterations(agent: Agent, state: TrainState, data: OfflineData, key: ja
 
     The authors step the actor when the iteration counter is a multiple of k (0, k, 2k, ...).
     """
-    k = agent.config.agent.actor_update_every  # divides rollout.period (configuration.validate)
+    k = agent.hp.agent.actor_update_every  # divides rollout.period (configuration.validate)
 
     def block(state, key):
         keys = jax.random.split(key, k)
@@ -493,7 +283,7 @@ def model_rollouts(agent: Agent, state: TrainState, data: OfflineData, key: jax.
     A lax.while_loop with static shapes per batch (under a vmap over seeds it runs until every seed
     is done, the finished ones unchanged). Returns (buffer, transitions added, start states used).
     """
-    r = agent.config.rollout
+    r = agent.hp.rollout
     total, bs = r.transitions_per_rollout, r.batch_size
     policy_fn = lambda k, obs: agent.act(state.actor, k, obs)[0]
 
@@ -503,7 +293,7 @@ def model_rollouts(agent: Agent, state: TrainState, data: OfflineData, key: jax.
         start_obs = data.observations[jax.random.randint(k_start, (bs,), 0, data.observations.shape[0])]
         trans, valid = rollout(
             k_roll, state.model, policy_fn, start_obs, r.horizon, agent.termination_fn,
-            agent.obs_range, agent.reward_bound, elite_sampling=agent.config.model.rollout_elite_sampling,
+            agent.obs_range, agent.reward_bound, elite_sampling=agent.hp.model.rollout_elite_sampling,
             dtype=agent.model_dtype,
         )
         use = jnp.arange(bs) < total - count  # valid is step-major [h * bs]: tile the start mask
@@ -518,7 +308,7 @@ def model_rollouts(agent: Agent, state: TrainState, data: OfflineData, key: jax.
 
 def build_update_step(agent: Agent) -> Callable[[TrainState, OfflineData], tuple[TrainState, Metrics]]:
     """The pure, un-jitted update_step (for callers that vmap it over seeds before jitting)."""
-    r = agent.config.rollout
+    r = agent.hp.rollout
 
     def update_step(state: TrainState, data: OfflineData) -> tuple[TrainState, Metrics]:
         key, k_roll, k_scan = jax.random.split(state.key, 3)
@@ -535,40 +325,9 @@ def build_update_step(agent: Agent) -> Callable[[TrainState, OfflineData], tuple
     return update_step
 
 
-def make_miw_phase(agent: Agent, num_steps: int) -> Callable[[TrainState, OfflineData], tuple[TrainState, Metrics]]:
-    """The authors' "phased" schedule: a block of MIW steps in one scan (called before a refit)."""
-
-    def phase(state: TrainState, data: OfflineData):
-        key, sub = jax.random.split(state.key)
-        # The authors start every phase with Q1' a fresh copy of the critic target.
-        state = state.replace(miw_critic=jax.tree.map(jnp.copy, state.critic_target))
-        state, metrics = jax.lax.scan(
-            lambda s, k: miw_step(agent, s, data, k), state.replace(key=key), jax.random.split(sub, num_steps)
-        )
-        return state, jax.tree.map(jnp.mean, metrics)
-
-    return jax.jit(phase, donate_argnums=0)
-
-
-def make_dataset_weights(agent: Agent, chunk: int = 65_536) -> Callable:
-    """w(s, a) over the whole dataset, normalised to mean 1: the refit's sample weights."""
-
-    @jax.jit
-    def weights(miw_params, observations: jax.Array, actions: jax.Array) -> jax.Array:
-        n = observations.shape[0]
-        pad = (-n) % chunk if n > chunk else 0
-        c = min(chunk, n)
-        obs = jnp.pad(observations, ((0, pad), (0, 0))).reshape(-1, c, observations.shape[1])
-        act = jnp.pad(actions, ((0, pad), (0, 0))).reshape(-1, c, actions.shape[1])
-        w = jax.lax.map(lambda xa: agent.miw.apply(miw_params, xa[0], xa[1]), (obs, act)).reshape(-1)[:n]
-        return w / jnp.mean(w)
-
-    return weights
-
-
 def make_select_action(agent: Agent) -> Callable:
     """Evaluation policy: best of N sampled actions by min(Q1, Q2)."""
-    n_samples = agent.config.eval.num_action_samples
+    n_samples = agent.hp.eval.num_action_samples
 
     @jax.jit
     def select(actor_params, critic_params, key: jax.Array, obs: jax.Array) -> jax.Array:
