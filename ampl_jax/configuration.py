@@ -11,7 +11,7 @@ import importlib.machinery
 import importlib.util
 import os
 import sys
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import ml_collections
 from absl import flags
@@ -261,3 +261,18 @@ def differences(saved: dict, new: dict, ignore: frozenset[str] = RESUMABLE_KEYS)
         if va != vb:
             out.append(f"{key}: {va!r} -> {vb!r}")
     return out
+
+
+def take(cls: type, section: ml_collections.ConfigDict, **given: Any) -> Any:
+    """A frozen hyperparameter dataclass from the config section's keys of its field names (lists as
+    tuples) plus `given`: what a jitted step closes over instead of the whole config."""
+    import dataclasses
+
+    values = {}
+    for f in dataclasses.fields(cls):
+        if f.name in given:
+            values[f.name] = given[f.name]
+        else:
+            v = section[f.name]
+            values[f.name] = tuple(v) if isinstance(v, list) else v
+    return cls(**values)

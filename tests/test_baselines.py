@@ -75,6 +75,33 @@ def test_registry():
         get("cql")
 
 
+@pytest.mark.parametrize("method", ["ampl", "bc", "mopo", "td3bc"])
+def test_agents_close_over_frozen_hyperparameters_not_the_config(method):
+    import dataclasses
+
+    from ampl_jax.methods import build_agent
+
+    c = _config()
+    c.method = method
+    data, info = _data()
+    agent = build_agent(c, data, info)
+    assert not hasattr(agent, "config")
+    assert dataclasses.is_dataclass(agent.hp)
+    field = dataclasses.fields(agent.hp)[0].name
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        setattr(agent.hp, field, None)
+    # a key the step never reads leaves what it closes over unchanged
+    other = _config()
+    other.method, other.train.eval_every = method, 7
+    assert _flat(build_agent(other, data, info).hp) == _flat(agent.hp)
+
+
+def _flat(hp) -> dict:
+    import dataclasses
+
+    return {k: (_flat(v) if dataclasses.is_dataclass(v) else repr(v)) for k, v in vars(hp).items()}
+
+
 def test_bc_fits_a_deterministic_policy():
     w = np.random.default_rng(1).normal(size=(OBS, ACT)).astype(np.float32)
     centre = np.zeros(OBS, np.float32)
@@ -271,7 +298,7 @@ def test_td3bc_step_deterministic_finite_and_delayed(td3bc_setup):
     s3, _ = _td3bc_run(td3bc_setup, seed=1)
     assert _leaves_equal(s1, s2) and _leaves_equal(m1, m2)
     assert not _leaves_equal(s1.actor, s3.actor)
-    period = agent.config.rollout.period
+    period = agent.hp.period
     assert int(s1.step) == 2 * period
     # policy delay 2: one actor (and target) step per two critic steps
     assert int(s1.critic_opt[0].count) == 2 * period and int(s1.actor_opt[0].count) == period

@@ -35,6 +35,14 @@ class BCState:
     opt: optax.OptState
 
 
+@dataclasses.dataclass(frozen=True)
+class BCHP:
+    """What the BC step reads of the config."""
+
+    batch_size: int  # bc.batch_size
+    period: int  # rollout.period: BC steps per update_step call
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class BCAgent:
     """Static parts of a BC run, closed over by the jitted functions."""
@@ -44,7 +52,7 @@ class BCAgent:
     obs_dim: int
     act_dim: int
     max_action: float
-    config: ml_collections.FrozenConfigDict
+    hp: BCHP
 
     def act(self, params: Params, obs: jax.Array) -> jax.Array:
         return self.max_action * jnp.tanh(self.policy.apply(params, obs))
@@ -67,7 +75,7 @@ def make_agent(
         obs_dim=info.obs_dim,
         act_dim=info.act_dim,
         max_action=float(info.max_action),
-        config=ml_collections.FrozenConfigDict(config),
+        hp=BCHP(config.bc.batch_size, config.rollout.period),
     )
 
 
@@ -84,7 +92,7 @@ def bc_loss(agent: BCAgent, params: Params, obs: jax.Array, act: jax.Array) -> j
 
 
 def _iteration(agent: BCAgent, data: OfflineData, state: BCState, key: jax.Array) -> tuple[BCState, Metrics]:
-    idx = jax.random.randint(key, (agent.config.bc.batch_size,), 0, data.observations.shape[0])
+    idx = jax.random.randint(key, (agent.hp.batch_size,), 0, data.observations.shape[0])
     loss, grads = jax.value_and_grad(lambda p: bc_loss(agent, p, data.observations[idx], data.actions[idx]))(
         state.policy)
     updates, opt = agent.tx.update(grads, state.opt, state.policy)
@@ -94,7 +102,7 @@ def _iteration(agent: BCAgent, data: OfflineData, state: BCState, key: jax.Array
 
 def build_update_step(agent: BCAgent) -> Callable[[BCState, OfflineData], tuple[BCState, Metrics]]:
     """Pure update_step: `rollout.period` BC steps in one lax.scan (AMPL's chunk length)."""
-    period = int(agent.config.rollout.period)
+    period = int(agent.hp.period)
 
     def update_step(state: BCState, data: OfflineData) -> tuple[BCState, Metrics]:
         key, k_scan = jax.random.split(state.key)

@@ -29,7 +29,7 @@ import ml_collections
 import numpy as np
 import optax
 
-from ampl_jax import networks, precision
+from ampl_jax import configuration, networks, precision
 from ampl_jax.buffer import Buffer, buffer_init, buffer_insert, buffer_sample
 from ampl_jax.types import DatasetInfo, OfflineData, Transitions
 from ampl_jax.world_model.ensemble import ModelState, ensemble_apply
@@ -58,6 +58,24 @@ class MOPOState:
     buffer: Buffer  # FIFO of penalised model transitions
 
 
+@dataclasses.dataclass(frozen=True)
+class MOPOHP:
+    """What MOPO's step reads of the config: config.mopo's SAC and penalty, rollout, the model's use."""
+
+    batch_size: int
+    gamma: float
+    tau: float
+    real_ratio: float
+    penalty_coef: float
+    init_temperature: float
+    horizon: int  # rollout.*
+    transitions_per_rollout: int
+    period: int
+    buffer_capacity: int
+    rollout_elite_sampling: str  # model.rollout_elite_sampling
+    model_dtype: str  # compute.model_dtype
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class MOPOAgent:
     """Static parts of a MOPO run; closed over by the jitted functions."""
@@ -74,7 +92,7 @@ class MOPOAgent:
     termination_fn: Callable[[jax.Array, jax.Array, jax.Array], jax.Array]
     obs_range: np.ndarray  # [obs_dim]
     reward_bound: float
-    config: ml_collections.FrozenConfigDict
+    hp: MOPOHP
 
     def sample(self, params: Params, key: jax.Array, obs: jax.Array) -> tuple[jax.Array, jax.Array]:
         """(a, log pi(a|s)) with a = max_action * tanh(u), u ~ N(mean, std): the change of variables."""
@@ -114,7 +132,11 @@ def make_agent(
         termination_fn=termination_fn,
         obs_range=np.asarray(obs_range, np.float32),
         reward_bound=float(reward_bound),
-        config=ml_collections.FrozenConfigDict(config),
+        hp=configuration.take(MOPOHP, m, horizon=config.rollout.horizon,
+                              transitions_per_rollout=config.rollout.transitions_per_rollout,
+                              period=config.rollout.period, buffer_capacity=config.rollout.buffer_capacity,
+                              rollout_elite_sampling=config.model.rollout_elite_sampling,
+                              model_dtype=config.compute.model_dtype),
     )
 
 
@@ -127,7 +149,7 @@ def init_state(agent: MOPOAgent, key: jax.Array, model: ModelState | None) -> MO
     act = jnp.zeros((1, agent.act_dim), jnp.float32)
     actor = agent.actor.init(k_actor, obs, method="distribution")
     critic = agent.critic.init(k_critic, obs, act)
-    log_alpha = jnp.asarray(math.log(agent.config.mopo.init_temperature), jnp.float32)
+    log_alpha = jnp.asarray(math.log(agent.hp.init_temperature), jnp.float32)
     return MOPOState(
         step=jnp.zeros((), jnp.int32),
         key=key,
@@ -139,7 +161,7 @@ def init_state(agent: MOPOAgent, key: jax.Array, model: ModelState | None) -> MO
         log_alpha=log_alpha,
         alpha_opt=agent.alpha_tx.init(log_alpha),
         model=model,
-        buffer=buffer_init(agent.config.rollout.buffer_capacity, agent.obs_dim, agent.act_dim),
+        buffer=buffer_init(agent.hp.buffer_capacity, agent.obs_dim, agent.act_dim),
     )
 
 
@@ -170,15 +192,15 @@ def model_rollout(agent: MOPOAgent, state: MOPOState, data: OfflineData,
     Returns the unpenalised transitions exactly as `rollout` gives them, the valid mask, and the
     penalty of every transition's (s, a) (the same pairs the model stepped from).
     """
-    r = agent.config.rollout
+    r = agent.hp
     n_starts = max(1, r.transitions_per_rollout // r.horizon)  # as AMPL's update_step
     k_start, k_roll = jax.random.split(key)
     start_obs = data.observations[jax.random.randint(k_start, (n_starts,), 0, data.observations.shape[0])]
     policy_fn = lambda k, obs: agent.sample(state.actor, k, obs)[0]
-    model_dtype = precision.dtype(agent.config.compute.model_dtype)  # the world model's matmul inputs
+    model_dtype = precision.dtype(agent.hp.model_dtype)  # the world model's matmul inputs
     trans, valid = rollout(
         k_roll, state.model, policy_fn, start_obs, r.horizon, agent.termination_fn,
-        agent.obs_range, agent.reward_bound, elite_sampling=agent.config.model.rollout_elite_sampling,
+        agent.obs_range, agent.reward_bound, elite_sampling=agent.hp.rollout_elite_sampling,
         dtype=model_dtype,
     )
     penalty = aleatoric_penalty(state.model, trans.observations, trans.actions, model_dtype)
@@ -201,20 +223,20 @@ def _gather(data: OfflineData, idx: jax.Array) -> Transitions:
 
 def n_real(agent: MOPOAgent) -> int:
     """Real rows per minibatch: a static count, so batches need no masks."""
-    return int(round(agent.config.mopo.real_ratio * agent.config.mopo.batch_size))
+    return int(round(agent.hp.real_ratio * agent.hp.batch_size))
 
 
 def _batch(agent: MOPOAgent, state: MOPOState, data: OfflineData, key: jax.Array) -> Transitions:
     """The first n_real rows from the dataset, the rest from the model buffer."""
     k_real, k_model = jax.random.split(key)
-    n, nr = agent.config.mopo.batch_size, n_real(agent)
+    n, nr = agent.hp.batch_size, n_real(agent)
     real = _gather(data, jax.random.randint(k_real, (nr,), 0, data.observations.shape[0]))
     model = buffer_sample(state.buffer, k_model, n - nr)
     return jax.tree.map(lambda a, b: jnp.concatenate([a, b.astype(a.dtype)]), real, model)
 
 
 def _critic_step(agent: MOPOAgent, state: MOPOState, batch: Transitions, key: jax.Array):
-    m = agent.config.mopo
+    m = agent.hp
     alpha = jnp.exp(state.log_alpha)
     next_act, next_logp = agent.sample(state.actor, key, batch.next_observations)
     q_next = jnp.min(agent.critic.apply(state.critic_target, batch.next_observations, next_act), axis=0)
@@ -274,8 +296,8 @@ def _masked_mean(x: jax.Array, mask: jax.Array) -> jax.Array:
 
 def build_update_step(agent: MOPOAgent) -> Callable[[MOPOState, OfflineData], tuple[MOPOState, Metrics]]:
     """Pure update_step: penalised rollout into the buffer, then `rollout.period` SAC iterations."""
-    period = int(agent.config.rollout.period)
-    coef = float(agent.config.mopo.penalty_coef)
+    period = int(agent.hp.period)
+    coef = float(agent.hp.penalty_coef)
 
     def update_step(state: MOPOState, data: OfflineData) -> tuple[MOPOState, Metrics]:
         key, k_roll, k_scan = jax.random.split(state.key, 3)

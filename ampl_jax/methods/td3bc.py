@@ -33,7 +33,7 @@ import ml_collections
 import numpy as np
 import optax
 
-from ampl_jax import networks
+from ampl_jax import configuration, networks
 from ampl_jax.types import DatasetInfo, OfflineData, Transitions
 from ampl_jax.world_model.ensemble import ModelState
 
@@ -58,6 +58,20 @@ class TD3BCState:
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
+class TD3BCHP:
+    """What the TD3+BC step reads of the config: config.td3bc's losses and schedule, rollout.period."""
+
+    batch_size: int
+    gamma: float
+    tau: float
+    alpha: float
+    policy_noise: float
+    noise_clip: float
+    policy_delay: int
+    period: int
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
 class TD3BCAgent:
     """Static parts of a TD3+BC run (networks, optimisers, state statistics), closed over by jit."""
 
@@ -70,7 +84,7 @@ class TD3BCAgent:
     max_action: float
     obs_mean: np.ndarray  # [obs_dim]; zeros when normalisation is off
     obs_std: np.ndarray  # [obs_dim]; std + eps, ones when normalisation is off
-    config: ml_collections.FrozenConfigDict
+    hp: TD3BCHP
 
     def normalise(self, obs: jax.Array) -> jax.Array:
         return (obs - self.obs_mean) / self.obs_std
@@ -114,7 +128,7 @@ def make_agent(
         max_action=float(info.max_action),
         obs_mean=mean,
         obs_std=std,
-        config=ml_collections.FrozenConfigDict(config),
+        hp=configuration.take(TD3BCHP, t, period=config.rollout.period),
     )
 
 
@@ -138,7 +152,7 @@ def init_state(agent: TD3BCAgent, key: jax.Array, model: ModelState | None = Non
 
 def sample_batch(agent: TD3BCAgent, data: OfflineData, key: jax.Array) -> Transitions:
     """A uniform minibatch with normalised s and s' and raw rewards."""
-    idx = jax.random.randint(key, (agent.config.td3bc.batch_size,), 0, data.observations.shape[0])
+    idx = jax.random.randint(key, (agent.hp.batch_size,), 0, data.observations.shape[0])
     return Transitions(agent.normalise(data.observations[idx]), data.actions[idx], data.rewards[idx],
                        agent.normalise(data.next_observations[idx]), data.dones[idx])
 
@@ -146,7 +160,7 @@ def sample_batch(agent: TD3BCAgent, data: OfflineData, key: jax.Array) -> Transi
 def critic_step(agent: TD3BCAgent, state: TD3BCState, batch: Transitions,
                 key: jax.Array) -> tuple[TD3BCState, Metrics]:
     """TD3's critic update: target policy smoothing, clipped double-Q, sum of the two heads' MSEs."""
-    t = agent.config.td3bc
+    t = agent.hp
     noise = jnp.clip(t.policy_noise * agent.max_action * jax.random.normal(key, batch.actions.shape),
                      -t.noise_clip * agent.max_action, t.noise_clip * agent.max_action)
     next_act = jnp.clip(agent.act(state.actor_target, batch.next_observations) + noise,
@@ -172,7 +186,7 @@ def actor_loss(agent: TD3BCAgent, actor: Params, critic: Params, obs: jax.Array,
     """
     pi = agent.act(actor, obs)
     q1 = agent.critic.apply(critic, obs, pi)[0]
-    lam = agent.config.td3bc.alpha / jax.lax.stop_gradient(jnp.mean(jnp.abs(q1)))
+    lam = agent.hp.alpha / jax.lax.stop_gradient(jnp.mean(jnp.abs(q1)))
     bc = jnp.mean(jnp.square(pi - act))
     loss = -lam * jnp.mean(q1) + bc
     return loss, {"actor_loss": loss, "bc_mse": bc, "q_lambda": lam}
@@ -180,7 +194,7 @@ def actor_loss(agent: TD3BCAgent, actor: Params, critic: Params, obs: jax.Array,
 
 def actor_and_target_step(agent: TD3BCAgent, state: TD3BCState, batch: Transitions) -> tuple[TD3BCState, Metrics]:
     """The delayed update: the actor against the just-updated Q1, then Polyak steps of both targets."""
-    tau = agent.config.td3bc.tau
+    tau = agent.hp.tau
     (_, metrics), grads = jax.value_and_grad(
         lambda p: actor_loss(agent, p, state.critic, batch.observations, batch.actions), has_aux=True)(state.actor)
     updates, opt = agent.actor_tx.update(grads, state.actor_opt, state.actor)
@@ -199,7 +213,7 @@ def block(agent: TD3BCAgent, data: OfflineData, state: TD3BCState, key: jax.Arra
     Critic metrics are averaged over the block, actor metrics come from its one actor step.
     """
     critic_metrics = []
-    for sub in jax.random.split(key, int(agent.config.td3bc.policy_delay)):  # small (2): unrolled
+    for sub in jax.random.split(key, int(agent.hp.policy_delay)):  # small (2): unrolled
         k_batch, k_noise = jax.random.split(sub)
         batch = sample_batch(agent, data, k_batch)
         state, m = critic_step(agent, state, batch, k_noise)
@@ -211,7 +225,7 @@ def block(agent: TD3BCAgent, data: OfflineData, state: TD3BCState, key: jax.Arra
 
 def build_update_step(agent: TD3BCAgent) -> Callable[[TD3BCState, OfflineData], tuple[TD3BCState, Metrics]]:
     """Pure update_step: `rollout.period` critic steps (AMPL's chunk length) as a lax.scan over blocks."""
-    period, k = int(agent.config.rollout.period), int(agent.config.td3bc.policy_delay)  # k divides period
+    period, k = int(agent.hp.period), int(agent.hp.policy_delay)  # k divides period
 
     def update_step(state: TD3BCState, data: OfflineData) -> tuple[TD3BCState, Metrics]:
         key, k_scan = jax.random.split(state.key)

@@ -9,10 +9,10 @@ tuples), so the step computes exactly what it computed from the config itself.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
 
 import ml_collections
 
+from ampl_jax.configuration import take
 from ampl_jax.methods.ampl import miw as miw_lib
 
 
@@ -124,25 +124,13 @@ class AMPLHyper:
     def from_config(cls, config: ml_collections.ConfigDict) -> AMPLHyper:
         m = config.miw
         return cls(
-            agent=_take(AgentHP, config.agent),
-            rollout=_take(RolloutHP, config.rollout),
-            miw=_take(MIWHP, m, td_dice_multi=_take(TDDiceMultiHP, m.td_dice_multi),
+            agent=take(AgentHP, config.agent),
+            rollout=take(RolloutHP, config.rollout),
+            miw=take(MIWHP, m, td_dice_multi=take(TDDiceMultiHP, m.td_dice_multi),
                       settings=miw_lib.estimator_settings(m), phase_steps=miw_lib.phase_steps(m)),
             model=ModelHP(config.model.rollout_elite_sampling, config.model.fake_elite_sampling,
                           config.compute.model_dtype, config.model.refit_max_epochs,
                           ml_collections.FrozenConfigDict(config.model)),
-            train=_take(TrainHP, config.train),
-            eval=_take(EvalHP, config.eval),
+            train=take(TrainHP, config.train),
+            eval=take(EvalHP, config.eval),
         )
-
-
-def _take(cls: type, section: ml_collections.ConfigDict, **given: Any) -> Any:
-    """cls built from the section's keys of the same names (lists as tuples), plus `given`."""
-    values = {}
-    for f in dataclasses.fields(cls):
-        if f.name in given:
-            values[f.name] = given[f.name]
-        else:
-            v = section[f.name]
-            values[f.name] = tuple(v) if isinstance(v, list) else v
-    return cls(**values)
