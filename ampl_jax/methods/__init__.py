@@ -55,6 +55,16 @@ class Diagnostics(NamedTuple):
     record: int  # real transitions each evaluation keeps for fn
 
 
+def no_hook(agent: Any, runtime: Any) -> None:
+    """make_hook of a method with nothing to do between rollout periods."""
+    return None
+
+
+def no_diagnostics(agent: Any) -> None:
+    """make_diagnostics of a method that logs no extra evaluation columns."""
+    return None
+
+
 def get(method: str) -> ModuleType:
     """The module implementing config.method."""
     try:

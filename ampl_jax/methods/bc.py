@@ -18,6 +18,7 @@ import numpy as np
 import optax
 
 from ampl_jax import networks
+from ampl_jax.methods import no_diagnostics, no_hook
 from ampl_jax.types import DatasetInfo, OfflineData
 from ampl_jax.world_model.ensemble import ModelState
 
@@ -58,15 +59,8 @@ class BCAgent:
         return self.max_action * jnp.tanh(self.policy.apply(params, obs))
 
 
-def make_agent(
-    config: ml_collections.ConfigDict,
-    info: DatasetInfo,
-    termination_fn: Callable | None = None,
-    obs_range: np.ndarray | None = None,
-    reward_bound: float | None = None,
-    *,
-    data: OfflineData | None = None,
-) -> BCAgent:
+def make_agent(config: ml_collections.ConfigDict, info: DatasetInfo, *unused: Any,
+               data: OfflineData | None = None) -> BCAgent:
     """The methods' make_agent signature; only the config and the shapes are used."""
     b = config.bc
     return BCAgent(
@@ -120,18 +114,7 @@ def make_update_step(agent: BCAgent) -> Callable[[BCState, OfflineData], tuple[B
 def make_select_action(agent: BCAgent) -> Callable[[BCState, jax.Array, jax.Array], jax.Array]:
     """Evaluation policy (state, key, obs[B, obs_dim]) -> actions[B, act_dim]; deterministic, key unused."""
 
-    @jax.jit
-    def select(state: BCState, key: jax.Array, obs: jax.Array) -> jax.Array:
-        del key
-        return agent.act(state.policy, obs)
-
-    return select
+    return jax.jit(lambda state, key, obs: agent.act(state.policy, obs))
 
 
-def make_hook(agent: BCAgent, runtime) -> None:
-    """Nothing runs between rollout periods."""
-    return None
-
-
-def make_diagnostics(agent: BCAgent) -> None:
-    return None
+make_hook, make_diagnostics = no_hook, no_diagnostics  # nothing runs between rollout periods

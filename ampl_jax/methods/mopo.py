@@ -30,6 +30,7 @@ import numpy as np
 import optax
 
 from ampl_jax import configuration, networks, precision
+from ampl_jax.methods import no_diagnostics, no_hook
 from ampl_jax.buffer import Buffer, buffer_init, buffer_insert, buffer_sample
 from ampl_jax.types import DatasetInfo, OfflineData, Transitions
 from ampl_jax.world_model.ensemble import ModelState, ensemble_apply
@@ -326,18 +327,7 @@ def make_select_action(agent: MOPOAgent) -> Callable[[MOPOState, jax.Array, jax.
     Takes the whole state (unlike AMPL's (actor, critic, key, obs)); deterministic, key unused.
     """
 
-    @jax.jit
-    def select(state: MOPOState, key: jax.Array, obs: jax.Array) -> jax.Array:
-        del key
-        return agent.mode(state.actor, obs)
-
-    return select
+    return jax.jit(lambda state, key, obs: agent.mode(state.actor, obs))
 
 
-def make_hook(agent: MOPOAgent, runtime) -> None:
-    """MOPO fits its model once, before step 0: no MIW, no reweighted refits."""
-    return None
-
-
-def make_diagnostics(agent: MOPOAgent) -> None:
-    return None
+make_hook, make_diagnostics = no_hook, no_diagnostics  # the model is fitted once, before step 0: no refits

@@ -34,6 +34,7 @@ import numpy as np
 import optax
 
 from ampl_jax import configuration, networks
+from ampl_jax.methods import no_diagnostics, no_hook
 from ampl_jax.types import DatasetInfo, OfflineData, Transitions
 from ampl_jax.world_model.ensemble import ModelState
 
@@ -100,15 +101,8 @@ def state_statistics(observations: np.ndarray, eps: float) -> tuple[np.ndarray, 
     return obs.mean(0).astype(np.float32), (obs.std(0) + eps).astype(np.float32)
 
 
-def make_agent(
-    config: ml_collections.ConfigDict,
-    info: DatasetInfo,
-    termination_fn: Callable | None = None,
-    obs_range: np.ndarray | None = None,
-    reward_bound: float | None = None,
-    *,
-    data: OfflineData | None = None,
-) -> TD3BCAgent:
+def make_agent(config: ml_collections.ConfigDict, info: DatasetInfo, *unused: Any,
+               data: OfflineData | None = None) -> TD3BCAgent:
     """AMPL's make_agent signature plus the dataset; termination, obs range and reward bound are unused."""
     t = config.td3bc
     if t.normalize_states:
@@ -254,10 +248,4 @@ def make_select_action(agent: TD3BCAgent) -> Callable[[TD3BCState, jax.Array, ja
     return select
 
 
-def make_hook(agent: TD3BCAgent, runtime) -> None:
-    """Nothing runs between rollout periods (no world model)."""
-    return None
-
-
-def make_diagnostics(agent: TD3BCAgent) -> None:
-    return None
+make_hook, make_diagnostics = no_hook, no_diagnostics  # nothing runs between rollout periods

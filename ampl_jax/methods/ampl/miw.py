@@ -55,17 +55,9 @@ from ampl_jax.methods.ampl import networks as ampl_nets
 MULTI_FEATURES = ("fourier", "relu")
 
 
-def td_dice_loss(
-    w: jax.Array,
-    q: jax.Array,
-    q0_pi: jax.Array,
-    q_next_pi: jax.Array,
-    w_target: jax.Array,
-    dones: jax.Array,
-    gamma: float,
-    huber_delta: float = 1.0,
-    split_batch: bool = False,
-) -> tuple[jax.Array, dict[str, jax.Array]]:
+def td_dice_loss(w: jax.Array, q: jax.Array, q0_pi: jax.Array, q_next_pi: jax.Array, w_target: jax.Array,
+                 dones: jax.Array, gamma: float, huber_delta: float = 1.0,
+                 split_batch: bool = False) -> tuple[jax.Array, dict[str, jax.Array]]:
     """Huber(lhs - rhs) of the fixed-point equation; gradient flows through `w` only.
 
     w, q, q_next_pi, w_target, dones: [B] over dataset samples; q0_pi: [M] over mu0 samples.
@@ -88,17 +80,9 @@ def td_dice_loss(
     return loss, {"miw_lhs": lhs, "miw_rhs": rhs, "miw_residual": lhs - rhs}
 
 
-def td_dice_multi_loss(
-    w: jax.Array,
-    f: jax.Array,
-    f0_pi: jax.Array,
-    f_next_pi: jax.Array,
-    w_target: jax.Array,
-    dones: jax.Array,
-    gamma: float,
-    huber_delta: float = 1.0,
-    split_batch: bool = True,
-) -> tuple[jax.Array, dict[str, jax.Array]]:
+def td_dice_multi_loss(w: jax.Array, f: jax.Array, f0_pi: jax.Array, f_next_pi: jax.Array, w_target: jax.Array,
+                       dones: jax.Array, gamma: float, huber_delta: float = 1.0,
+                       split_batch: bool = True) -> tuple[jax.Array, dict[str, jax.Array]]:
     """mean_k Huber(lhs_k - rhs_k): `td_dice_loss` against K test functions at once.
 
     w, w_target, dones: [B]; f, f_next_pi: [B, K] (f_k at the data (s, a) and at (s', pi(s')));
