@@ -14,6 +14,10 @@ its snapshot, which is its LAST improving epoch (not necessarily its lowest loss
 that is lower by < 1 % is not kept). The shared log-std bounds are not part of a snapshot: like
 the authors' (get_idv_model_state saves W and b only) they keep their values of the last epoch.
 Elites are the `num_elites` members with the lowest snapshot losses.
+
+`fit_seeds` fits S seeds' ensembles at once, each with its own split, weights and early
+stopping, one device call per epoch for all of them (the epoch vmapped over a seed axis); `fit`
+is its one-seed case.
 """
 
 from __future__ import annotations
@@ -159,12 +163,22 @@ def make_epoch_fn(static: _Static):
     return jax.jit(_epoch_body(static))
 
 
+SEED_BATCHING = ("vmap", "map")
+
+
 @functools.lru_cache(maxsize=None)
-def make_seeds_epoch_fn(static: _Static):
-    """The same epoch vmapped over a leading seed axis of every argument, with a per-seed mask:
+def make_seeds_epoch_fn(static: _Static, batching: str = "vmap"):
+    """The same epoch over a leading seed axis of every argument, with a per-seed mask, jitted:
     (carry [S, ...], key [S, 2], FitData [S, ...], active [S] bool) -> (carry, improved [S, M],
     holdout [S, M], train loss [S, M]). A seed whose `active` is False keeps its carry unchanged
-    (a select, not a cond: under vmap both branches run anyway) and reports no improvement."""
+    (a select, not a cond: under vmap both branches run anyway) and reports no improvement.
+
+    batching "vmap": one batched program, the seeds computed together (fit_seeds' docstring on
+    exactness); "map": lax.map, the seeds one after another inside the one program, each with
+    the unbatched shapes, so bit-identical to the one-seed epoch.
+    """
+    if batching not in SEED_BATCHING:
+        raise ValueError(f"fit_seeds: batching must be one of {SEED_BATCHING}, got {batching!r}")
     body = _epoch_body(static)
 
     def masked(c: EpochCarry, key: jax.Array, d: FitData, active: jax.Array):
@@ -172,6 +186,8 @@ def make_seeds_epoch_fn(static: _Static):
         new = jax.tree.map(lambda n, o: jnp.where(active, n, o), new, c)
         return new, improved & active, hold, train_loss
 
+    if batching == "map":
+        return jax.jit(lambda c, k, d, a: jax.lax.map(lambda args: masked(*args), (c, k, d, a)))
     return jax.jit(jax.vmap(masked))
 
 
@@ -233,8 +249,9 @@ def fit_seeds(
     max_epochs: int | None = None,
     progress: bool = False,
     dtype: Any = "float32",
+    batching: str = "vmap",
 ) -> tuple[ModelState, list[dict[str, Any]]]:
-    """`fit` for S seeds at once: every epoch is ONE device call for all seeds (vmapped).
+    """`fit` for S seeds at once: every epoch is ONE device call for all seeds.
 
     states: S ModelStates stacked on a leading seed axis (`distributed.stack_seeds`); keys
     [S, 2]; weights None (plain MLE for every seed) or [S, N]; `data` is shared. Each seed keeps
@@ -246,13 +263,21 @@ def fit_seeds(
     Returns the stacked fitted states and one info dict per seed, the keys of `fit`'s info;
     "seconds" is the wall time from the start until that seed's last epoch.
 
-    Seed s's result equals `fit(states[s], keys[s], data, weights[s], ...)` up to float32
-    rounding, not bit for bit when S > 1: XLA:CPU picks its reduction strategy by shape (e.g. the
-    bias and log-std-bound gradients' sums over the minibatch), and the seed axis changes the
-    shapes. S == 1 runs the unbatched program, bit-identical to `fit` (which calls this).
+    `batching` (S > 1): "vmap" computes the seeds together in one batched program; seed s's
+    result then equals `fit(states[s], keys[s], data, weights[s], ...)` up to float32 rounding,
+    not bit for bit: XLA:CPU picks a reduction's strategy by its shape (the minibatch sums of the
+    bias and log-std-bound gradients, e.g. a YNNPACK fusion for one shape, a split reduce-window
+    for another), and the seed axis changes the shapes; the rounding then grows over training
+    like any float32 perturbation. Epoch counts and elites agree unless a holdout gain sits
+    within rounding of the 1 % threshold. "map" runs the seeds one after another inside the
+    same single program (lax.map, unbatched shapes): bit-identical to `fit` per seed, one device
+    call per epoch, but no parallelism across seeds. S == 1 runs the unbatched program: `fit`
+    is this function on a one-seed stack.
     Memory: every seed holds its own standardised, permuted copy of the data (S copies).
     """
     static = static_from_config(cfg_model, dtype)
+    if batching not in SEED_BATCHING:
+        raise ValueError(f"fit_seeds: batching must be one of {SEED_BATCHING}, got {batching!r}")
     num_members = int(states.holdout_losses.shape[-1])
     if static.num_members != num_members:
         raise ValueError("fit: cfg.num_members differs from the state's ensemble size")
@@ -297,7 +322,7 @@ def fit_seeds(
         horizon = max(max(limits), 1)
         # [S, horizon] keys; a seed with fewer epochs repeats its last key (never used: it has stopped)
         epoch_keys = jnp.stack([k[np.minimum(np.arange(horizon), k.shape[0] - 1)] for _, _, k in per_seed])
-        epoch_fn = make_seeds_epoch_fn(static)
+        epoch_fn = make_seeds_epoch_fn(static, batching)
 
         def run_epoch(carry, epoch, active):
             carry, *out = epoch_fn(carry, epoch_keys[:, epoch], d, active)
