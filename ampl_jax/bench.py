@@ -4,8 +4,8 @@ SUITES maps a name to a function(quick: bool) -> dict of results; add a suite by
 Every figure is a median over several timed windows after a warm-up, compile time reported apart.
 The `peer` entries are the authors' PyTorch code on a 2-core CPU (shared docs, peers.md).
 `--suite=precision` compares float32 with bfloat16 matmul inputs (the `compute` config section);
-`--suite=fits` times a model refit of 1 and 3 seeds, a loop of `fit` against `fit_seeds`;
 the JSON's env records the CPU model and its bfloat16 flags (amx_bf16, avx512_bf16).
+`--suite=fits` times a model refit of 1 and 3 seeds: a loop of `fit` against `fit_seeds`.
 """
 
 from __future__ import annotations
