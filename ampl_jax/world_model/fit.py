@@ -273,7 +273,9 @@ def fit_seeds(
     same single program (lax.map, unbatched shapes): bit-identical to `fit` per seed, one device
     call per epoch, but no parallelism across seeds. S == 1 runs the unbatched program: `fit`
     is this function on a one-seed stack.
-    Memory: every seed holds its own standardised, permuted copy of the data (S copies).
+    A stopped seed is masked, not skipped: under "vmap" its epoch is still computed, so the call
+    lasts as long as its longest seed. Memory: every seed holds its own standardised, permuted
+    copy of the data (S copies; 2S briefly while they are stacked).
     """
     static = static_from_config(cfg_model, dtype)
     if batching not in SEED_BATCHING:
