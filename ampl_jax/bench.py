@@ -432,7 +432,8 @@ def suite_fits(quick: bool) -> dict[str, Any]:
     the bit-exact "map"). Paper ensemble (7 x 4x200, batch 128), 200 steps per epoch (the CPU
     budget's), a fixed number of epochs (patience above it), 50k transitions. Windows of the
     variants interleaved after a warm-up call each (its time, with compilation, reported apart);
-    medians reported. The load average is recorded: on a shared machine the figures are noisy."""
+    medians reported, wall and process CPU seconds. The load average is recorded: on a shared
+    machine the wall figures are noisy."""
     from ampl_jax import distributed
     from ampl_jax.world_model.ensemble import init_model_state
     from ampl_jax.world_model.fit import fit, fit_seeds
@@ -457,12 +458,20 @@ def suite_fits(quick: bool) -> dict[str, Any]:
     variants = {"seeds_1/loop": lambda: loop(1), "seeds_1/fit_seeds": lambda: seeds(1, "vmap"),
                 "seeds_3/loop": lambda: loop(3), "seeds_3/fit_seeds_vmap": lambda: seeds(3, "vmap"),
                 "seeds_3/fit_seeds_map": lambda: seeds(3, "map")}
+    def timed(call):  # wall seconds and this process's CPU seconds (all threads): less load-sensitive
+        t, c = time.perf_counter(), time.process_time()
+        _block(call())
+        return time.perf_counter() - t, time.process_time() - c
+
     load_before = os.getloadavg()
-    first_call = {name: _timed(call) for name, call in variants.items()}  # compile + warm-up
+    first_call = {name: timed(call)[0] for name, call in variants.items()}  # compile + warm-up
     windows: dict[str, list[float]] = {name: [] for name in variants}
+    cpu: dict[str, list[float]] = {name: [] for name in variants}
     for _ in range(1 if quick else 3):
         for name, call in variants.items():
-            windows[name].append(_timed(call))
+            wall, cpu_s = timed(call)
+            windows[name].append(wall)
+            cpu[name].append(cpu_s)
     out: dict[str, Any] = {
         "members": int(cfg.num_members), "hidden": list(cfg.hidden_dims), "batch_per_member": int(cfg.batch_size),
         "epoch_steps": int(cfg.epoch_steps), "epochs": epochs, "transitions": n,
@@ -471,12 +480,14 @@ def suite_fits(quick: bool) -> dict[str, Any]:
     for name in variants:
         group, variant = name.split("/")
         out.setdefault(group, {})[variant] = {"refit_s": statistics.median(windows[name]), "windows": windows[name],
+                                              "cpu_s": statistics.median(cpu[name]), "cpu_windows": cpu[name],
                                               "first_call_s": first_call[name]}
     for group in ("seeds_1", "seeds_3"):
         g = out[group]
         for variant in g:
             if variant != "loop":
                 g[variant]["speedup_vs_loop"] = g["loop"]["refit_s"] / g[variant]["refit_s"]
+                g[variant]["cpu_ratio_to_loop"] = g[variant]["cpu_s"] / g["loop"]["cpu_s"]
     return out
 
 
@@ -558,8 +569,9 @@ def markdown(results: dict[str, Any]) -> str:
                   "|---|---|---|"]
         for group in ("seeds_1", "seeds_3"):
             g = ft[group]
-            cells = ", ".join(f"{v}: {x['refit_s']:.2f} ({x['speedup_vs_loop']:.2f}x)" for v, x in g.items() if v != "loop")
-            lines.append(f"| {group.split('_')[1]} | {g['loop']['refit_s']:.2f} | {cells} |")
+            cells = ", ".join(f"{v}: {x['refit_s']:.2f} ({x['speedup_vs_loop']:.2f}x), CPU s {x['cpu_s']:.1f}"
+                              for v, x in g.items() if v != "loop")
+            lines.append(f"| {group.split('_')[1]} | {g['loop']['refit_s']:.2f}, CPU s {g['loop']['cpu_s']:.1f} | {cells} |")
     for name, res in results.items():  # suites added later print their scalar figures
         if name not in ("model", "rollout", "update", "seeds", "precision", "fits", "env") and isinstance(res, dict):
             for k, v in res.items():
