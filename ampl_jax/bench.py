@@ -5,6 +5,7 @@ Every figure is a median over several timed windows after a warm-up, compile tim
 The `peer` entries are the authors' PyTorch code on a 2-core CPU (shared docs, peers.md).
 `--suite=precision` compares float32 with bfloat16 matmul inputs (the `compute` config section);
 the JSON's env records the CPU model and its bfloat16 flags (amx_bf16, avx512_bf16).
+`--suite=fits` times a model refit of 1 and 3 seeds: a loop of `fit` against `fit_seeds`.
 """
 
 from __future__ import annotations
@@ -429,6 +430,71 @@ def suite_precision(quick: bool) -> dict[str, Any]:
     return out
 
 
+def suite_fits(quick: bool) -> dict[str, Any]:
+    """Seconds per w-weighted refit of 1 and 3 seeds: a Python loop of `fit` per seed (before
+    issue 13's item 7) against `fit_seeds` (one device call per epoch for all seeds; "vmap" and
+    the bit-exact "map"). Paper ensemble (7 x 4x200, batch 128), 200 steps per epoch (the CPU
+    budget's), a fixed number of epochs (patience above it), 50k transitions. Windows of the
+    variants interleaved after a warm-up call each (its time, with compilation, reported apart);
+    medians reported, wall and process CPU seconds. The load average is recorded: on a shared
+    machine the wall figures are noisy."""
+    from ampl_jax import distributed
+    from ampl_jax.world_model.ensemble import init_model_state
+    from ampl_jax.world_model.fit import fit, fit_seeds
+
+    cfg = _model_config(quick)
+    epochs = 2 if quick else 3
+    cfg.epoch_steps, cfg.patience, cfg.max_epochs, cfg.refit_max_epochs = (20 if quick else 200), epochs + 1, epochs, epochs
+    n = 5_000 if quick else 50_000
+    data = synthetic_transitions(n)
+    max_seeds = 3
+    models = [init_model_state(jax.random.PRNGKey(s), data, cfg) for s in range(max_seeds)]
+    weights = jax.random.uniform(jax.random.PRNGKey(7), (max_seeds, n), minval=0.2, maxval=3.0)
+    keys = jax.random.split(jax.random.PRNGKey(8), max_seeds)
+
+    def loop(k):  # train.py's refit before: one fit per seed, one after another
+        return [fit(models[s], keys[s], data, weights[s], cfg, max_epochs=epochs)[0] for s in range(k)]
+
+    def seeds(k, batching):
+        return fit_seeds(distributed.stack_seeds(models[:k]), keys[:k], data, weights[:k], cfg, max_epochs=epochs,
+                         batching=batching)[0]
+
+    variants = {"seeds_1/loop": lambda: loop(1), "seeds_1/fit_seeds": lambda: seeds(1, "vmap"),
+                "seeds_3/loop": lambda: loop(3), "seeds_3/fit_seeds_vmap": lambda: seeds(3, "vmap"),
+                "seeds_3/fit_seeds_map": lambda: seeds(3, "map")}
+    def timed(call):  # wall seconds and this process's CPU seconds (all threads): less load-sensitive
+        t, c = time.perf_counter(), time.process_time()
+        _block(call())
+        return time.perf_counter() - t, time.process_time() - c
+
+    load_before = os.getloadavg()
+    first_call = {name: timed(call)[0] for name, call in variants.items()}  # compile + warm-up
+    windows: dict[str, list[float]] = {name: [] for name in variants}
+    cpu: dict[str, list[float]] = {name: [] for name in variants}
+    for _ in range(1 if quick else 3):
+        for name, call in variants.items():
+            wall, cpu_s = timed(call)
+            windows[name].append(wall)
+            cpu[name].append(cpu_s)
+    out: dict[str, Any] = {
+        "members": int(cfg.num_members), "hidden": list(cfg.hidden_dims), "batch_per_member": int(cfg.batch_size),
+        "epoch_steps": int(cfg.epoch_steps), "epochs": epochs, "transitions": n,
+        "loadavg_1_5_15_before": list(load_before), "loadavg_1_5_15_after": list(os.getloadavg()),
+    }
+    for name in variants:
+        group, variant = name.split("/")
+        out.setdefault(group, {})[variant] = {"refit_s": statistics.median(windows[name]), "windows": windows[name],
+                                              "cpu_s": statistics.median(cpu[name]), "cpu_windows": cpu[name],
+                                              "first_call_s": first_call[name]}
+    for group in ("seeds_1", "seeds_3"):
+        g = out[group]
+        for variant in g:
+            if variant != "loop":
+                g[variant]["speedup_vs_loop"] = g["loop"]["refit_s"] / g[variant]["refit_s"]
+                g[variant]["cpu_ratio_to_loop"] = g[variant]["cpu_s"] / g["loop"]["cpu_s"]
+    return out
+
+
 SUITES: dict[str, Callable[[bool], dict[str, Any]]] = {
     "seeds": suite_seeds,
     "model": suite_model,
@@ -436,6 +502,7 @@ SUITES: dict[str, Callable[[bool], dict[str, Any]]] = {
     "update": suite_update,
     "miw": suite_miw,
     "precision": suite_precision,
+    "fits": suite_fits,
 }
 
 
@@ -499,8 +566,18 @@ def markdown(results: dict[str, Any]) -> str:
                 x = pr[name]
                 lines.append(f"| {name} ({x['unit']}) | {x['float32']['per_s']:.1f} | {x['bfloat16']['per_s']:.1f} "
                              f"| {x['bf16_speed_ratio']:.2f}x |")
+    ft = results.get("fits")
+    if ft:
+        lines += ["", f"model refit ({ft['members']} x {ft['hidden']}, {ft['epochs']} epochs of {ft['epoch_steps']} "
+                  f"steps): seconds (speed-up vs the loop of fit)", "", "| seeds | loop of fit | fit_seeds |",
+                  "|---|---|---|"]
+        for group in ("seeds_1", "seeds_3"):
+            g = ft[group]
+            cells = ", ".join(f"{v}: {x['refit_s']:.2f} ({x['speedup_vs_loop']:.2f}x), CPU s {x['cpu_s']:.1f}"
+                              for v, x in g.items() if v != "loop")
+            lines.append(f"| {group.split('_')[1]} | {g['loop']['refit_s']:.2f}, CPU s {g['loop']['cpu_s']:.1f} | {cells} |")
     for name, res in results.items():  # suites added later print their scalar figures
-        if name not in ("model", "rollout", "update", "seeds", "precision", "env") and isinstance(res, dict):
+        if name not in ("model", "rollout", "update", "seeds", "precision", "fits", "env") and isinstance(res, dict):
             for k, v in res.items():
                 if isinstance(v, (int, float)):
                     lines.append(f"| {name}.{k} | {v:.4g} | | |")

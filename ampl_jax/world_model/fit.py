@@ -14,6 +14,10 @@ its snapshot, which is its LAST improving epoch (not necessarily its lowest loss
 that is lower by < 1 % is not kept). The shared log-std bounds are not part of a snapshot: like
 the authors' (get_idv_model_state saves W and b only) they keep their values of the last epoch.
 Elites are the `num_elites` members with the lowest snapshot losses.
+
+`fit_seeds` fits S seeds' ensembles at once, each with its own split, weights and early
+stopping, one device call per epoch for all of them (the epoch vmapped over a seed axis); `fit`
+is its one-seed case.
 """
 
 from __future__ import annotations
@@ -116,9 +120,8 @@ def update_snapshots(params, hold: jax.Array, snap_params, snap_loss: jax.Array,
     return snap, jnp.where(improved, hold, snap_loss), improved
 
 
-@functools.lru_cache(maxsize=None)
-def make_epoch_fn(static: _Static):
-    """Jitted (carry, key, FitData) -> (carry, improved [M], holdout [M], train loss [M])."""
+def _epoch_body(static: _Static):
+    """The epoch, unjitted: (carry, key, FitData) -> (carry, improved [M], holdout [M], train loss [M])."""
     opt = make_optimizer(static.learning_rate)
     dtype = jnp.dtype(static.dtype)
     loss_fn = functools.partial(
@@ -140,7 +143,6 @@ def make_epoch_fn(static: _Static):
         params = jax.tree.map(lambda p, u: p + u, params, updates)
         return (params, opt_state), losses
 
-    @jax.jit
     def epoch(c: EpochCarry, key: jax.Array, d: FitData):
         keys = jax.random.split(key, static.epoch_steps)
         (params, opt_state), losses = jax.lax.scan(
@@ -153,6 +155,40 @@ def make_epoch_fn(static: _Static):
         return carry, improved, hold, jnp.mean(losses, axis=0)
 
     return epoch
+
+
+@functools.lru_cache(maxsize=None)
+def make_epoch_fn(static: _Static):
+    """Jitted (carry, key, FitData) -> (carry, improved [M], holdout [M], train loss [M]): one seed."""
+    return jax.jit(_epoch_body(static))
+
+
+SEED_BATCHING = ("vmap", "map")
+
+
+@functools.lru_cache(maxsize=None)
+def make_seeds_epoch_fn(static: _Static, batching: str = "vmap"):
+    """The same epoch over a leading seed axis of every argument, with a per-seed mask, jitted:
+    (carry [S, ...], key [S, 2], FitData [S, ...], active [S] bool) -> (carry, improved [S, M],
+    holdout [S, M], train loss [S, M]). A seed whose `active` is False keeps its carry unchanged
+    (a select, not a cond: under vmap both branches run anyway) and reports no improvement.
+
+    batching "vmap": one batched program, the seeds computed together (fit_seeds' docstring on
+    exactness); "map": lax.map, the seeds one after another inside the one program, each with
+    the unbatched shapes, so bit-identical to the one-seed epoch.
+    """
+    if batching not in SEED_BATCHING:
+        raise ValueError(f"fit_seeds: batching must be one of {SEED_BATCHING}, got {batching!r}")
+    body = _epoch_body(static)
+
+    def masked(c: EpochCarry, key: jax.Array, d: FitData, active: jax.Array):
+        new, improved, hold, train_loss = body(c, key, d)
+        new = jax.tree.map(lambda n, o: jnp.where(active, n, o), new, c)
+        return new, improved & active, hold, train_loss
+
+    if batching == "map":
+        return jax.jit(lambda c, k, d, a: jax.lax.map(lambda args: masked(*args), (c, k, d, a)))
+    return jax.jit(jax.vmap(masked))
 
 
 def prepare_fit_data(state: ModelState, key: jax.Array, data: Transitions,
@@ -193,54 +229,153 @@ def fit(
     docstring); elites = the `num_elites` lowest snapshot holdout losses. `max_epochs` defaults
     to cfg.max_epochs for the first fit and cfg.refit_max_epochs afterwards. `dtype`: the
     matmul input dtype, config.compute.model_dtype ("float32" | "bfloat16").
+
+    `fit_seeds` on a one-seed stack: the same unbatched program, so the same numbers.
+    """
+    one = lambda x: jnp.expand_dims(x, 0)
+    states, infos = fit_seeds(jax.tree.map(one, state), one(jnp.asarray(key)), data,
+                              None if weights is None else one(jnp.asarray(weights)), cfg_model,
+                              max_epochs=max_epochs, progress=progress, dtype=dtype)
+    return jax.tree.map(lambda x: x[0], states), infos[0]
+
+
+def fit_seeds(
+    states: ModelState,
+    keys: jax.Array,
+    data: Transitions,
+    weights: jax.Array | None,
+    cfg_model,
+    *,
+    max_epochs: int | None = None,
+    progress: bool = False,
+    dtype: Any = "float32",
+    batching: str = "vmap",
+) -> tuple[ModelState, list[dict[str, Any]]]:
+    """`fit` for S seeds at once: every epoch is ONE device call for all seeds.
+
+    states: S ModelStates stacked on a leading seed axis (`distributed.stack_seeds`); keys
+    [S, 2]; weights None (plain MLE for every seed) or [S, N]; `data` is shared. Each seed keeps
+    its own train/holdout split (from its key), early-stopping count and snapshots; a seed that
+    has stopped (patience or its max_epochs) is frozen by a select while the others continue,
+    and the loop ends when every seed has stopped. `max_epochs` None: each seed's own default
+    (cfg.max_epochs for its first fit, else cfg.refit_max_epochs).
+
+    Returns the stacked fitted states and one info dict per seed, the keys of `fit`'s info;
+    "seconds" is the wall time from the start until that seed's last epoch.
+
+    `batching` (S > 1): "vmap" computes the seeds together in one batched program; seed s's
+    result then equals `fit(states[s], keys[s], data, weights[s], ...)` up to float32 rounding,
+    not bit for bit: XLA:CPU picks a reduction's strategy by its shape (the minibatch sums of the
+    bias and log-std-bound gradients, e.g. a YNNPACK fusion for one shape, a split reduce-window
+    for another), and the seed axis changes the shapes; the rounding then grows over training
+    like any float32 perturbation. Epoch counts and elites agree unless a holdout gain sits
+    within rounding of the 1 % threshold. "map" runs the seeds one after another inside the
+    same single program (lax.map, unbatched shapes): bit-identical to `fit` per seed, one device
+    call per epoch, but no parallelism across seeds. S == 1 runs the unbatched program: `fit`
+    is this function on a one-seed stack.
+    A stopped seed is masked, not skipped: under "vmap" its epoch is still computed, so the call
+    lasts as long as its longest seed. Memory: every seed holds its own standardised, permuted
+    copy of the data (S copies; 2S briefly while they are stacked).
     """
     static = static_from_config(cfg_model, dtype)
-    if static.num_members != state.num_members:
+    if batching not in SEED_BATCHING:
+        raise ValueError(f"fit_seeds: batching must be one of {SEED_BATCHING}, got {batching!r}")
+    num_members = int(states.holdout_losses.shape[-1])
+    if static.num_members != num_members:
         raise ValueError("fit: cfg.num_members differs from the state's ensemble size")
-    if max_epochs is None:
-        first = int(state.num_fits) == 0
-        max_epochs = int(cfg_model.max_epochs if first else cfg_model.refit_max_epochs)
+    keys = jnp.asarray(keys)
+    if states.holdout_losses.ndim != 2 or keys.ndim < 1 or keys.shape[0] != states.holdout_losses.shape[0]:
+        raise ValueError(f"fit_seeds: states need a leading seed axis and keys one key per seed; got "
+                         f"holdout_losses {states.holdout_losses.shape}, keys {keys.shape}")
+    num_seeds = int(keys.shape[0])
+    n = int(data.observations.shape[0])
+    if weights is not None and tuple(jnp.shape(weights)) != (num_seeds, n):
+        raise ValueError(f"fit_seeds: weights must have shape ({num_seeds}, {n}), got {jnp.shape(weights)}")
     patience = int(cfg_model.patience)
-    k_split, k_train = jax.random.split(key)
-    d = prepare_fit_data(state, k_split, data, weights, float(cfg_model.holdout_fraction),
-                         int(cfg_model.max_holdout))
-    epoch_fn = make_epoch_fn(static)
-    inf = jnp.full((static.num_members,), jnp.inf, jnp.float32)
-    carry = EpochCarry(state.params, state.opt_state, state.params, inf, inf)
+    num_fits = np.asarray(states.num_fits).reshape(num_seeds)
+    if max_epochs is None:
+        limits = [int(cfg_model.max_epochs if f == 0 else cfg_model.refit_max_epochs) for f in num_fits]
+    else:
+        limits = [int(max_epochs)] * num_seeds
 
-    hold_hist, train_hist = [], []
-    since, epochs, t0 = 0, 0, time.perf_counter()
-    epoch_keys = jax.random.split(k_train, max(max_epochs, 1))
-    for epoch in range(max_epochs):
-        carry, improved, hold, train_loss = epoch_fn(carry, epoch_keys[epoch], d)
-        epochs = epoch + 1
-        improved = np.asarray(improved)  # the one host sync per epoch
-        hold_hist.append(np.asarray(hold))
-        train_hist.append(np.asarray(train_loss))
-        since = 0 if improved.any() else since + 1
-        if progress:
-            print(f"[model fit] epoch {epochs} holdout {np.array2string(hold_hist[-1], precision=4)}"
-                  f" train {float(train_hist[-1].mean()):.4f} stale {since}/{patience}")
-        if since >= patience:
-            break
+    # per seed, as `fit` always did: split, standardise, permute; the initial carry
+    per_seed, inf = [], jnp.full((num_members,), jnp.inf, jnp.float32)
+    for s in range(num_seeds):
+        state = jax.tree.map(lambda x: x[s], states)
+        k_split, k_train = jax.random.split(keys[s])
+        d = prepare_fit_data(state, k_split, data, None if weights is None else weights[s],
+                             float(cfg_model.holdout_fraction), int(cfg_model.max_holdout))
+        carry = EpochCarry(state.params, state.opt_state, state.params, inf, inf)
+        per_seed.append((carry, d, jax.random.split(k_train, max(limits[s], 1))))
 
-    best = carry.ref_loss  # the snapshots' holdout losses
-    elites = jnp.argsort(best)[: int(cfg_model.num_elites)].astype(jnp.int32)
-    new_state = state.replace(
-        params=carry.best_params,  # snapshots; the shared bounds of the last epoch
+    if num_seeds == 1:  # the unbatched program (vmap changes XLA's reduction shapes, docstring)
+        carry, d, epoch_keys = per_seed[0]
+        epoch_fn = make_epoch_fn(static)
+
+        def run_epoch(carry, epoch, active):
+            carry, *out = epoch_fn(carry, epoch_keys[epoch], d)
+            return carry, *(np.asarray(x)[None] for x in out)  # the one host sync per epoch
+
+        def stacked(carry):
+            return jax.tree.map(lambda x: jnp.expand_dims(x, 0), carry)
+    else:
+        stack = lambda trees: jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
+        carry, d = stack([c for c, _, _ in per_seed]), stack([x for _, x, _ in per_seed])
+        horizon = max(max(limits), 1)
+        # [S, horizon] keys; a seed with fewer epochs repeats its last key (never used: it has stopped)
+        epoch_keys = jnp.stack([k[np.minimum(np.arange(horizon), k.shape[0] - 1)] for _, _, k in per_seed])
+        epoch_fn = make_seeds_epoch_fn(static, batching)
+
+        def run_epoch(carry, epoch, active):
+            carry, *out = epoch_fn(carry, epoch_keys[:, epoch], d, active)
+            return carry, *(np.asarray(x) for x in out)  # the one host sync per epoch
+
+        def stacked(carry):
+            return carry
+    del per_seed
+
+    hold_hist = [[] for _ in range(num_seeds)]
+    train_hist = [[] for _ in range(num_seeds)]
+    since, epochs, seconds = [0] * num_seeds, [0] * num_seeds, [0.0] * num_seeds
+    active = np.asarray([lim > 0 for lim in limits])
+    t0 = time.perf_counter()
+    epoch = 0
+    while active.any():
+        carry, improved, hold, train_loss = run_epoch(carry, epoch, jnp.asarray(active))
+        epoch += 1
+        for s in np.flatnonzero(active):
+            epochs[s] = epoch
+            hold_hist[s].append(hold[s])
+            train_hist[s].append(train_loss[s])
+            since[s] = 0 if improved[s].any() else since[s] + 1
+            if progress:
+                tag = f" seed {s}" if num_seeds > 1 else ""
+                print(f"[model fit]{tag} epoch {epoch} holdout {np.array2string(hold[s], precision=4)}"
+                      f" train {float(train_loss[s].mean()):.4f} stale {since[s]}/{patience}")
+            if since[s] >= patience or epoch >= limits[s]:
+                active[s] = False
+                seconds[s] = time.perf_counter() - t0
+
+    carry = stacked(carry)
+    best = carry.ref_loss  # [S, M] the snapshots' holdout losses
+    elites = jnp.argsort(best, axis=-1)[:, : int(cfg_model.num_elites)].astype(jnp.int32)
+    new_states = states.replace(
+        params=carry.best_params,  # snapshots; the shared bounds of each seed's last epoch
         opt_state=carry.opt_state,
         elites=elites,
         holdout_losses=best,
-        num_fits=state.num_fits + 1,
+        num_fits=states.num_fits + 1,
     )
-    info = {
-        "epochs": epochs,
-        "holdout_losses": np.asarray(best),
-        "elites": np.asarray(elites),
-        "holdout_history": np.stack(hold_hist) if hold_hist else np.zeros((0, static.num_members)),
-        "train_loss_history": np.stack(train_hist) if train_hist else np.zeros((0, static.num_members)),
-        "num_train": int(d.x.shape[0]),
-        "num_holdout": int(d.hx.shape[0]),
-        "seconds": time.perf_counter() - t0,
-    }
-    return new_state, info
+    best_np, elites_np = np.asarray(best), np.asarray(elites)
+    empty = np.zeros((0, num_members))
+    infos = [{
+        "epochs": epochs[s],
+        "holdout_losses": best_np[s],
+        "elites": elites_np[s],
+        "holdout_history": np.stack(hold_hist[s]) if hold_hist[s] else empty,
+        "train_loss_history": np.stack(train_hist[s]) if train_hist[s] else empty,
+        "num_train": int(d.x.shape[-2]),
+        "num_holdout": int(d.hx.shape[-2]),
+        "seconds": seconds[s],
+    } for s in range(num_seeds)]
+    return new_states, infos
