@@ -26,14 +26,14 @@ import ml_collections
 import numpy as np
 from tqdm.auto import tqdm
 
-from ampl_jax import checkpoint, configuration, methods, precision, results
+from ampl_jax import checkpoint, configuration, distributed, methods, precision, results
 from ampl_jax.data.source import load_data
 from ampl_jax.evaluation import evaluate
 from ampl_jax.metrics import D4RL_COLUMN, fit_row
 from ampl_jax.rundir import Progress, RunFiles, WorkdirError
 from ampl_jax.runtime import SeedRuntime
 from ampl_jax.types import DatasetInfo, OfflineData
-from ampl_jax.world_model.fit import fit, init_model_state
+from ampl_jax.world_model.fit import fit_seeds, init_model_state
 
 __all__ = ["EXIT_PREEMPTED", "TrainingError", "WorkdirError", "load_data", "make_nonfinite_check", "run"]
 
@@ -146,15 +146,14 @@ def _restore_or_start(config, rt: SeedRuntime, files: RunFiles, method, agent, d
     if restored is not None:
         step, state, extra = restored
         return rt.place(state), Progress.from_extra(step, extra, rt.local, started=start)
-    models, fit_epochs, rows = [], [], []
-    for seed, k in zip(rt.seeds, rt.keys):  # one plain-MLE fit per seed, as each would run alone
-        model, fit_info = (None, {}) if not method.NEEDS_MODEL else fit(
-            new_model(k), k[1], transitions, None, config.model, progress=progress and rt.is_main,
-            dtype=config.compute.model_dtype)
-        if model is not None:
-            rows.append(fit_row(0, fit_info, {"seed": seed} if rt.stacked else None))
-        models.append(model)
-        fit_epochs.append(fit_info.get("epochs"))
+    models, fit_epochs, rows = [None] * len(rt.seeds), [None] * len(rt.seeds), []
+    if method.NEEDS_MODEL:  # one plain-MLE fit per seed, as each would run alone; several seeds in one program
+        fitted, infos = fit_seeds(distributed.stack_seeds([new_model(k) for k in rt.keys]),
+                                  jnp.stack([k[1] for k in rt.keys]), transitions, None, config.model,
+                                  progress=progress and rt.is_main, dtype=config.compute.model_dtype)
+        models = [distributed.unstack_seed(fitted, i) for i in range(len(rt.seeds))]
+        fit_epochs = [info.get("epochs") for info in infos]
+        rows = [fit_row(0, info, {"seed": seed} if rt.stacked else None) for seed, info in zip(rt.seeds, infos)]
     files.write_fits(rows)
     state = rt.stack([method.init_state(agent, k[2], m) for k, m in zip(rt.keys, models)])
     return state, Progress.fresh(len(rt.seeds), fit_epochs, started=start)

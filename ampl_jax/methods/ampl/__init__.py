@@ -14,8 +14,8 @@ from ampl_jax.methods.ampl.state import Agent, TrainState, init_train_state, mak
 from ampl_jax.metrics import fit_row
 from ampl_jax.types import DatasetInfo, OfflineData
 from ampl_jax.methods.ampl.update import build_update_step, make_select_action as _select
-from ampl_jax.methods.ampl.miw_step import make_dataset_weights, make_miw_phase
-from ampl_jax.world_model.fit import ModelState, fit
+from ampl_jax.methods.ampl.miw_step import build_miw_phase, make_dataset_weights
+from ampl_jax.world_model.fit import ModelState, fit, fit_seeds
 
 NEEDS_MODEL = True
 
@@ -46,46 +46,51 @@ def make_diagnostics(agent: Agent) -> Diagnostics:
 def make_hook(agent: Agent, runtime) -> Hook | None:
     """Every model_retrain_epochs: (phased: a block of MIW steps), then a w-weighted warm refit.
 
-    As the authors: a refit opens epochs 100, 200, ..., never after the last iteration.
+    As the authors: a refit opens epochs 100, 200, ..., never after the last iteration. With
+    several seeds the phase, the weights and the refit each run once for all of them (vmapped,
+    `fit_seeds`), as the update step does.
     """
     hp = agent.hp
     if hp.miw.schedule == "none":
         return None
     period, total = hp.rollout.period, hp.train.total_steps
     refit_steps = hp.train.model_retrain_epochs * hp.train.epoch_length
-    weights_fn = make_dataset_weights(agent)
-    miw_phase = make_miw_phase(agent, hp.miw.phase_steps) if hp.miw.schedule == "phased" else None
+    stacked = runtime.stacked
+    weights = make_dataset_weights(agent)
+    if stacked:
+        weights = jax.jit(jax.vmap(weights, in_axes=(0, None, None)))
+    phase = None
+    if hp.miw.schedule == "phased":
+        phase = runtime.compile(build_miw_phase(agent, hp.miw.phase_steps), None)[0]
 
     def due(step: int, last: int) -> bool:
         return step % refit_steps < period and refit_steps <= step < total and step != last
 
     def run(state: Any, data: OfflineData, step: int) -> tuple[Any, list[dict]]:
-        del step
-        refitted, rows = [], []
-        for i, seed in enumerate(runtime.seeds):
-            new, row = _refit(agent, runtime.seed_view(state, i), data, weights_fn, miw_phase,
-                              seed if runtime.stacked else None)
-            refitted.append(new)
-            rows.append(row)
-        return runtime.stack(refitted), rows
+        seeds = runtime.seeds if stacked else (None,)
+        rows = [{} if seed is None else {"seed": seed} for seed in seeds]
+        if phase is not None:
+            state, m = phase(state, data)
+            m = jax.device_get(m)
+            for i, row in enumerate(rows):
+                row.update({f"phase_{k}": runtime.per_seed(v)[i] for k, v in m.items()})
+        w = weights(state.miw, data.observations, data.actions)
+        if stacked:
+            keys = jax.vmap(jax.random.split)(state.key)
+            key, k_fit = keys[:, 0], keys[:, 1]
+            model, infos = fit_seeds(state.model, k_fit, data.transitions(), w, hp.model.fit_config,
+                                     max_epochs=hp.model.refit_max_epochs, dtype=hp.model.dtype)
+        else:
+            key, k_fit = jax.random.split(state.key)
+            model, info = fit(state.model, k_fit, data.transitions(), w, hp.model.fit_config,
+                              max_epochs=hp.model.refit_max_epochs, dtype=hp.model.dtype)
+            infos = [info]
+        w_np = np.asarray(w).reshape(len(seeds), -1)
+        for row, w_seed in zip(rows, w_np):
+            row.update({"w_min": float(w_seed.min()), "w_max": float(w_seed.max()), "w_std": float(w_seed.std())})
+        if hp.agent.weighted_regularizer:  # WPR weighs its GAN losses by the last refit's weights
+            state = state.replace(data_weights=w)
+        state = runtime.place(state.replace(model=model, key=key))
+        return state, [fit_row(step, info, row) for info, row in zip(infos, rows)]
 
     return Hook(due, run)
-
-
-def _refit(agent: Agent, state: TrainState, data: OfflineData, weights_fn, miw_phase,
-           seed: int | None) -> tuple[TrainState, dict]:
-    """One seed's MIW phase (if phased) and w-weighted refit; returns its model_fits.jsonl row."""
-    hp = agent.hp
-    extra = {} if seed is None else {"seed": seed}
-    if miw_phase is not None:
-        state, m = miw_phase(state, data)
-        extra.update({f"phase_{k}": float(v) for k, v in jax.device_get(m).items()})
-    w = weights_fn(state.miw, data.observations, data.actions)
-    key, k_fit = jax.random.split(state.key)
-    model, info = fit(state.model, k_fit, data.transitions(), w, hp.model.fit_config,
-                      max_epochs=hp.model.refit_max_epochs, dtype=hp.model.dtype)
-    w_np = np.asarray(w)
-    extra.update({"w_min": float(w_np.min()), "w_max": float(w_np.max()), "w_std": float(w_np.std())})
-    if hp.agent.weighted_regularizer:  # WPR weighs its GAN losses by the last refit's weights
-        state = state.replace(data_weights=w)
-    return state.replace(model=model, key=key), fit_row(int(state.step), info, extra)

@@ -233,7 +233,13 @@ def _miw_step_vpm(agent: Agent, state: TrainState, data: OfflineData, key: jax.A
 
 
 def make_miw_phase(agent: Agent, num_steps: int) -> Callable[[TrainState, OfflineData], tuple[TrainState, Metrics]]:
-    """The authors' "phased" schedule: a block of MIW steps in one scan (called before a refit)."""
+    """The jitted `build_miw_phase` (the state's buffers donated)."""
+    return jax.jit(build_miw_phase(agent, num_steps), donate_argnums=0)
+
+
+def build_miw_phase(agent: Agent, num_steps: int) -> Callable[[TrainState, OfflineData], tuple[TrainState, Metrics]]:
+    """The authors' "phased" schedule: a block of MIW steps in one scan (called before a refit); pure,
+    for callers that vmap it over seeds."""
 
     def phase(state: TrainState, data: OfflineData):
         key, sub = jax.random.split(state.key)
@@ -244,7 +250,7 @@ def make_miw_phase(agent: Agent, num_steps: int) -> Callable[[TrainState, Offlin
         )
         return state, jax.tree.map(jnp.mean, metrics)
 
-    return jax.jit(phase, donate_argnums=0)
+    return phase
 
 
 def make_dataset_weights(agent: Agent, chunk: int = 65_536) -> Callable:
