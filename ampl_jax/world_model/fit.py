@@ -211,17 +211,9 @@ def prepare_fit_data(state: ModelState, key: jax.Array, data: Transitions,
     return FitData(x[train], y[train], w[train], x[hold], y[hold], w[hold])
 
 
-def fit(
-    state: ModelState,
-    key: jax.Array,
-    data: Transitions,
-    weights: jax.Array | None,
-    cfg_model,
-    *,
-    max_epochs: int | None = None,
-    progress: bool = False,
-    dtype: Any = "float32",
-) -> tuple[ModelState, dict[str, Any]]:
+def fit(state: ModelState, key: jax.Array, data: Transitions, weights: jax.Array | None, cfg_model, *,
+        max_epochs: int | None = None, progress: bool = False,
+        dtype: Any = "float32") -> tuple[ModelState, dict[str, Any]]:
     """Fit (or warm-start refit) the ensemble by w-weighted MLE with early stopping.
 
     weights: [N] per-transition w (None = plain MLE). Continues from `state`'s params AND Adam
