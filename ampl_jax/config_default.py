@@ -64,6 +64,10 @@ def get_config() -> ml_collections.ConfigDict:
     # the batch over the elites: each input's elite is still uniform, at 1/num_elites the cost).
     c.model.rollout_elite_sampling = "iid"
     c.model.fake_elite_sampling = "balanced"  # the per-iteration s' ~ P_hat of the GAN's fake pairs
+    # Several seeds' fits in one program: "map" runs them one after another inside it (each seed
+    # bit-identical to a run of that seed alone), "vmap" batches them (parallel on an accelerator;
+    # equal up to float32 rounding; no faster on a 2-core CPU, where one seed's matmuls fill it).
+    c.model.seed_batching = "map"
 
     # --- rollouts and data mix -------------------------------------------------------------------
     c.rollout = ml_collections.ConfigDict()

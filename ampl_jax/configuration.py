@@ -44,6 +44,7 @@ _CHOICES = {
     "agent.regularizer": ("jsd", "none"),
     "model.rollout_elite_sampling": ("iid", "balanced"),
     "model.fake_elite_sampling": ("iid", "balanced"),
+    "model.seed_batching": ("map", "vmap"),
     "compute.dtype": COMPUTE_DTYPES,
     "compute.model_dtype": COMPUTE_DTYPES,
     "compute.matmul_precision": MATMUL_PRECISIONS,
@@ -229,6 +230,7 @@ ADDED_KEYS = {
     "compute.dtype": "float32",
     "compute.model_dtype": "float32",
     "compute.matmul_precision": "default",
+    "model.seed_batching": "map",
 }
 
 

@@ -150,7 +150,8 @@ def _restore_or_start(config, rt: SeedRuntime, files: RunFiles, method, agent, d
     if method.NEEDS_MODEL:  # one plain-MLE fit per seed, as each would run alone; several seeds in one program
         fitted, infos = fit_seeds(distributed.stack_seeds([new_model(k) for k in rt.keys]),
                                   jnp.stack([k[1] for k in rt.keys]), transitions, None, config.model,
-                                  progress=progress and rt.is_main, dtype=config.compute.model_dtype)
+                                  progress=progress and rt.is_main, dtype=config.compute.model_dtype,
+                                  batching=config.model.seed_batching)
         models = [distributed.unstack_seed(fitted, i) for i in range(len(rt.seeds))]
         fit_epochs = [info.get("epochs") for info in infos]
         rows = [fit_row(0, info, {"seed": seed} if rt.stacked else None) for seed, info in zip(rt.seeds, infos)]

@@ -231,18 +231,9 @@ def fit(state: ModelState, key: jax.Array, data: Transitions, weights: jax.Array
     return jax.tree.map(lambda x: x[0], states), infos[0]
 
 
-def fit_seeds(
-    states: ModelState,
-    keys: jax.Array,
-    data: Transitions,
-    weights: jax.Array | None,
-    cfg_model,
-    *,
-    max_epochs: int | None = None,
-    progress: bool = False,
-    dtype: Any = "float32",
-    batching: str = "vmap",
-) -> tuple[ModelState, list[dict[str, Any]]]:
+def fit_seeds(states: ModelState, keys: jax.Array, data: Transitions, weights: jax.Array | None, cfg_model, *,
+              max_epochs: int | None = None, progress: bool = False, dtype: Any = "float32",
+              batching: str = "vmap") -> tuple[ModelState, list[dict[str, Any]]]:
     """`fit` for S seeds at once: every epoch is ONE device call for all seeds.
 
     states: S ModelStates stacked on a leading seed axis (`distributed.stack_seeds`); keys

@@ -57,8 +57,12 @@ def make_hook(agent: Agent, runtime) -> Hook | None:
     refit_steps = hp.train.model_retrain_epochs * hp.train.epoch_length
     stacked = runtime.stacked
     weights = make_dataset_weights(agent)
-    if stacked:
+    batching = hp.model.fit_config.seed_batching
+    if stacked and batching == "vmap":
         weights = jax.jit(jax.vmap(weights, in_axes=(0, None, None)))
+    elif stacked:  # "map": each seed's w computed as the seed alone computes it
+        one = weights
+        weights = jax.jit(lambda params, obs, act: jax.lax.map(lambda p: one(p, obs, act), params))
     phase = None
     if hp.miw.schedule == "phased":
         phase = runtime.compile(build_miw_phase(agent, hp.miw.phase_steps), None)[0]
@@ -79,7 +83,8 @@ def make_hook(agent: Agent, runtime) -> Hook | None:
             keys = jax.vmap(jax.random.split)(state.key)
             key, k_fit = keys[:, 0], keys[:, 1]
             model, infos = fit_seeds(state.model, k_fit, data.transitions(), w, hp.model.fit_config,
-                                     max_epochs=hp.model.refit_max_epochs, dtype=hp.model.dtype)
+                                     max_epochs=hp.model.refit_max_epochs, dtype=hp.model.dtype,
+                                     batching=batching)
         else:
             key, k_fit = jax.random.split(state.key)
             model, info = fit(state.model, k_fit, data.transitions(), w, hp.model.fit_config,
