@@ -83,3 +83,16 @@ def test_agent_settings_are_checked_by_validate(key, value, needle):
     config[section][name] = value
     with pytest.raises(configuration.ConfigError, match=re.escape(needle)):
         configuration.validate(config)
+
+
+def test_benchmark_cells_use_their_family_and_the_papers_horizon():
+    from configs import benchmark
+
+    c = benchmark.get_config("walker-medium_replay")
+    assert (c.dataset.id, c.dataset.create_policy, c.dataset.create_env) == (
+        "ampl/walker2d/medium-replay-v0", "medium-replay", "Walker2d-v5")
+    assert c.rollout.horizon == 5 and c.eval.episodes == 10 and c.num_seeds == 3
+    assert benchmark.get_config("hopper-medium_expert").rollout.horizon == 3
+    configuration.validate(c)
+    with pytest.raises(ValueError, match="unknown benchmark cell"):
+        benchmark.get_config("hopper-expert")
