@@ -12,7 +12,8 @@ from ampl_jax import networks
 from ampl_jax.behaviour import sac as sac_lib
 from ampl_jax.behaviour import snapshots
 from ampl_jax.behaviour.sac import SAC, SACConfig
-from ampl_jax.behaviour.train_sac import HostReplay, choose_snapshots, evaluate, ship, train
+from ampl_jax.behaviour.run_dir import HostReplay
+from ampl_jax.behaviour.train_sac import choose_snapshots, evaluate, ship, train
 from ampl_jax.data.policies import make_policy
 
 TINY = SACConfig(hidden_dims=(64, 64), batch_size=128)
