@@ -2,9 +2,10 @@
 
 JSON (--out), top level (`FIELDS`): command, options, cpu_model, cpu_count, jax_version, dataset
 {id, env, transitions, episodes, init_states}, ampl_run {dir, final_normalized_score,
-final_return_mean} (null without an ampl:STEP policy: no run is trained), gamma, behaviour_action_mse (a fresh action of the behaviour snapshot
-against the logged one: the floor of any policy's action MSE), policies (sorted by action MSE to
-the data), timing {stage: {wall_s, cpu_s}}, total_wall_s, total_cpu_s, table (the Markdown below).
+final_return_mean} (null without an ampl:STEP policy: no run is trained), gamma,
+behaviour_action_mse (a fresh action of the behaviour snapshot against the logged one: the floor
+of any policy's action MSE), policies (sorted by action MSE to the data), timing {stage: {wall_s,
+cpu_s}}, total_wall_s, total_cpu_s, table (the Markdown below).
 
 Each policy (`POLICY_FIELDS`): spec, label, kind ("ampl" | "snapshot"), action_mse, diagnostics
 (AMPL's evaluation diagnostics of that state), truth {rollouts, classifier, w_true, self_agreement},
