@@ -1,8 +1,9 @@
 """Helpers shared by the subprocess tests of checkpoints, resume and bad input (not a test module).
 
-Every subprocess of a pytest session shares one private Minari store and one JAX persistent
-compilation cache, so only the first tiny run compiles; the others start in seconds. A cached
-executable computes exactly what a fresh compile would, so bit-identity checks are unaffected.
+Every subprocess of a pytest session shares one private Minari store and the session's JAX
+persistent compilation cache (tests/conftest.py, inherited through the environment), so only the
+first tiny run compiles; the others start in seconds. A cached executable computes exactly what a
+fresh compile would, so bit-identity checks are unaffected.
 """
 
 from __future__ import annotations
@@ -30,22 +31,20 @@ _SESSION: dict[str, Path] = {}
 
 
 def session_dirs(tmp_path_factory) -> dict[str, Path]:
-    """{'minari', 'cache', 'ref'}: made once per session; 'ref' is a finished reference run."""
+    """{'minari', 'ref'}: made once per session; 'ref' is a finished reference run."""
     if not _SESSION:
         base = tmp_path_factory.getbasetemp() / "ckpt_session"
         base.mkdir(exist_ok=True)
-        _SESSION.update(minari=base / "minari", cache=base / "jax_cache", ref=base / "ref")
+        _SESSION.update(minari=base / "minari", ref=base / "ref")
         proc = main(RUN_ARGS + [f"--workdir={_SESSION['ref']}"])
         assert proc.returncode == 0, proc.stderr[-3000:]
     return _SESSION
 
 
 def env(minari: Path | None = None) -> dict[str, str]:
-    e = dict(os.environ, JAX_PLATFORMS="cpu", MPLBACKEND="Agg", PYTHONPATH=str(ROOT),
-             MINARI_DATASETS_PATH=str(minari or _SESSION["minari"]),
-             JAX_COMPILATION_CACHE_DIR=str(_SESSION["cache"]),
-             JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0", JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
-    return e
+    """os.environ (with the session's compilation cache) plus CPU, Agg, this checkout, the store."""
+    return dict(os.environ, JAX_PLATFORMS="cpu", MPLBACKEND="Agg", PYTHONPATH=str(ROOT),
+                MINARI_DATASETS_PATH=str(minari or _SESSION["minari"]))
 
 
 def main(args: list[str], minari: Path | None = None, timeout: float = 600) -> subprocess.CompletedProcess:

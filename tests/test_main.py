@@ -12,16 +12,13 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _env(minari_root, cache=None, **extra):
-    env = dict(os.environ, MINARI_DATASETS_PATH=str(minari_root), JAX_PLATFORMS="cpu", MPLBACKEND="Agg", **extra)
-    if cache is not None:  # a persistent compilation cache shared by one test's runs
-        env.update(JAX_COMPILATION_CACHE_DIR=str(cache), JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
-                   JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
-    return env
+def _env(minari_root, **extra):
+    """os.environ (with the session's compilation cache, tests/conftest.py) plus the store and CPU."""
+    return dict(os.environ, MINARI_DATASETS_PATH=str(minari_root), JAX_PLATFORMS="cpu", MPLBACKEND="Agg", **extra)
 
 
-def _main(args, minari_root, timeout=600, cache=None):
-    return subprocess.run([sys.executable, "-m", "ampl_jax.main", *args], cwd=ROOT, env=_env(minari_root, cache),
+def _main(args, minari_root, timeout=600):
+    return subprocess.run([sys.executable, "-m", "ampl_jax.main", *args], cwd=ROOT, env=_env(minari_root),
                           capture_output=True, text=True, timeout=timeout)
 
 
@@ -99,7 +96,7 @@ def test_vmapped_seeds_in_main_match_single_seed_runs_and_two_processes(tmp_path
     args = ["--config=tests/tiny_config.py", "--noprogress", "--config.train.total_steps=16"]
 
     def run(workdir, *extra):
-        proc = _main([*args, f"--workdir={workdir}", *extra], tmp_path / "minari", cache=tmp_path / "cache")
+        proc = _main([*args, f"--workdir={workdir}", *extra], tmp_path / "minari")
         assert proc.returncode == 0, proc.stderr[-3000:]
         return list(csv.DictReader(open(workdir / "metrics.csv")))
 
@@ -121,7 +118,7 @@ def test_vmapped_seeds_in_main_match_single_seed_runs_and_two_processes(tmp_path
     mp, port = tmp_path / "mp", _free_port()
     procs = [subprocess.Popen([sys.executable, "-m", "ampl_jax.main", *args, f"--workdir={mp}", "--config.num_seeds=2"],
                               cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                              env=_env(tmp_path / "minari", tmp_path / "cache", JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}",
+                              env=_env(tmp_path / "minari", JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}",
                                        JAX_NUM_PROCESSES="2", JAX_PROCESS_ID=str(i)))
              for i in (0, 1)]
     outs = [p.communicate(timeout=600) for p in procs]
@@ -142,7 +139,7 @@ def test_vmapped_seeds_in_main_match_single_seed_runs_and_two_processes(tmp_path
         else:
             assert (a == b).all(), name
     proc = _main([*args[:-1], "--config.train.total_steps=24", f"--workdir={mp}", "--config.num_seeds=2"],
-                 tmp_path / "minari", cache=tmp_path / "cache")
+                 tmp_path / "minari")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Resuming from the checkpoint at step 16" in proc.stdout
     assert [int(r["step"]) for r in csv.DictReader(open(mp / "metrics.csv"))] == [8, 8, 16, 16, 24, 24]
