@@ -24,6 +24,9 @@ import pytest
 _CACHE_ENV = {  # cache every program, however small or quick to compile
     "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
     "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",
+    # A size limit (far above what a session writes) makes jax take a file lock around every read
+    # and write, so a process never reads an entry that another is still writing (runs go side by side).
+    "JAX_COMPILATION_CACHE_MAX_SIZE": str(8 << 30),
 }
 _OWN_CACHE: list[str] = []
 
@@ -39,6 +42,7 @@ def pytest_configure(config: pytest.Config) -> None:
     jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    jax.config.update("jax_compilation_cache_max_size", int(_CACHE_ENV["JAX_COMPILATION_CACHE_MAX_SIZE"]))
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -71,3 +75,4 @@ def hopper_random(minari_root: str) -> str:
 
     make_dataset("Hopper-v5", "random", HOPPER_RANDOM_STEPS, 0, HOPPER_RANDOM_ID, progress=False)
     return HOPPER_RANDOM_ID
+
