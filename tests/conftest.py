@@ -76,3 +76,11 @@ def hopper_random(minari_root: str) -> str:
     make_dataset("Hopper-v5", "random", HOPPER_RANDOM_STEPS, 0, HOPPER_RANDOM_ID, progress=False)
     return HOPPER_RANDOM_ID
 
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, exitstatus: int, config: pytest.Config) -> None:
+    """Say so when the slow tests were left out (the default `-m 'not slow'` of pyproject.toml)."""
+    deselected = terminalreporter.stats.get("deselected", [])
+    slow = [item for item in deselected if item.get_closest_marker("slow") is not None]
+    if slow:
+        terminalreporter.write_line(f"{len(slow)} slow tests deselected (multi-process and multi-device end-to-end "
+                                    "runs): run them with `python -m pytest -m slow`")

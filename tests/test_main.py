@@ -92,6 +92,7 @@ def test_missing_dataset_names_both_fixes(tmp_path):
     assert "make_dataset" in proc.stderr and "download" in proc.stderr
 
 
+@pytest.mark.slow
 def test_vmapped_seeds_in_main_match_single_seed_runs_and_two_processes(tmp_path_factory, tmp_path):
     """--config.num_seeds=2 trains seeds 0 and 1 in one program; each matches its run alone.
 

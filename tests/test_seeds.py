@@ -7,6 +7,7 @@ import sys
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from ampl_jax import distributed
 from ampl_jax.methods.ampl.state import init_train_state
@@ -77,6 +78,7 @@ def _result(started):
     return np.load(out)
 
 
+@pytest.mark.slow
 def test_four_devices_give_the_same_seeds_as_one(tmp_path):
     started = [_start_worker(tmp_path, 1), _start_worker(tmp_path, 4)]  # side by side: two cores
     one, four = _result(started[0]), _result(started[1])
