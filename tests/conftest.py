@@ -45,6 +45,28 @@ def pytest_configure(config: pytest.Config) -> None:
     jax.config.update("jax_compilation_cache_max_size", int(_CACHE_ENV["JAX_COMPILATION_CACHE_MAX_SIZE"]))
 
 
+@pytest.fixture
+def fresh_compiles():
+    """A context manager: inside it, programs compile afresh (the persistent cache is neither read
+    nor written), for a test that two compiles of one program give the same bits."""
+    import contextlib
+
+    import jax
+    from jax.experimental.compilation_cache import compilation_cache
+
+    @contextlib.contextmanager
+    def fresh():
+        jax.config.update("jax_enable_compilation_cache", False)
+        compilation_cache.reset_cache()  # is_cache_used() is decided once: make jax decide again
+        try:
+            yield
+        finally:
+            jax.config.update("jax_enable_compilation_cache", True)
+            compilation_cache.reset_cache()
+
+    return fresh
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
     for path in _OWN_CACHE:
         shutil.rmtree(path, ignore_errors=True)
