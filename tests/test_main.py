@@ -92,8 +92,19 @@ def test_missing_dataset_names_both_fixes(tmp_path):
     assert "make_dataset" in proc.stderr and "download" in proc.stderr
 
 
+@pytest.fixture
+def started():
+    """The processes a test starts (append them); any still running when it ends, failed, are killed."""
+    procs = []
+    yield procs
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
 @pytest.mark.slow
-def test_vmapped_seeds_in_main_match_single_seed_runs_and_two_processes(tmp_path_factory, tmp_path):
+def test_vmapped_seeds_in_main_match_single_seed_runs_and_two_processes(tmp_path_factory, tmp_path, started):
     """--config.num_seeds=2 trains seeds 0 and 1 in one program; each matches its run alone.
 
     Then the same run as a 2-process job (jax.distributed on localhost, one seed per process):
@@ -108,22 +119,22 @@ def test_vmapped_seeds_in_main_match_single_seed_runs_and_two_processes(tmp_path
     args = ["--config=tests/tiny_config.py", "--noprogress", "--config.train.total_steps=16"]
 
     def finish(proc, workdir):
-        out, err = proc.communicate(timeout=600)
+        out, err = proc.communicate(timeout=1200)  # two at a time on a busy machine
         assert proc.returncode == 0, err[-3000:]
         return list(csv.DictReader(open(workdir / "metrics.csv")))
 
-    def start(name, *extra):
-        return _start([*args, f"--workdir={tmp_path / name}", *extra], store)
+    def start(name, *extra, **env):
+        started.append(_start([*args, f"--workdir={tmp_path / name}", *extra], store, **env))
+        return started[-1]
 
     running = [start("both", "--config.num_seeds=2"), start("s0", "--config.seed=0")]
     both, alone = finish(running[0], tmp_path / "both"), {0: finish(running[1], tmp_path / "s0")}
     # Two processes, one seed each, sharing the workdir and the store; next to the seed-1 run.
     mp, port = tmp_path / "mp", _free_port()
-    procs = [_start([*args, f"--workdir={mp}", "--config.num_seeds=2"], store,
-                    JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}", JAX_NUM_PROCESSES="2", JAX_PROCESS_ID=str(i))
-             for i in (0, 1)]
+    procs = [start("mp", "--config.num_seeds=2", JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}", JAX_NUM_PROCESSES="2",
+                   JAX_PROCESS_ID=str(i)) for i in (0, 1)]
     alone[1] = finish(start("s1", "--config.seed=1"), tmp_path / "s1")
-    outs = [p.communicate(timeout=600) for p in procs]
+    outs = [p.communicate(timeout=1200) for p in procs]
     assert sorted((int(r["step"]), int(float(r["seed"]))) for r in both) == [(8, 0), (8, 1), (16, 0), (16, 1)]
     for r in both:
         ref = next(a for a in alone[int(float(r["seed"]))] if a["step"] == r["step"])

@@ -73,7 +73,7 @@ def _start_worker(tmp_path, devices: int):
 
 def _result(started):
     proc, out = started
-    _, err = proc.communicate(timeout=600)
+    _, err = proc.communicate(timeout=1200)  # side by side with the other worker
     assert proc.returncode == 0, err[-3000:]
     return np.load(out)
 
@@ -81,7 +81,13 @@ def _result(started):
 @pytest.mark.slow
 def test_four_devices_give_the_same_seeds_as_one(tmp_path):
     started = [_start_worker(tmp_path, 1), _start_worker(tmp_path, 4)]  # side by side: two cores
-    one, four = _result(started[0]), _result(started[1])
+    try:
+        one, four = _result(started[0]), _result(started[1])
+    finally:
+        for proc, _ in started:  # a failed worker's partner is not left running
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
     assert int(one["devices"]) == 1 and int(four["devices"]) == 4
     names = [k for k in one.files if k.startswith("leaf")]
     worst = max(_leaf_diff(one[k], four[k]) for k in names)
