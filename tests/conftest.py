@@ -1,14 +1,75 @@
 """Shared fixtures: a private Minari store and a small real Hopper-v5 dataset in it.
 
 Session-scoped so the dataset is made once (about a second) for every test that needs data.
+
+Also one persistent XLA compilation cache for the whole session (`pytest_configure`): this
+process and every subprocess it starts (they inherit the environment) compile each distinct
+program once; a later identical program (same HLO, compile options, XLA flags, devices and jax
+version: jax's cache key) loads the executable instead of compiling it again. A loaded executable
+computes exactly what a fresh compile of that program would, so bit-identity tests keep their
+meaning: they compare runs, never a compile against a cache hit of a different program. Set
+JAX_COMPILATION_CACHE_DIR yourself to keep the cache between sessions; otherwise it is a fresh
+temporary directory, removed at the end.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 
 import pytest
+
+_CACHE_ENV = {  # cache every program, however small or quick to compile
+    "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+    "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",
+    # A size limit (far above what a session writes) makes jax take a file lock around every read
+    # and write, so a process never reads an entry that another is still writing (runs go side by side).
+    "JAX_COMPILATION_CACHE_MAX_SIZE": str(8 << 30),
+}
+_OWN_CACHE: list[str] = []
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """One compilation cache for the session, in os.environ so that subprocesses share it."""
+    if not os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+        _OWN_CACHE.append(tempfile.mkdtemp(prefix="ampl-jax-test-xla-cache-"))
+        os.environ["JAX_COMPILATION_CACHE_DIR"] = _OWN_CACHE[0]
+    os.environ.update(_CACHE_ENV)
+    import jax  # the environment is read when jax is imported; update it in case it already was
+
+    jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    jax.config.update("jax_compilation_cache_max_size", int(_CACHE_ENV["JAX_COMPILATION_CACHE_MAX_SIZE"]))
+
+
+@pytest.fixture
+def fresh_compiles():
+    """A context manager: inside it, programs compile afresh (the persistent cache is neither read
+    nor written), for a test that two compiles of one program give the same bits."""
+    import contextlib
+
+    import jax
+    from jax.experimental.compilation_cache import compilation_cache
+
+    @contextlib.contextmanager
+    def fresh():
+        jax.config.update("jax_enable_compilation_cache", False)
+        compilation_cache.reset_cache()  # is_cache_used() is decided once: make jax decide again
+        try:
+            yield
+        finally:
+            jax.config.update("jax_enable_compilation_cache", True)
+            compilation_cache.reset_cache()
+
+    return fresh
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    for path in _OWN_CACHE:
+        shutil.rmtree(path, ignore_errors=True)
 
 HOPPER_RANDOM_ID = "ampl/hopper/random-v0"
 HOPPER_RANDOM_STEPS = 3000
@@ -36,3 +97,12 @@ def hopper_random(minari_root: str) -> str:
 
     make_dataset("Hopper-v5", "random", HOPPER_RANDOM_STEPS, 0, HOPPER_RANDOM_ID, progress=False)
     return HOPPER_RANDOM_ID
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, exitstatus: int, config: pytest.Config) -> None:
+    """Say so when the slow tests were left out (the default `-m 'not slow'` of pyproject.toml)."""
+    deselected = terminalreporter.stats.get("deselected", [])
+    slow = [item for item in deselected if item.get_closest_marker("slow") is not None]
+    if slow:
+        terminalreporter.write_line(f"{len(slow)} slow tests deselected (multi-process and multi-device end-to-end "
+                                    "runs): run them with `python -m pytest -m slow`")

@@ -1,8 +1,9 @@
 """Helpers shared by the subprocess tests of checkpoints, resume and bad input (not a test module).
 
-Every subprocess of a pytest session shares one private Minari store and one JAX persistent
-compilation cache, so only the first tiny run compiles; the others start in seconds. A cached
-executable computes exactly what a fresh compile would, so bit-identity checks are unaffected.
+Every subprocess of a pytest session shares one private Minari store and the session's JAX
+persistent compilation cache (tests/conftest.py, inherited through the environment), so only the
+first tiny run compiles; the others start in seconds. A cached executable computes exactly what a
+fresh compile would, so bit-identity checks are unaffected.
 """
 
 from __future__ import annotations
@@ -29,23 +30,48 @@ RUN_ARGS = [
 _SESSION: dict[str, Path] = {}
 
 
+def tiny_store(tmp_path_factory) -> Path:
+    """A Minari store holding tests/tiny_config.py's dataset, made once per session in this process.
+
+    The same make_dataset call `ampl_jax.main` makes for a missing dataset (the config's env,
+    policy, steps and seed), done before any run so that runs may share the store, even at once.
+    """
+    if "minari" not in _SESSION:
+        from ampl_jax.data.make_dataset import make_dataset
+        from tests import tiny_config
+
+        root = tmp_path_factory.getbasetemp() / "tiny_store"
+        root.mkdir(exist_ok=True)
+        d, seed = tiny_config.get_config().dataset, tiny_config.get_config().seed
+        previous = os.environ.get("MINARI_DATASETS_PATH")
+        os.environ["MINARI_DATASETS_PATH"] = str(root)
+        try:
+            make_dataset(d.create_env, d.create_policy, d.create_steps, seed, d.id, progress=False)
+        finally:
+            if previous is None:
+                os.environ.pop("MINARI_DATASETS_PATH", None)
+            else:
+                os.environ["MINARI_DATASETS_PATH"] = previous
+        _SESSION["minari"] = root
+    return _SESSION["minari"]
+
+
 def session_dirs(tmp_path_factory) -> dict[str, Path]:
-    """{'minari', 'cache', 'ref'}: made once per session; 'ref' is a finished reference run."""
-    if not _SESSION:
+    """{'minari', 'ref'}: made once per session; 'ref' is a finished reference run."""
+    if "ref" not in _SESSION:
+        tiny_store(tmp_path_factory)
         base = tmp_path_factory.getbasetemp() / "ckpt_session"
         base.mkdir(exist_ok=True)
-        _SESSION.update(minari=base / "minari", cache=base / "jax_cache", ref=base / "ref")
+        _SESSION.update(ref=base / "ref")
         proc = main(RUN_ARGS + [f"--workdir={_SESSION['ref']}"])
         assert proc.returncode == 0, proc.stderr[-3000:]
     return _SESSION
 
 
 def env(minari: Path | None = None) -> dict[str, str]:
-    e = dict(os.environ, JAX_PLATFORMS="cpu", MPLBACKEND="Agg", PYTHONPATH=str(ROOT),
-             MINARI_DATASETS_PATH=str(minari or _SESSION["minari"]),
-             JAX_COMPILATION_CACHE_DIR=str(_SESSION["cache"]),
-             JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0", JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
-    return e
+    """os.environ (with the session's compilation cache) plus CPU, Agg, this checkout, the store."""
+    return dict(os.environ, JAX_PLATFORMS="cpu", MPLBACKEND="Agg", PYTHONPATH=str(ROOT),
+                MINARI_DATASETS_PATH=str(minari or _SESSION["minari"]))
 
 
 def main(args: list[str], minari: Path | None = None, timeout: float = 600) -> subprocess.CompletedProcess:

@@ -9,20 +9,25 @@ import sys
 
 import pytest
 
+from tests import runs
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _env(minari_root, cache=None, **extra):
-    env = dict(os.environ, MINARI_DATASETS_PATH=str(minari_root), JAX_PLATFORMS="cpu", MPLBACKEND="Agg", **extra)
-    if cache is not None:  # a persistent compilation cache shared by one test's runs
-        env.update(JAX_COMPILATION_CACHE_DIR=str(cache), JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
-                   JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
-    return env
+def _env(minari_root, **extra):
+    """os.environ (with the session's compilation cache, tests/conftest.py) plus the store and CPU."""
+    return dict(os.environ, MINARI_DATASETS_PATH=str(minari_root), JAX_PLATFORMS="cpu", MPLBACKEND="Agg", **extra)
 
 
-def _main(args, minari_root, timeout=600, cache=None):
-    return subprocess.run([sys.executable, "-m", "ampl_jax.main", *args], cwd=ROOT, env=_env(minari_root, cache),
+def _main(args, minari_root, timeout=600):
+    return subprocess.run([sys.executable, "-m", "ampl_jax.main", *args], cwd=ROOT, env=_env(minari_root),
                           capture_output=True, text=True, timeout=timeout)
+
+
+def _start(args, minari_root, **extra):
+    """`ampl_jax.main` in the background (stdout and stderr piped: read them with communicate)."""
+    return subprocess.Popen([sys.executable, "-m", "ampl_jax.main", *args], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=_env(minari_root, **extra))
 
 
 def _free_port():
@@ -35,7 +40,7 @@ def _free_port():
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
-    minari_root = tmp_path_factory.mktemp("minari")
+    minari_root = runs.tiny_store(tmp_path_factory)
     workdir = tmp_path_factory.mktemp("run") / "w"
     proc = _main(["--config=tests/tiny_config.py", f"--workdir={workdir}", "--noprogress"], minari_root)
     return proc, workdir, minari_root
@@ -87,24 +92,49 @@ def test_missing_dataset_names_both_fixes(tmp_path):
     assert "make_dataset" in proc.stderr and "download" in proc.stderr
 
 
-def test_vmapped_seeds_in_main_match_single_seed_runs_and_two_processes(tmp_path):
+@pytest.fixture
+def started():
+    """The processes a test starts (append them); any still running when it ends, failed, are killed."""
+    procs = []
+    yield procs
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
+@pytest.mark.slow
+def test_vmapped_seeds_in_main_match_single_seed_runs_and_two_processes(tmp_path_factory, tmp_path, started):
     """--config.num_seeds=2 trains seeds 0 and 1 in one program; each matches its run alone.
 
     Then the same run as a 2-process job (jax.distributed on localhost, one seed per process):
     process 0 alone writes one metrics.csv and one checkpoint holding both seeds, equal to the
     1-process run's to float32 rounding, and a single process resumes that checkpoint.
+
+    Independent runs go two at a time (the store holds the dataset already, made with seed 0).
     """
     from ampl_jax import checkpoint
 
+    store = runs.tiny_store(tmp_path_factory)
     args = ["--config=tests/tiny_config.py", "--noprogress", "--config.train.total_steps=16"]
 
-    def run(workdir, *extra):
-        proc = _main([*args, f"--workdir={workdir}", *extra], tmp_path / "minari", cache=tmp_path / "cache")
-        assert proc.returncode == 0, proc.stderr[-3000:]
+    def finish(proc, workdir):
+        out, err = proc.communicate(timeout=1200)  # two at a time on a busy machine
+        assert proc.returncode == 0, err[-3000:]
         return list(csv.DictReader(open(workdir / "metrics.csv")))
 
-    both = run(tmp_path / "both", "--config.num_seeds=2")
-    alone = {s: run(tmp_path / f"s{s}", f"--config.seed={s}") for s in (0, 1)}
+    def start(name, *extra, **env):
+        started.append(_start([*args, f"--workdir={tmp_path / name}", *extra], store, **env))
+        return started[-1]
+
+    running = [start("both", "--config.num_seeds=2"), start("s0", "--config.seed=0")]
+    both, alone = finish(running[0], tmp_path / "both"), {0: finish(running[1], tmp_path / "s0")}
+    # Two processes, one seed each, sharing the workdir and the store; next to the seed-1 run.
+    mp, port = tmp_path / "mp", _free_port()
+    procs = [start("mp", "--config.num_seeds=2", JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}", JAX_NUM_PROCESSES="2",
+                   JAX_PROCESS_ID=str(i)) for i in (0, 1)]
+    alone[1] = finish(start("s1", "--config.seed=1"), tmp_path / "s1")
+    outs = [p.communicate(timeout=1200) for p in procs]
     assert sorted((int(r["step"]), int(float(r["seed"]))) for r in both) == [(8, 0), (8, 1), (16, 0), (16, 1)]
     for r in both:
         ref = next(a for a in alone[int(float(r["seed"]))] if a["step"] == r["step"])
@@ -117,14 +147,6 @@ def test_vmapped_seeds_in_main_match_single_seed_runs_and_two_processes(tmp_path
     assert d4rl == [float(r["d4rl_normalized_score"]) for r in both if r["step"] == "16"]
     assert summary["final_d4rl_normalized_score"] == pytest.approx(sum(d4rl) / 2)
 
-    # Two processes, one seed each, sharing the workdir (and the Minari store: process 0 loads first).
-    mp, port = tmp_path / "mp", _free_port()
-    procs = [subprocess.Popen([sys.executable, "-m", "ampl_jax.main", *args, f"--workdir={mp}", "--config.num_seeds=2"],
-                              cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                              env=_env(tmp_path / "minari", tmp_path / "cache", JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}",
-                                       JAX_NUM_PROCESSES="2", JAX_PROCESS_ID=str(i)))
-             for i in (0, 1)]
-    outs = [p.communicate(timeout=600) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs[0][1][-2000:] + outs[1][1][-2000:]
     multi = list(csv.DictReader(open(mp / "metrics.csv")))
     assert [(r["step"], r["seed"]) for r in multi] == [(r["step"], r["seed"]) for r in both]
@@ -141,8 +163,7 @@ def test_vmapped_seeds_in_main_match_single_seed_runs_and_two_processes(tmp_path
             assert float(abs(a.astype("float64") - b).max(initial=0.0)) < 1e-5, name
         else:
             assert (a == b).all(), name
-    proc = _main([*args[:-1], "--config.train.total_steps=24", f"--workdir={mp}", "--config.num_seeds=2"],
-                 tmp_path / "minari", cache=tmp_path / "cache")
+    proc = _main([*args[:-1], "--config.train.total_steps=24", f"--workdir={mp}", "--config.num_seeds=2"], store)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Resuming from the checkpoint at step 16" in proc.stdout
     assert [int(r["step"]) for r in csv.DictReader(open(mp / "metrics.csv"))] == [8, 8, 16, 16, 24, 24]
@@ -165,12 +186,12 @@ def test_offline_fallback_to_local_dataset(tmp_path, monkeypatch, capsys):
 
 
 @pytest.mark.parametrize("method", ["bc", "mopo", "td3bc"])
-def test_baselines_run_in_the_same_job(tmp_path, method):
+def test_baselines_run_in_the_same_job(tmp_path_factory, tmp_path, method):
     proc = _main(["--config=tests/tiny_config.py", f"--workdir={tmp_path / 'w'}", "--noprogress",
                   f"--config.method={method}", "--config.train.total_steps=8",
                   "--config.mopo.hidden_dims=(32, 32)", "--config.mopo.batch_size=32",
                   "--config.bc.hidden_dims=(32, 32)", "--config.bc.batch_size=32",
-                  "--config.td3bc.hidden_dims=(32, 32)", "--config.td3bc.batch_size=32"], tmp_path / "minari")
+                  "--config.td3bc.hidden_dims=(32, 32)", "--config.td3bc.batch_size=32"], runs.tiny_store(tmp_path_factory))
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = list(csv.DictReader(open(tmp_path / "w" / "metrics.csv")))
     losses = {"bc": ["bc_loss"], "mopo": ["critic_loss"], "td3bc": ["critic_loss", "actor_loss", "bc_mse"]}[method]

@@ -7,6 +7,7 @@ import sys
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from ampl_jax import distributed
 from ampl_jax.methods.ampl.state import init_train_state
@@ -57,17 +58,36 @@ def test_vmapped_seeds_equal_seeds_run_alone():
     assert _max_abs_diff(distributed.unstack_seed(stacked, 0).actor, distributed.unstack_seed(stacked, 1).actor) > 1e-3
 
 
-def _worker(tmp_path, devices: int):
+def _start_worker(tmp_path, devices: int):
+    """tests/seeds_worker.py on `devices` CPU devices. For 1, the default: no device-count flag, so
+    that its XLA flags, part of the compilation cache key, are this process's."""
+    flags = [f for f in os.environ.get("XLA_FLAGS", "").split() if "force_host_platform_device_count" not in f]
+    if devices != 1:
+        flags.append(f"--xla_force_host_platform_device_count={devices}")
+    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=" ".join(flags))
     out = tmp_path / f"dev{devices}.npz"
-    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}", JAX_PLATFORMS="cpu")
-    proc = subprocess.run([sys.executable, "-m", "tests.seeds_worker", str(out)], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = subprocess.Popen([sys.executable, "-m", "tests.seeds_worker", str(out)], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return proc, out
+
+
+def _result(started):
+    proc, out = started
+    _, err = proc.communicate(timeout=1200)  # side by side with the other worker
+    assert proc.returncode == 0, err[-3000:]
     return np.load(out)
 
 
+@pytest.mark.slow
 def test_four_devices_give_the_same_seeds_as_one(tmp_path):
-    one, four = _worker(tmp_path, 1), _worker(tmp_path, 4)
+    started = [_start_worker(tmp_path, 1), _start_worker(tmp_path, 4)]  # side by side: two cores
+    try:
+        one, four = _result(started[0]), _result(started[1])
+    finally:
+        for proc, _ in started:  # a failed worker's partner is not left running
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
     assert int(one["devices"]) == 1 and int(four["devices"]) == 4
     names = [k for k in one.files if k.startswith("leaf")]
     worst = max(_leaf_diff(one[k], four[k]) for k in names)
