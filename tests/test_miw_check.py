@@ -7,8 +7,8 @@
 - the snapshot mixture actor is the snapshot's own tanh-Gaussian policy;
 - `run_estimator` hands AMPL's donating MIW phase copies (one state serves every estimator);
 - bad options fail in one line before anything is made; the committed result has the documented
-  JSON fields; the whole pipeline at tiny sizes writes them (opt-in, MIW_CHECK_E2E=1: about a minute,
-  all of it compiling AMPL's programs).
+  JSON fields; the whole pipeline at tiny sizes writes them (a slow test, `python -m pytest -m slow`:
+  about a minute, all of it compiling AMPL's programs).
 The real check (Hopper, 30k rows, six estimators) is the command itself: about 20 min of CPU.
 """
 
@@ -246,8 +246,6 @@ def test_committed_result_has_the_documented_fields():
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(os.environ.get("MIW_CHECK_E2E") != "1",
-                    reason="about a minute on the 2-core CPU (it compiles six AMPL programs); MIW_CHECK_E2E=1 runs it")
 def test_tiny_check_writes_the_documented_json(tmp_path):
     """The whole pipeline at tiny sizes, on the behaviour snapshot (no AMPL run: compiling AMPL's
     update step alone takes a minute; the AMPL actors' path is the real check's): the JSON has
