@@ -42,7 +42,8 @@ def tiny_store(tmp_path_factory) -> Path:
 
         root = tmp_path_factory.getbasetemp() / "tiny_store"
         root.mkdir(exist_ok=True)
-        d, seed = tiny_config.get_config().dataset, tiny_config.get_config().seed
+        config = tiny_config.get_config()
+        d, seed = config.dataset, config.seed
         previous = os.environ.get("MINARI_DATASETS_PATH")
         os.environ["MINARI_DATASETS_PATH"] = str(root)
         try:
