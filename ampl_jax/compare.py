@@ -1,4 +1,4 @@
-"""Variants side by side on many logged quantities: `python -m ampl_jax.compare RUNS_DIR`.
+"""Variants side by side on many logged quantities: `python -m ampl_jax.compare RUNS_DIR [...]`.
 
 `ampl_jax.report` ranks variants on one metric; a parity or diagnosis question needs the same
 variants compared on everything the runs log (score, Q, w, the discriminator, the model's error on
@@ -8,6 +8,7 @@ the mean over seeds of each seed's last-k average, +- the sample std over seeds;
 rows read `model_fits.jsonl` (mean holdout loss of the elites, epochs run) at every fit step.
 
     python -m ampl_jax.compare runs/diagnose --last_k=3 --out_file=runs/diagnose/compare.md
+    python -m ampl_jax.compare runs/a/seed0 runs/b/seed0     # several folders: their runs together
 """
 
 from __future__ import annotations
@@ -76,15 +77,16 @@ def model_fit_rows(paths: Sequence[str], names: dict[str, tuple[str, str]]) -> d
     return dict(sorted(rows.items(), key=lambda kv: (int(kv[0].split()[3].rstrip(":")), kv[0])))
 
 
-def compare(runs_dir: str, columns: Sequence[str], last_k: int = 3) -> str:
-    """The markdown table (one block per dataset)."""
-    paths = report.find_runs(runs_dir)
+def compare(runs_dirs: str | Sequence[str], columns: Sequence[str], last_k: int = 3) -> str:
+    """The markdown table (one block per dataset) over the runs below every folder of `runs_dirs`."""
+    runs_dirs = [runs_dirs] if isinstance(runs_dirs, str) else list(runs_dirs)
+    paths = sorted({p for d in runs_dirs for p in report.find_runs(d)})
     if not paths:
-        raise report.ReportError(f"no run folders (metrics.csv + config.json) below {runs_dir!r}")
+        raise report.ReportError(f"no run folders (metrics.csv + config.json) below {', '.join(map(repr, runs_dirs))}")
     tables = {c: column_table(paths, c, last_k) for c in columns}
     tables = {c: t for c, t in tables.items() if t}
     if not tables:
-        raise report.ReportError(f"none of the columns {list(columns)} is in the runs below {runs_dir!r}")
+        raise report.ReportError(f"none of the columns {list(columns)} is in the runs below {', '.join(runs_dirs)}")
     # Name each run folder by the variant the first column gave it (the same for every column).
     curves = [c for p in paths for c in report.load_run(p, next(iter(tables)))]
     order = report.assign_variants(curves)
@@ -105,10 +107,11 @@ def compare(runs_dir: str, columns: Sequence[str], last_k: int = 3) -> str:
 
 
 def main(argv: list[str]) -> None:
-    if len(argv) != 2:
-        raise app.UsageError("usage: python -m ampl_jax.compare RUNS_DIR [--last_k=5] [--columns=a,b] [--out_file=FILE]")
+    if len(argv) < 2:
+        raise app.UsageError("usage: python -m ampl_jax.compare RUNS_DIR [RUNS_DIR ...] [--last_k=5] [--columns=a,b] "
+                             "[--out_file=FILE]")
     try:
-        text = compare(argv[1], FLAGS.columns, FLAGS.last_k)
+        text = compare(argv[1:], FLAGS.columns, FLAGS.last_k)
     except report.ReportError as e:
         raise SystemExit(f"error: {e}") from None
     print(text)

@@ -68,6 +68,10 @@ def test_cli_writes_the_file_and_fails_in_one_line(runs, tmp_path):
     assert ok.returncode == 0, ok.stderr
     assert out.read_text().strip() == ok.stdout.strip()
     assert "| normalized_score | 90.0 ± 14.1 | 45.0 ± 21.2 |" in ok.stdout
+    # Several folders: the union of their runs (here the same two runs, named one folder each).
+    two = subprocess.run([sys.executable, "-m", "ampl_jax.compare", str(runs / "bf16"), str(runs / "f32"),
+                          "--last_k=1"], capture_output=True, text=True)
+    assert two.returncode == 0 and two.stdout.strip() == ok.stdout.strip(), two.stderr
     bad = subprocess.run([sys.executable, "-m", "ampl_jax.compare", str(tmp_path / "empty")],
                          capture_output=True, text=True)
     assert bad.returncode != 0
