@@ -12,6 +12,9 @@
 set -euo pipefail
 root="${1:-runs/diagnose}"
 task="${2:-hopper}"
+# Make the dataset once (if missing) before two runs could both start making it.
+python -c "import sys; from configs.cpu_scale import get_config; from ampl_jax.data.source import load_data
+load_data(get_config(sys.argv[1]), progress=False)" "${task}"
 python -m launch.sweep --config="configs/cpu_scale.py:${task}" --seeds=0 \
   --parallel="${PARALLEL:-2}" --grid_file=launch/diagnose_grid.json --root="${root}"
 python -m ampl_jax.report "${root}" --last_k=3
