@@ -1,0 +1,136 @@
+"""An AMPL run's saved policies under several action-selection rules: `python -m ampl_jax.eval_rules WORKDIR`.
+
+The paper evaluates the implicit policy by the best of N sampled actions under min(Q1, Q2). When a
+run's score collapses, this tells a bad actor from a bad critic: the same checkpoint is evaluated
+with that rule, with one sampled action (no critic), and with the actor at zero noise. Each rule
+runs the same episodes (same reset seeds); returns are raw and on both score scales.
+
+    python -m ampl_jax.eval_rules runs/diagnose/<dataset>/method=ampl/seed0 --steps=10000,20000
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from absl import app, flags, logging
+
+from ampl_jax import checkpoint, methods, results
+from ampl_jax.data.source import load_data
+from ampl_jax.evaluation import evaluate
+from ampl_jax.methods.ampl import actor as actor_lib
+
+RULES = ("best_of_n", "one_sample", "zero_noise")
+
+FLAGS = flags.FLAGS
+flags.DEFINE_list("steps", [], "Checkpoint steps (default: every saved step but 0).")
+flags.DEFINE_list("rules", list(RULES), f"Rules among {RULES}.")
+flags.DEFINE_integer("episodes", 10, "Episodes per rule, seed and step.")
+flags.DEFINE_integer("num_action_samples", 0, "N of best_of_n (0: the run's own eval.num_action_samples).")
+flags.DEFINE_string("out_file", "", "Also write the rows as JSON here.")
+
+
+def make_rule(agent, rule: str) -> Callable:
+    """(actor_params, critic_params, key, obs) -> actions, jitted."""
+    n = agent.hp.eval.num_action_samples
+    if rule == "best_of_n":
+        def act(actor, critic, key, obs):
+            rep = jnp.repeat(obs, n, axis=0)
+            a, _ = agent.act(actor, key, rep)
+            q_min = jnp.min(agent.critic.apply(critic, rep, a), axis=0).reshape(obs.shape[0], n)
+            return actor_lib.best_of_n(a.reshape(obs.shape[0], n, -1), q_min)
+    elif rule == "one_sample":
+        def act(actor, critic, key, obs):
+            return agent.act(actor, key, obs)[0]
+    elif rule == "zero_noise":
+        def act(actor, critic, key, obs):
+            return agent.actor.apply(actor, obs, jnp.zeros((obs.shape[0], agent.noise_dim)))[0]
+    else:
+        raise ValueError(f"unknown rule {rule!r}: use one of {', '.join(RULES)}")
+    return jax.jit(act)
+
+
+def _seed_slice(tree, i: int, stacked: bool):
+    return jax.tree.map(lambda x: jnp.asarray(x[i] if stacked else x), tree)
+
+
+def evaluate_rules(workdir: str, steps: Sequence[int] = (), rules: Sequence[str] = RULES,
+                   episodes: int = 10, num_action_samples: int = 0) -> list[dict]:
+    """One row per (step, seed, rule): raw return mean/std and both normalised scores.
+
+    Every rule of a (step, seed) gets the same episode seeds and the same key sequence, so
+    best_of_n with N = 1 acts exactly as one_sample.
+    """
+    with open(os.path.join(workdir, "config.json")) as f:
+        config = ml_collections.ConfigDict(json.load(f))
+    if num_action_samples > 0:
+        config.eval.num_action_samples = int(num_action_samples)
+    if config.get("method", "ampl") != "ampl":
+        raise ValueError(f"{workdir} is a {config.method!r} run: eval_rules reads AMPL checkpoints")
+    data, info = load_data(config, progress=False)
+    agent = methods.build_agent(config, data, info)
+    fns = {r: make_rule(agent, r) for r in rules}
+    saved = [s for s in checkpoint.list_steps(workdir) if s > 0]
+    steps = [int(s) for s in steps] or saved
+    unknown = sorted(set(rules) - set(RULES))
+    if unknown:
+        raise ValueError(f"unknown rule(s) {unknown}: use {', '.join(RULES)}")
+    missing = sorted(set(steps) - set(saved))
+    if missing:
+        raise ValueError(f"no checkpoint at step(s) {missing} in {workdir} (saved: {saved})")
+    seeds = list(range(config.seed, config.seed + config.num_seeds))
+    stacked = config.num_seeds > 1
+    rows = []
+    for step in steps:
+        _, tree, _ = checkpoint.load_tree(workdir, step)
+        for i, seed in enumerate(seeds):
+            actor, critic = _seed_slice(tree["actor"], i, stacked), _seed_slice(tree["critic"], i, stacked)
+            for rule, fn in fns.items():
+                key = jax.random.fold_in(jax.random.PRNGKey(seed), step)
+                counter = iter(range(10**9))
+                act = lambda obs: np.asarray(fn(actor, critic, jax.random.fold_in(key, next(counter)),
+                                                jnp.asarray(obs, jnp.float32)))
+                res = evaluate(act, info.env_id, episodes, seed=seed + 10_000 + step)
+                scores = results.evaluation_scores(res.return_mean, res.return_std, info)
+                rows.append({"step": step, "seed": seed, "rule": rule, "mean_length": float(res.lengths.mean()),
+                             **scores})
+    return rows
+
+
+def to_markdown(rows: Sequence[dict]) -> str:
+    rules = list(dict.fromkeys(r["rule"] for r in rows))
+    lines = ["| step | " + " | ".join(f"{r}: score (dataset) / D4RL / mean length" for r in rules) + " |",
+             "|---" * (len(rules) + 1) + "|"]
+    for step in sorted({r["step"] for r in rows}):
+        cells = []
+        for rule in rules:
+            rs = [r for r in rows if r["step"] == step and r["rule"] == rule]
+            sc = [r["normalized_score"] for r in rs]
+            cells.append(f"{np.mean(sc):.1f} ± {np.std(sc, ddof=1) if len(sc) > 1 else float('nan'):.1f} / "
+                         f"{np.mean([r['d4rl_normalized_score'] for r in rs]):.1f} / "
+                         f"{np.mean([r['mean_length'] for r in rs]):.0f}")
+        lines.append(f"| {step} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str]) -> None:
+    logging.set_verbosity(logging.WARNING)  # orbax logs every restore at INFO
+    if len(argv) != 2:
+        raise app.UsageError("usage: python -m ampl_jax.eval_rules WORKDIR [--steps=a,b] [--rules=...] [--episodes=10]")
+    try:
+        rows = evaluate_rules(argv[1], FLAGS.steps, FLAGS.rules, FLAGS.episodes, FLAGS.num_action_samples)
+    except (ValueError, OSError, checkpoint.CheckpointError) as e:
+        raise SystemExit(f"error: {str(e).splitlines()[0]}") from None
+    print(to_markdown(rows))
+    if FLAGS.out_file:
+        with open(FLAGS.out_file, "w") as f:
+            json.dump(rows, f, indent=1)
+
+
+if __name__ == "__main__":
+    app.run(main)
