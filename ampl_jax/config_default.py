@@ -210,6 +210,9 @@ def get_config() -> ml_collections.ConfigDict:
     c.eval.episodes = 10
     c.eval.num_action_samples = 10  # best of N sampled actions by min Q
     c.eval.max_episode_steps = -1  # -1: the environment's own limit
+    # Also evaluate AMPL's actor by its own single sample (same episodes) and log it as the
+    # one_sample_* columns: the paper's best-of-N rule trusts the critic's ranking of the samples.
+    c.eval.one_sample_too = False
 
     c.checkpoint = ml_collections.ConfigDict()
     c.checkpoint.every = 50_000
@@ -304,4 +307,5 @@ def cpu_budget(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     c.train.model_retrain_epochs = 20
     c.train.eval_every = 2_000
     c.eval.episodes = 5
+    c.eval.one_sample_too = True  # at this budget the critic's best-of-N choice is what collapses (README)
     return c

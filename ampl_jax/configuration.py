@@ -222,6 +222,7 @@ def _exit_with(message: str, status: int) -> NoReturn:
 # train.log_every is gone (nothing read it); runs saved with it still resume.
 RESUMABLE_KEYS = frozenset({
     "train.total_steps", "train.log_every", "checkpoint.every", "checkpoint.keep", "dataset.download",
+    "eval.one_sample_too",  # extra evaluation columns only
 })
 
 # Keys added after runs were already saved, with the value that reproduces those runs: a saved
@@ -231,6 +232,7 @@ ADDED_KEYS = {
     "compute.model_dtype": "float32",
     "compute.matmul_precision": "default",
     "model.seed_batching": "map",
+    "eval.one_sample_too": False,
 }
 
 

@@ -92,6 +92,8 @@ def _loop(config, rt: SeedRuntime, files: RunFiles, method, agent, data: Offline
     update_step, step_data = rt.compile(method.build_update_step(agent), data)
     hook, diagnose = method.make_hook(agent, rt), method.make_diagnostics(agent)
     select = method.make_select_action(agent)
+    single = getattr(method, "make_single_sample_action", None)
+    single = single(agent) if single is not None and config.eval.get("one_sample_too", False) else None
     if prog.resumed and hook is not None and hook.due(prog.start_step, prog.last_hook):
         state = _run_hook(hook, state, step_data, prog.start_step, files, prog)  # a finished run extended
     interrupted, timer = None, _Timer()
@@ -113,8 +115,9 @@ def _loop(config, rt: SeedRuntime, files: RunFiles, method, agent, data: Offline
                 last = chunk == chunks - 1
                 if (chunk + 1) % eval_chunks == 0 or last:
                     guard(state, step)
-                    rows = _evaluate(config, rt, info, state, step_data, step, select, diagnose, prog, timer)
-                    rows = files.write_evaluation(step, rows, (D4RL_COLUMN, *(diagnose.columns if diagnose else ())))
+                    rows = _evaluate(config, rt, info, state, step_data, step, select, diagnose, prog, timer, single)
+                    rows = files.write_evaluation(step, rows, (D4RL_COLUMN, *(diagnose.columns if diagnose else ()),
+                                                               *(ONE_SAMPLE_COLUMNS if single else ())))
                     bar.set_postfix(score=f"{float(np.mean([r['normalized_score'] for r in rows])):.1f}")
                 if (chunk + 1) % ckpt_chunks == 0 or last or signal_name:
                     guard.save(step, state, prog)
@@ -179,9 +182,13 @@ def _run_hook(hook: methods.Hook, state: Any, data: OfflineData, step: int, file
     return state
 
 
+ONE_SAMPLE_COLUMNS = ("one_sample_return_mean", "one_sample_normalized_score", f"one_sample_{D4RL_COLUMN}")
+
+
 def _evaluate(config, rt: SeedRuntime, info: DatasetInfo, state: Any, data: OfflineData, step: int, select,
-              diagnose: methods.Diagnostics | None, prog: Progress, timer: _Timer) -> list[dict]:
-    """Each local seed's evaluation row: scores, the update metrics' means, speed, diagnostics."""
+              diagnose: methods.Diagnostics | None, prog: Progress, timer: _Timer, single=None) -> list[dict]:
+    """Each local seed's evaluation row: scores, the update metrics' means, speed, diagnostics, and
+    with `single` the same episodes acted by the actor's own sample (ONE_SAMPLE_COLUMNS)."""
     rate = timer.rate()
     limit = None if config.eval.max_episode_steps < 0 else config.eval.max_episode_steps
     rows = []
@@ -193,6 +200,12 @@ def _evaluate(config, rt: SeedRuntime, info: DatasetInfo, state: Any, data: Offl
         d4rl = scored.pop(D4RL_COLUMN)
         prog.last_eval[i] = {**scored, D4RL_COLUMN: d4rl}
         diag = {} if diagnose is None else diagnose.fn(seed_state, data, jax.random.fold_in(key, 1), res.transitions)
+        if single is not None:
+            # The evaluation's own key and episode seeds: with N = 1 both rules act identically.
+            one = evaluate(_act_fn(single, key, seed_state), info.env_id, config.eval.episodes,
+                           seed=seed + 10_000 + step, max_episode_steps=limit)
+            s1 = results.evaluation_scores(one.return_mean, one.return_std, info)
+            diag.update(zip(ONE_SAMPLE_COLUMNS, (s1["return_mean"], s1["normalized_score"], s1[D4RL_COLUMN])))
         rows.append({"seed": seed, **scored, **prog.accs[i].means(), "iters_per_sec": rate,
                      "wall_seconds": prog.wall(), D4RL_COLUMN: d4rl, **diag})
     return rows

@@ -33,3 +33,20 @@ def test_missing_step_is_a_one_line_error(ref):
                           cwd=runs.ROOT, env=runs.env(ref["minari"]), capture_output=True, text=True, timeout=600)
     assert proc.returncode != 0
     assert proc.stderr.strip().splitlines()[-1] == f"error: no checkpoint at step(s) [7] in {ref['ref']} (saved: [36, 40])"
+
+
+def test_one_sample_columns_in_metrics(ref, tmp_path):
+    """eval.one_sample_too logs the actor's own sample on the same episodes; with N = 1 the
+    paper's best-of-N rule is that same sample, so both columns agree exactly."""
+    workdir = tmp_path / "w"
+    proc = runs.main(["--config=tests/tiny_config.py", "--noprogress", "--config.train.total_steps=8",
+                      "--config.eval.one_sample_too=True", "--config.eval.num_action_samples=1",
+                      f"--workdir={workdir}"])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    import csv
+    rows = list(csv.DictReader(open(workdir / "metrics.csv")))
+    assert rows
+    for r in rows:
+        assert r["one_sample_return_mean"] == r["return_mean"]
+        assert r["one_sample_normalized_score"] == r["normalized_score"]
+        assert r["one_sample_d4rl_normalized_score"] == r["d4rl_normalized_score"]

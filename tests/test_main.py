@@ -68,9 +68,14 @@ def test_main_writes_all_outputs(tiny_run):
             100 * (float(r["return_mean"]) + 20.272305) / (3234.3 + 20.272305), rel=1e-5)
     columns = list(rows[0])
     assert columns[:5] == ["step", "seed", "return_mean", "return_std", "normalized_score"]
-    n_diag = sum(c.startswith("diag_") for c in columns)  # AMPL's diagnostics come after the D4RL score
-    assert n_diag == 6 and all(c.startswith("diag_") for c in columns[-n_diag:])
-    assert columns[-n_diag - 3:-n_diag] == ["iters_per_sec", "wall_seconds", "d4rl_normalized_score"]
+    # AMPL's diagnostics come after the D4RL score, then (cpu_budget's eval.one_sample_too) the
+    # actor's own-sample scores of the same episodes.
+    one = ["one_sample_return_mean", "one_sample_normalized_score", "one_sample_d4rl_normalized_score"]
+    assert columns[-3:] == one
+    assert all(math.isfinite(float(r[c])) for r in rows for c in one)
+    n_diag = sum(c.startswith("diag_") for c in columns)
+    assert n_diag == 6 and all(c.startswith("diag_") for c in columns[-n_diag - 3:-3])
+    assert columns[-n_diag - 6:-n_diag - 3] == ["iters_per_sec", "wall_seconds", "d4rl_normalized_score"]
     summary = json.load(open(workdir / "summary.json"))
     assert summary["steps"] == 24
     assert math.isfinite(summary["final_normalized_score"])

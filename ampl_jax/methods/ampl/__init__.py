@@ -20,7 +20,7 @@ from ampl_jax.world_model.fit import ModelState, fit, fit_seeds
 NEEDS_MODEL = True
 
 __all__ = ["NEEDS_MODEL", "build_update_step", "init_state", "make_agent", "make_diagnostics", "make_hook",
-           "make_select_action"]
+           "make_select_action", "make_single_sample_action"]
 
 
 def make_agent(config, info: DatasetInfo, termination_fn: Callable, obs_range: np.ndarray, reward_bound: float,
@@ -36,6 +36,13 @@ def init_state(agent: Agent, key: jax.Array, model: ModelState) -> TrainState:
 def make_select_action(agent: Agent) -> Callable[[TrainState, jax.Array, jax.Array], jax.Array]:
     """Best of N sampled actions by min(Q1, Q2), from the state's actor and critic."""
     select = _select(agent)
+    return lambda state, key, obs: select(state.actor, state.critic, key, obs)
+
+
+def make_single_sample_action(agent: Agent) -> Callable[[TrainState, jax.Array, jax.Array], jax.Array]:
+    """The actor's own sample, no critic in the choice (`eval.one_sample_too`): tells a bad actor
+    from a critic that ranks the sampled actions badly."""
+    select = _select(agent, n_samples=1)
     return lambda state, key, obs: select(state.actor, state.critic, key, obs)
 
 

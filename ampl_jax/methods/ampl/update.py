@@ -325,9 +325,10 @@ def build_update_step(agent: Agent) -> Callable[[TrainState, OfflineData], tuple
     return update_step
 
 
-def make_select_action(agent: Agent) -> Callable:
-    """Evaluation policy: best of N sampled actions by min(Q1, Q2)."""
-    n_samples = agent.hp.eval.num_action_samples
+def make_select_action(agent: Agent, n_samples: int | None = None) -> Callable:
+    """Evaluation policy: best of N sampled actions by min(Q1, Q2) (N: eval.num_action_samples
+    unless given; with N = 1, the actor's own sample)."""
+    n_samples = agent.hp.eval.num_action_samples if n_samples is None else int(n_samples)
 
     @jax.jit
     def select(actor_params, critic_params, key: jax.Array, obs: jax.Array) -> jax.Array:
