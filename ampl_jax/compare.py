@@ -24,13 +24,18 @@ from absl import app, flags
 from ampl_jax import report
 
 FLAGS = flags.FLAGS
-# --last_k (default 5) comes with ampl_jax.report, whose runs and variant names this module reuses.
-flags.DEFINE_list("columns", [
+DEFAULT_COLUMNS = [
     "normalized_score", "d4rl_normalized_score", "return_mean", "q_mean", "target_mean", "critic_loss",
     "miw_w_mean", "miw_residual", "disc_loss", "diag_disc_acc", "diag_action_mse", "diag_q_policy",
     "diag_q_data", "diag_model_err_data", "diag_model_err_policy", "real_fraction",
-], "metrics.csv columns to compare (missing ones are left out).")
-flags.DEFINE_string("out_file", "", "Also write the markdown to this file.")
+]
+
+
+def _define_flags() -> None:
+    """Only when run as a program: absl flags are global, and other modules define theirs.
+    --last_k (default 5) comes with ampl_jax.report, whose runs and variant names this reuses."""
+    flags.DEFINE_list("columns", DEFAULT_COLUMNS, "metrics.csv columns to compare (missing ones are left out).")
+    flags.DEFINE_string("out_file", "", "Also write the markdown to this file.")
 
 
 def _pm(values: Sequence[float]) -> str:
@@ -121,4 +126,5 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
+    _define_flags()
     app.run(main)

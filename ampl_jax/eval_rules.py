@@ -28,11 +28,15 @@ from ampl_jax.methods.ampl import actor as actor_lib
 RULES = ("best_of_n", "one_sample", "zero_noise")
 
 FLAGS = flags.FLAGS
-flags.DEFINE_list("steps", [], "Checkpoint steps (default: every saved step but 0).")
-flags.DEFINE_list("rules", list(RULES), f"Rules among {RULES}.")
-flags.DEFINE_integer("episodes", 10, "Episodes per rule, seed and step.")
-flags.DEFINE_integer("num_action_samples", 0, "N of best_of_n (0: the run's own eval.num_action_samples).")
-flags.DEFINE_string("out_file", "", "Also write the rows as JSON here.")
+
+
+def _define_flags() -> None:
+    """Only when run as a program: absl flags are global, and other modules define theirs."""
+    flags.DEFINE_list("steps", [], "Checkpoint steps (default: every saved step but 0).")
+    flags.DEFINE_list("rules", list(RULES), f"Rules among {RULES}.")
+    flags.DEFINE_integer("episodes", 10, "Episodes per rule, seed and step.")
+    flags.DEFINE_integer("num_action_samples", 0, "N of best_of_n (0: the run's own eval.num_action_samples).")
+    flags.DEFINE_string("out_file", "", "Also write the rows as JSON here.")
 
 
 def make_rule(agent, rule: str) -> Callable:
@@ -133,4 +137,5 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
+    _define_flags()
     app.run(main)
