@@ -23,7 +23,7 @@ from absl import app, flags, logging
 from ampl_jax import checkpoint, methods, results
 from ampl_jax.data.source import load_data
 from ampl_jax.evaluation import evaluate
-from ampl_jax.methods.ampl import actor as actor_lib
+from ampl_jax.methods.ampl.update import make_select_action
 
 RULES = ("best_of_n", "one_sample", "zero_noise")
 
@@ -40,23 +40,16 @@ def _define_flags() -> None:
 
 
 def make_rule(agent, rule: str) -> Callable:
-    """(actor_params, critic_params, key, obs) -> actions, jitted."""
-    n = agent.hp.eval.num_action_samples
+    """(actor_params, critic_params, key, obs) -> actions, jitted: the training loop's own
+    evaluation policy (best of N, or N = 1), or the actor at zero noise."""
     if rule == "best_of_n":
-        def act(actor, critic, key, obs):
-            rep = jnp.repeat(obs, n, axis=0)
-            a, _ = agent.act(actor, key, rep)
-            q_min = jnp.min(agent.critic.apply(critic, rep, a), axis=0).reshape(obs.shape[0], n)
-            return actor_lib.best_of_n(a.reshape(obs.shape[0], n, -1), q_min)
-    elif rule == "one_sample":
-        def act(actor, critic, key, obs):
-            return agent.act(actor, key, obs)[0]
-    elif rule == "zero_noise":
-        def act(actor, critic, key, obs):
-            return agent.actor.apply(actor, obs, jnp.zeros((obs.shape[0], agent.noise_dim)))[0]
-    else:
-        raise ValueError(f"unknown rule {rule!r}: use one of {', '.join(RULES)}")
-    return jax.jit(act)
+        return make_select_action(agent)
+    if rule == "one_sample":
+        return make_select_action(agent, n_samples=1)
+    if rule == "zero_noise":
+        return jax.jit(lambda actor, critic, key, obs: agent.actor.apply(
+            actor, obs, jnp.zeros((obs.shape[0], agent.noise_dim)))[0])
+    raise ValueError(f"unknown rule {rule!r}: use one of {', '.join(RULES)}")
 
 
 def _seed_slice(tree, i: int, stacked: bool):
@@ -76,14 +69,14 @@ def evaluate_rules(workdir: str, steps: Sequence[int] = (), rules: Sequence[str]
         config.eval.num_action_samples = int(num_action_samples)
     if config.get("method", "ampl") != "ampl":
         raise ValueError(f"{workdir} is a {config.method!r} run: eval_rules reads AMPL checkpoints")
+    unknown = sorted(set(rules) - set(RULES))
+    if unknown:
+        raise ValueError(f"unknown rule(s) {unknown}: use {', '.join(RULES)}")
     data, info = load_data(config, progress=False)
     agent = methods.build_agent(config, data, info)
     fns = {r: make_rule(agent, r) for r in rules}
     saved = [s for s in checkpoint.list_steps(workdir) if s > 0]
     steps = [int(s) for s in steps] or saved
-    unknown = sorted(set(rules) - set(RULES))
-    if unknown:
-        raise ValueError(f"unknown rule(s) {unknown}: use {', '.join(RULES)}")
     missing = sorted(set(steps) - set(saved))
     if missing:
         raise ValueError(f"no checkpoint at step(s) {missing} in {workdir} (saved: {saved})")

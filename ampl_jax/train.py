@@ -93,7 +93,7 @@ def _loop(config, rt: SeedRuntime, files: RunFiles, method, agent, data: Offline
     hook, diagnose = method.make_hook(agent, rt), method.make_diagnostics(agent)
     select = method.make_select_action(agent)
     single = getattr(method, "make_single_sample_action", None)
-    single = single(agent) if single is not None and config.eval.get("one_sample_too", False) else None
+    single = single(agent) if single is not None and config.eval.one_sample_too else None
     if prog.resumed and hook is not None and hook.due(prog.start_step, prog.last_hook):
         state = _run_hook(hook, state, step_data, prog.start_step, files, prog)  # a finished run extended
     interrupted, timer = None, _Timer()
