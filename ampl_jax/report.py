@@ -18,6 +18,9 @@ With the default metric the tables show both score scales: "score (dataset scale
 relative to the dataset's own ref_min_score / ref_max_score) and "score (D4RL v2 scale)"
 (d4rl_normalized_score, relative to D4RL's v2 random / expert returns; approximate, the envs are v5).
 Runs logged before that column existed get it from their return_mean and the env family.
+`--metric=one_sample_normalized_score` tabulates AMPL's one-sample evaluation (eval.one_sample_too:
+the actor's own sample, no best-of-N choice by the critic) on both scales the same way; BC, TD3+BC
+and MOPO, whose only rule is their policy's own action, show their one score there.
 Std is the sample standard deviation over seeds (ddof=1); with a single seed it is undefined and
 reported as nan ("n/a" in the markdown). Non-finite scores (e.g. nan for datasets without
 reference returns) propagate into the means: use --metric=return_mean for those.
@@ -51,8 +54,22 @@ flags.DEFINE_list("ignore_keys", [], "Config keys that do not make a variant (se
 
 ALWAYS_IGNORED = ("seed", "num_seeds", "dataset.id")
 DATASET_SCALE = "normalized_score"
-# Table headings of the two score scales; any other metric is shown by its column name.
-SCALE_LABELS = {DATASET_SCALE: "score (dataset scale)", D4RL_COLUMN: "score (D4RL v2 scale)"}
+ONE_SAMPLE = "one_sample_normalized_score"
+ONE_SAMPLE_PREFIX = "one_sample_"
+# A dataset-scale metric and the column of the same evaluations on D4RL's v2 scale.
+SECOND_SCALE = {DATASET_SCALE: D4RL_COLUMN, ONE_SAMPLE: ONE_SAMPLE_PREFIX + D4RL_COLUMN}
+# Table headings of the score columns; any other metric is shown by its column name.
+SCALE_LABELS = {DATASET_SCALE: "score (dataset scale)", D4RL_COLUMN: "score (D4RL v2 scale)",
+                ONE_SAMPLE: "one-sample score (dataset scale)",
+                ONE_SAMPLE_PREFIX + D4RL_COLUMN: "one-sample score (D4RL v2 scale)"}
+# Methods whose evaluation has no best-of-N choice by a critic: their one evaluation is their
+# policy's own action, so it stands in their one_sample_* columns (which they do not log).
+SINGLE_RULE_METHODS = ("bc", "td3bc", "mopo")
+ONE_SAMPLE_NOTE = (
+    "one-sample score: AMPL's implicit policy acting by one sampled action, with no best-of-N choice "
+    "by the critic (the eval.one_sample_too columns: same episodes as the paper's rule); BC, TD3+BC "
+    "and MOPO have one evaluation rule, their policy's own action, and show that score in both tables."
+)
 SCALES_NOTE = (
     "score (dataset scale): normalized_score, 0 = the dataset's ref_min_score (uniform random policy), "
     "100 = its ref_max_score (for datasets made by make_dataset: the shipped expert). score (D4RL v2 "
@@ -139,11 +156,14 @@ def load_run(path: str, metric: str = "normalized_score") -> list[SeedCurve]:
         reader = csv.DictReader(f)
         columns = list(reader.fieldnames or [])
         rows = list(reader)
+    flat = flatten(config)
+    if (metric.startswith(ONE_SAMPLE_PREFIX) and metric not in columns
+            and flat.get("method") in SINGLE_RULE_METHODS):
+        metric = metric[len(ONE_SAMPLE_PREFIX):]  # their only rule is their policy's own action
     # A run logged before the D4RL column existed: derive it from the return and the env family.
     derive = metric == D4RL_COLUMN and metric not in columns and "return_mean" in columns
     if (metric not in columns and not derive) or "step" not in columns:
         raise ReportError(f"{path}/metrics.csv has no {metric!r} or 'step' column (columns: {columns})")
-    flat = flatten(config)
     # The data actually trained on (summary.json), e.g. the local fallback of an official id that
     # was not in the store; the config's id for a run that has not finished.
     dataset = str(summary.get("dataset_id") or flat.get("dataset.id") or "unknown")
@@ -278,8 +298,9 @@ def _key(s: GroupStats) -> tuple[str, str]:
 
 def to_markdown(stats: Sequence[GroupStats], metric: str, last_k: int,
                 d4rl: Sequence[GroupStats] | None = None) -> str:
-    """The table; with `d4rl` (stats of d4rl_normalized_score) two more columns, the second scale."""
-    labels = [SCALE_LABELS.get(metric, metric)] + ([SCALE_LABELS[D4RL_COLUMN]] if d4rl is not None else [])
+    """The table; with `d4rl` (stats of the metric's D4RL-scale column) two more columns, the second scale."""
+    second_label = SCALE_LABELS[SECOND_SCALE.get(metric, D4RL_COLUMN)]
+    labels = [SCALE_LABELS.get(metric, metric)] + ([second_label] if d4rl is not None else [])
     head = "".join(f" final {x} | last-{last_k} avg {x} |" for x in labels)
     lines = [f"| dataset | variant | seeds | steps |{head}", "|---|---|---:|---:|" + "---:|---:|" * len(labels)]
     second = {_key(s): s for s in d4rl or ()}
@@ -296,6 +317,8 @@ def to_markdown(stats: Sequence[GroupStats], metric: str, last_k: int,
                   "it has fewer), then over seeds. steps: last evaluated step (min-max over seeds)."]
     if d4rl is not None:
         lines += ["", SCALES_NOTE]
+    if metric.startswith(ONE_SAMPLE_PREFIX):
+        lines += ["", ONE_SAMPLE_NOTE]
     return "\n".join(lines) + "\n"
 
 
@@ -368,7 +391,8 @@ def make_report(runs_dir: str, out: str = "", last_k: int = 5, metric: str = "no
                 band: str = "std", ignore_keys: Iterable[str] = ()) -> dict[str, Any]:
     """Find, group, tabulate and plot; returns {'stats', 'd4rl_stats', 'markdown', 'files'}.
 
-    With metric normalized_score, d4rl_stats holds the same table on D4RL's v2 scale (else None).
+    With metric normalized_score (or one_sample_normalized_score), d4rl_stats holds the same table on
+    D4RL's v2 scale (else None).
     """
     if not os.path.isdir(runs_dir):
         raise ReportError(f"{runs_dir} is not a directory")
@@ -382,7 +406,7 @@ def make_report(runs_dir: str, out: str = "", last_k: int = 5, metric: str = "no
     stats = group_stats(curves, last_k)
     order = {v: i for i, v in enumerate(variants)}
     stats.sort(key=lambda s: (s.dataset, order[s.variant]))
-    d4rl = _d4rl_stats(paths, curves, last_k) if metric == DATASET_SCALE else None
+    d4rl = _d4rl_stats(paths, curves, last_k, SECOND_SCALE[metric]) if metric in SECOND_SCALE else None
     out = out or runs_dir
     os.makedirs(out, exist_ok=True)
     markdown = to_markdown(stats, metric, last_k, d4rl)
@@ -399,8 +423,9 @@ def make_report(runs_dir: str, out: str = "", last_k: int = 5, metric: str = "no
     return {"stats": stats, "d4rl_stats": d4rl, "markdown": markdown, "files": files}
 
 
-def _d4rl_stats(paths: Sequence[str], curves: Sequence[SeedCurve], last_k: int) -> list[GroupStats]:
-    """The groups of `curves` (variants already assigned) scored on D4RL's v2 scale.
+def _d4rl_stats(paths: Sequence[str], curves: Sequence[SeedCurve], last_k: int,
+                column: str = D4RL_COLUMN) -> list[GroupStats]:
+    """The groups of `curves` (variants already assigned) scored on D4RL's v2 scale (`column`).
 
     A run whose metrics.csv has neither that column nor return_mean is left out (its cells: n/a).
     """
@@ -408,7 +433,7 @@ def _d4rl_stats(paths: Sequence[str], curves: Sequence[SeedCurve], last_k: int) 
     second = []
     for p in paths:
         try:
-            second += load_run(p, D4RL_COLUMN)
+            second += load_run(p, column)
         except ReportError:
             continue
     second = [c for c in second if (c.path, str(c.seed)) in variant]  # only seeds of the main table

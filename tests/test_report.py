@@ -215,3 +215,44 @@ def test_both_score_scales_in_tables(tmp_path):
     other = report.make_report(str(r), str(tmp_path / "o2"), metric="return_mean")
     assert other["d4rl_stats"] is None and "D4RL" not in other["markdown"]
     assert all(row["d4rl_final_mean"] == "" for row in csv.DictReader(open(tmp_path / "o2" / "report.csv")))
+
+
+def _add_columns(folder, columns):
+    """Append columns {name: {step: value}} to a run's metrics.csv."""
+    lines = (folder / "metrics.csv").read_text().splitlines()
+    names = list(columns)
+    lines = [lines[0] + "".join("," + n for n in names)] + [
+        x + "".join(f",{columns[n][x.split(',')[0]]}" for n in names) for x in lines[1:]]
+    (folder / "metrics.csv").write_text("\n".join(lines) + "\n")
+
+
+def test_one_sample_table(tmp_path):
+    """--metric=one_sample_normalized_score: AMPL's one-sample columns on both scales; BC (one
+    evaluation rule) shows its only score; an AMPL run without the columns is an error, not a
+    silent substitute."""
+    r = tmp_path / "runs"
+    ampl = r / "ampl"
+    _write_run(ampl, "ampl/hopper/medium-v0", 1, [(10, 2.0), (20, 1.0)], seed=0, method="ampl")
+    _add_columns(ampl, {"d4rl_normalized_score": {"10": 1.0, "20": 0.5},
+                        "one_sample_normalized_score": {"10": 30.0, "20": 50.0},
+                        "one_sample_d4rl_normalized_score": {"10": 15.0, "20": 25.0}})
+    bc = r / "bc"
+    _write_run(bc, "ampl/hopper/medium-v0", 1, [(10, 60.0), (20, 64.0)], seed=0, method="bc")
+    _add_columns(bc, {"d4rl_normalized_score": {"10": 30.0, "20": 32.0}})
+
+    paper = report.make_report(str(r), str(tmp_path / "p"), last_k=2)
+    one = report.make_report(str(r), str(tmp_path / "o"), last_k=2, metric="one_sample_normalized_score")
+    by = {s.variant: s for s in one["stats"]}
+    by4 = {s.variant: s for s in one["d4rl_stats"]}
+    assert by["ampl"].final_mean == 50.0 and by["ampl"].last_k_mean == 40.0
+    assert by4["ampl"].final_mean == 25.0 and by4["ampl"].last_k_mean == 20.0
+    assert {s.variant: s.final_mean for s in paper["stats"]}["ampl"] == 1.0  # the paper's rule untouched
+    assert by["bc"].final_mean == 64.0 and by4["bc"].final_mean == 32.0
+    md = one["markdown"]
+    assert "one-sample score (dataset scale)" in md and "one-sample score (D4RL v2 scale)" in md
+    assert "no best-of-N choice" in md and "one-sample" not in paper["markdown"]
+
+    old = r / "old_ampl"
+    _write_run(old, "ampl/hopper/medium-v0", 1, [(10, 2.0)], seed=1, method="ampl")
+    with pytest.raises(report.ReportError, match="one_sample_normalized_score"):
+        report.make_report(str(r), str(tmp_path / "o2"), metric="one_sample_normalized_score")
