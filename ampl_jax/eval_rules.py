@@ -26,6 +26,7 @@ from ampl_jax.evaluation import evaluate
 from ampl_jax.methods.ampl.update import make_select_action
 
 RULES = ("best_of_n", "one_sample", "zero_noise")
+RECORD = 1_000_000  # every counted step's (s, a, s'): episodes are at most 1,000 steps
 
 FLAGS = flags.FLAGS
 
@@ -52,13 +53,28 @@ def make_rule(agent, rule: str) -> Callable:
     raise ValueError(f"unknown rule {rule!r}: use one of {', '.join(RULES)}")
 
 
+SATURATED = 0.99  # |a| above this, in an action box of [-1, 1], counts as a saturated component
+
+
+def action_stats(agent, critic_params, transitions) -> dict[str, float]:
+    """What a rule chose at the states it visited: mean |a|, the fraction of saturated components,
+    and the critic's min(Q1, Q2) of the chosen actions (a ranking that trusts an extrapolating
+    critic picks large, high-Q actions)."""
+    obs, act, _ = transitions
+    q = jnp.min(agent.critic.apply(critic_params, jnp.asarray(obs, jnp.float32), jnp.asarray(act, jnp.float32)), axis=0)
+    act = np.asarray(act)
+    return {"action_abs_mean": float(np.abs(act).mean()), "action_saturated": float((np.abs(act) > SATURATED).mean()),
+            "q_min_mean": float(q.mean())}
+
+
 def _seed_slice(tree, i: int, stacked: bool):
     return jax.tree.map(lambda x: jnp.asarray(x[i] if stacked else x), tree)
 
 
 def evaluate_rules(workdir: str, steps: Sequence[int] = (), rules: Sequence[str] = RULES,
                    episodes: int = 10, num_action_samples: int = 0) -> list[dict]:
-    """One row per (step, seed, rule): raw return mean/std and both normalised scores.
+    """One row per (step, seed, rule): raw return mean/std, both normalised scores and the
+    chosen actions' statistics (`action_stats`).
 
     Every rule of a (step, seed) gets the same episode seeds and the same key sequence, so
     best_of_n with N = 1 acts exactly as one_sample.
@@ -92,10 +108,10 @@ def evaluate_rules(workdir: str, steps: Sequence[int] = (), rules: Sequence[str]
                 counter = iter(range(10**9))
                 act = lambda obs: np.asarray(fn(actor, critic, jax.random.fold_in(key, next(counter)),
                                                 jnp.asarray(obs, jnp.float32)))
-                res = evaluate(act, info.env_id, episodes, seed=seed + 10_000 + step)
+                res = evaluate(act, info.env_id, episodes, seed=seed + 10_000 + step, record=RECORD)
                 scores = results.evaluation_scores(res.return_mean, res.return_std, info)
                 rows.append({"step": step, "seed": seed, "rule": rule, "mean_length": float(res.lengths.mean()),
-                             **scores})
+                             **scores, **action_stats(agent, critic, res.transitions)})
     return rows
 
 

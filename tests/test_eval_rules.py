@@ -23,6 +23,11 @@ def test_rules_share_episodes_and_keys(ref, monkeypatch):
     by_rule = {r["rule"]: r for r in rows}
     # N = 1: the best of one sample is that sample, drawn with the same key on the same episodes.
     assert by_rule["best_of_n"]["return_mean"] == by_rule["one_sample"]["return_mean"]
+    for stat in ("action_abs_mean", "action_saturated", "q_min_mean"):  # the same actions at the same states
+        assert by_rule["best_of_n"][stat] == by_rule["one_sample"][stat]
+    for r in rows:
+        assert 0.0 <= r["action_saturated"] <= 1.0 and 0.0 < r["action_abs_mean"] <= 1.0
+        assert math.isfinite(r["q_min_mean"])
     # Zero noise is deterministic: the same return again.
     again = eval_rules.evaluate_rules(str(ref["ref"]), steps=[40], rules=["zero_noise"], episodes=2)
     assert again[0]["return_mean"] == by_rule["zero_noise"]["return_mean"]
@@ -50,3 +55,22 @@ def test_one_sample_columns_in_metrics(ref, tmp_path):
         assert r["one_sample_return_mean"] == r["return_mean"]
         assert r["one_sample_normalized_score"] == r["normalized_score"]
         assert r["one_sample_d4rl_normalized_score"] == r["d4rl_normalized_score"]
+
+
+def test_action_stats_by_hand():
+    """Mean |a|, the saturated fraction (|a| > 0.99) and the mean of min(Q1, Q2), on hand-made actions."""
+    import types
+
+    import jax.numpy as jnp
+    import numpy as np
+
+    critic = types.SimpleNamespace(apply=lambda params, obs, act: jnp.stack([act.sum(-1), act.sum(-1) + params]))
+    agent = types.SimpleNamespace(critic=critic)
+    obs = np.zeros((2, 3), np.float32)
+    act = np.array([[1.0, -0.5], [0.995, 0.0]], np.float32)
+    stats = eval_rules.action_stats(agent, 1.0, (obs, act, obs))  # Q2 = Q1 + 1, so min is Q1 = sum(a)
+    assert stats["action_abs_mean"] == pytest.approx((1.0 + 0.5 + 0.995 + 0.0) / 4)
+    assert stats["action_saturated"] == 0.5
+    assert stats["q_min_mean"] == pytest.approx((0.5 + 0.995) / 2)
+    stats = eval_rules.action_stats(agent, -1.0, (obs, act, obs))  # now Q2 is the smaller
+    assert stats["q_min_mean"] == pytest.approx((0.5 + 0.995) / 2 - 1.0)
