@@ -23,8 +23,21 @@ STEPS = {"medium": 1_000_000, "medium-replay": 2_000_000, "medium-expert": 2_000
 
 
 def protocol(c):
-    """The budget every cell gets: today configs/cpu_scale.py's (20k iterations, 3 vmapped seeds),
-    with 10-episode evaluations as the issue asks."""
+    """The budget every cell gets: configs/cpu_scale.py's (20k iterations, 3 vmapped seeds), with
+    10-episode evaluations and both evaluation rules logged (README, "Diagnosis").
+
+    The paper's hyperparameters are kept (networks aside: 256-256) and its schedule's phases in
+    their order, shortened: GAN-only warm start, real data only, a real-data fraction falling to
+    0.5, w-weighted refits. Here the Q term joins at epoch 8, real data only to epoch 10, f = 0.5
+    from epoch 19 and one refit at epoch 20, of 40 epochs of 500 (the paper: 40 / 45 / 66 / every
+    100, of 1,000 epochs of 1,000), so the early phases take a larger share of a short run.
+
+    The diagnosis found what such a budget cannot reproduce: the paper's evaluation rule, the best
+    of N sampled actions by min Q, needs a critic that ranks the actor's samples; at 20k
+    iterations it ranks them against their return (best of 1 / 2 / 10 on
+    the same episodes: 42.8 / 24.7 / 1.5), in every variant tried (real data only, GAN-only, bf16).
+    So the benchmark reports the paper's rule (normalized_score) and the actor's own sample
+    (one_sample_normalized_score) side by side; neither is tuned per method."""
     c = default.cpu_budget(c)
     c.num_seeds = 3
     c.bc.hidden_dims = (256, 256)

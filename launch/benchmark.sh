@@ -2,7 +2,8 @@
 # Learning benchmark (issues #14 and #15): hopper and walker2d x medium-replay and medium-expert
 # (plus medium with CELLS=...), methods AMPL, NW (miw.schedule=none), AMPL with the td_dice_multi
 # MIW estimator, BC, TD3+BC and MOPO (launch/benchmark_grid.json), 3 vmapped seeds per run,
-# configs/benchmark.py's protocol. Resumable: run the same line again. Then the report.
+# configs/benchmark.py's protocol. Resumable: run the same line again. Then the reports: the paper's
+# evaluation rule in ROOT/report.md, the actor's own sample in ROOT/one_sample/report.md.
 #   bash launch/benchmark.sh [ROOT]
 #   CELLS="hopper-medium walker-medium" bash launch/benchmark.sh runs/benchmark
 set -euo pipefail
@@ -12,4 +13,7 @@ for cell in ${cells}; do
   python -m launch.sweep --config="configs/benchmark.py:${cell}" --seeds=0 \
     --grid_file=launch/benchmark_grid.json --root="${root}"
 done
+# Both evaluation rules (configs/benchmark.py::protocol): the paper's best of N by min Q, and the
+# actor's own sample (BC, TD3+BC and MOPO have one rule and show it in both).
 python -m ampl_jax.report "${root}" --last_k=3
+python -m ampl_jax.report "${root}" --last_k=3 --metric=one_sample_normalized_score --out="${root}/one_sample"
