@@ -6,7 +6,9 @@
 #
 # Each env's run lives in $AMPL_SAC_ROOT/<env>-s<seed> (default ~/.cache/ampl_jax/sac); running the
 # same line again resumes every run from its newest checkpoint (a finished run just re-ships its
-# snapshots). On finishing, the run writes the expert/medium snapshots and medium_replay.npz into
+# snapshots). Every checkpoint is also exported to benchmarks/sac/state/<env>-s<seed> (actions,
+# learner state, eval actors: a few MB, meant to be committed), from which the same line rebuilds
+# the run on a fresh machine whose run folder is gone (ampl_jax/behaviour/mirror.py). On finishing, the run writes the expert/medium snapshots and medium_replay.npz into
 # the package and its curve into benchmarks/sac/. XLA is kept to one thread per run so that two
 # lanes share a 2-core machine without contention; runs are niced so interactive work comes first.
 set -euo pipefail
@@ -25,5 +27,6 @@ mkdir -p benchmarks/sac
 for env in "$@"; do
   nice -n 19 python -m ampl_jax.behaviour.train_sac --env="$env" --steps="$STEPS" --seed="$SEED" \
     --eval_every=10000 --checkpoint_every=50000 --curve_out="benchmarks/sac/$env-s$SEED.json" \
+    --mirror="benchmarks/sac/state/$env-s$SEED" \
     --verbosity=-1
 done

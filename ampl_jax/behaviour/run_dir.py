@@ -111,12 +111,16 @@ class RunDir:
                 out[int(f.stem)] = serialization.msgpack_restore(f.read_bytes())
         return dict(sorted(out.items()))
 
-    def save(self, t: int, last_t: int, state: Any, replay: HostReplay, extra: dict[str, Any]) -> None:
-        rows = slice(last_t, t)
+    def save_replay_chunk(self, start: int, end: int, replay: HostReplay) -> None:
+        """replay/<end>.npz: the rows [start, end) (start stored inside)."""
+        rows = slice(start, end)
         chunk = {k: getattr(replay, k)[rows] for k in ("obs", "next_obs", "act", "rew", "term", "trunc")}
-        tmp = self.path / "replay" / f".{t}.tmp.npz"
-        np.savez(tmp, start=np.int64(last_t), **chunk)
-        tmp.rename(self.path / "replay" / f"{t}.npz")
+        tmp = self.path / "replay" / f".{end}.tmp.npz"
+        np.savez(tmp, start=np.int64(start), **chunk)
+        tmp.rename(self.path / "replay" / f"{end}.npz")
+
+    def save(self, t: int, last_t: int, state: Any, replay: HostReplay, extra: dict[str, Any]) -> None:
+        self.save_replay_chunk(last_t, t, replay)
         saved = state.replace(key=jax.random.key_data(state.key))
         self.checkpoints.save(t, saved, extra)
 

@@ -25,9 +25,11 @@ import gymnasium
 import jax
 import numpy as np
 
+from ampl_jax.behaviour import mirror as mirror_lib
 from ampl_jax.behaviour import snapshots
 from ampl_jax.behaviour.run_dir import HostReplay, RunDir, atomic_write
 from ampl_jax.behaviour.sac import SAC, SACConfig, act_np, actor_layers, to_env_action
+from ampl_jax.checkpoint import list_steps
 
 
 def evaluate(
@@ -96,6 +98,7 @@ def train(
     checkpoint_every: int = 50_000,
     curve_out: str | Path | None = None,
     log: Callable[[str], None] | None = print,
+    mirror: str | Path | None = None,
 ) -> TrainResult:
     """Online SAC in `env_id` for `steps` env steps; periodic evaluations + the actor at each.
 
@@ -107,6 +110,10 @@ def train(
     goes on) and the env reset from the behaviour generator, with or without a workdir, so the
     checkpoint needs no simulator state and a resumed run equals an uninterrupted one on the same
     machine.
+
+    With a `mirror` folder too (see `mirror.py`: a few MB that can be committed), every checkpoint
+    is also exported there, and a run whose workdir is missing or older than the mirror (a fresh
+    machine) is first rebuilt from it.
     """
     if checkpoint_every <= 0 or checkpoint_every % train_every:
         raise ValueError(f"checkpoint_every={checkpoint_every} must be a positive multiple of train_every={train_every}")
@@ -131,6 +138,10 @@ def train(
             "train_every": train_every, "eval_every": eval_every, "eval_episodes": eval_episodes,
             "checkpoint_every": checkpoint_every, "steps": steps,
         }
+        if mirror is not None:
+            have, mirrored = (list_steps(str(workdir)) or [0])[-1], mirror_lib.mirror_step(mirror)
+            if mirrored is not None and mirrored > have:
+                mirror_lib.restore(mirror, workdir, log=log)
         run = RunDir(workdir, settings)
         got = run.restore(state, replay)
         if got is not None:
@@ -204,6 +215,8 @@ def train(
             }
             run.save(t, last_ckpt, state, replay, extra)
             last_ckpt = t
+            if mirror is not None:
+                mirror_lib.export(run.path, mirror)
     env.close()
     eval_env.close()
     if run is not None:
@@ -211,10 +224,17 @@ def train(
     return TrainResult(evaluations, params, replay, wall_before + time.time() - t0, steps)
 
 
-def choose_snapshots(evaluations: list[dict[str, float]], fraction: float = 1 / 3) -> dict[str, int]:
-    """{"expert": step of the best evaluation, "medium": step closest to fraction * best}."""
+def choose_snapshots(
+    evaluations: list[dict[str, float]], fraction: float = 1 / 3, available: set[int] | None = None
+) -> dict[str, int]:
+    """{"expert": step of the best evaluation, "medium": step closest to fraction * best}.
+
+    `available`: the steps whose actor is kept (a run restored from a mirror keeps all early ones
+    and the bests); the medium snapshot is chosen among them.
+    """
     best = max(evaluations, key=lambda e: e["mean"])
-    medium = min(evaluations, key=lambda e: abs(e["mean"] - fraction * best["mean"]))
+    pool = [e for e in evaluations if available is None or int(e["step"]) in available]
+    medium = min(pool, key=lambda e: abs(e["mean"] - fraction * best["mean"]))
     return {"expert": int(best["step"]), "medium": int(medium["step"])}
 
 
@@ -229,7 +249,7 @@ def ship(
     save_replay: bool = True,
 ) -> dict[str, dict]:
     """Choose, re-evaluate and write the expert/medium snapshots (+ medium replay) for `env_id`."""
-    chosen = choose_snapshots(result.evaluations)
+    chosen = choose_snapshots(result.evaluations, available=set(result.params))
     env = gymnasium.make(env_id)
     low, high = env.action_space.low.astype(np.float32), env.action_space.high.astype(np.float32)
     out_dir = snapshots.snapshot_dir(env_id, out_root)
@@ -254,7 +274,7 @@ def ship(
             "seed": seed,
             "command": command,
             "selection": (
-                "best periodic deterministic evaluation"
+                "best periodic evaluation (stochastic policy, mean return)"
                 if name == "expert"
                 else "periodic evaluation closest to 1/3 of the expert's (D4RL convention)"
             ),
@@ -299,6 +319,7 @@ def main(argv: list[str]) -> None:
         workdir=f.workdir or default_workdir(f.env, f.seed),
         checkpoint_every=f.checkpoint_every,
         curve_out=f.curve_out or None,
+        mirror=f.mirror or None,
     )
     out_root = Path(f.out) if f.out else snapshots.SNAPSHOT_DIR
     metas = ship(result, f.env, out_root, command, config, f.seed, f.final_episodes, f.replay)
@@ -322,6 +343,8 @@ def _define_flags() -> None:
     flags.DEFINE_integer("eval_episodes", 10, "Stochastic episodes per periodic evaluation (half as many deterministic).")
     flags.DEFINE_string("workdir", "", "Run directory (checkpoints, replay chunks, eval snapshots); the same "
                         "command resumes it. Default: $AMPL_SAC_ROOT or ~/.cache/ampl_jax/sac, then <env>-s<seed>.")
+    flags.DEFINE_string("mirror", "", "Also export every checkpoint to this compact folder (a few MB, for git) "
+                        "and rebuild the run from it when the workdir is missing or older (mirror.py).")
     flags.DEFINE_string("curve_out", "", "Also write the periodic evaluations (with wall time) to this JSON file.")
     flags.DEFINE_integer("checkpoint_every", 50_000, "Env steps between checkpoints (a multiple of train_every).")
     flags.DEFINE_integer("final_episodes", 10, "Episodes of the final evaluation of shipped snapshots.")

@@ -1,0 +1,84 @@
+"""The committable SAC mirror: a run rebuilt from it on a fresh machine goes on bit for bit."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import jax
+import numpy as np
+import pytest
+
+from ampl_jax.behaviour import mirror as mirror_lib
+from ampl_jax.behaviour.sac import SACConfig
+from ampl_jax.behaviour.train_sac import choose_snapshots, train
+
+TINY = SACConfig(hidden_dims=(32, 32), batch_size=64)
+KW = dict(config=TINY, start_steps=300, eval_every=300, eval_episodes=2, checkpoint_every=300, log=None)
+ENV = "InvertedPendulum-v5"
+
+
+def _strip(evals):
+    return [{k: v for k, v in e.items() if k != "wall_s"} for e in evals]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("mirror")
+    whole = train(ENV, 900, 5, workdir=root / "whole", **KW)
+    first = train(ENV, 600, 5, workdir=root / "first", mirror=root / "m", **KW)
+    return root, whole, first
+
+
+def test_mirror_holds_actions_state_and_evals_only(runs):
+    root, _, first = runs
+    m = root / "m"
+    assert mirror_lib.mirror_step(m) == 600
+    assert sorted(int(f.stem) for f in (m / "actions").glob("*.npz")) == [300, 600]
+    with np.load(m / "actions" / "600.npz") as z:
+        assert int(z["start"]) == 300 and z["act"].shape == (300, 1)
+        np.testing.assert_array_equal(z["act"], first.replay.act[300:600])
+    assert sorted(int(f.stem) for f in (m / "evals").glob("*.msgpack")) == [300, 600]
+    assert json.loads((m / "run.json").read_text())["seed"] == 5
+
+
+def test_run_restored_from_mirror_equals_uninterrupted(runs):
+    root, whole, _ = runs
+    fresh = root / "fresh"  # a new machine: no run folder, only the mirror
+    resumed = train(ENV, 900, 5, workdir=fresh, mirror=root / "m", **KW)
+    assert _strip(resumed.evaluations) == _strip(whole.evaluations)
+    for k in ("obs", "act", "rew", "next_obs", "term", "trunc"):
+        np.testing.assert_array_equal(getattr(resumed.replay, k), getattr(whole.replay, k))
+    for x, y in zip(jax.tree.leaves(resumed.params[900]), jax.tree.leaves(whole.params[900])):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+    assert mirror_lib.mirror_step(root / "m") == 900  # and the mirror followed the resumed run
+
+
+def test_broken_mirror_is_refused_or_reported(runs, tmp_path):
+    root, _, _ = runs
+    m = tmp_path / "m"
+    shutil.copytree(root / "m", m)
+    # A slightly different last action of a chunk (its step cuts the episode, so the episodes stay
+    # the same) re-simulates other bits, as another MuJoCo build might: restored, chunk named.
+    f = m / "actions" / "300.npz"
+    with np.load(f) as z:
+        parts = {k: z[k] for k in z.files}
+    parts["act"] = parts["act"].copy()
+    parts["act"][-1] = np.clip(parts["act"][-1] + 0.01, -1.0, 0.99)
+    np.savez(f, **parts)
+    with pytest.warns(UserWarning, match="re-simulate with different bits"):
+        mirror_lib.restore(m, tmp_path / "w1", log=None)
+    # A missing chunk is an error naming the gap; nothing is written.
+    f.unlink()
+    with pytest.raises(mirror_lib.MirrorError, match="missing steps 0..300"):
+        mirror_lib.restore(m, tmp_path / "w2", log=None)
+    assert not (tmp_path / "w2").exists()
+
+
+def test_mirrored_evals_keep_early_ones_and_each_new_best():
+    means = [(100, 5.0), (200, 50.0), (300, 30.0), (400, 60.0), (500, 55.0), (600, 70.0)]
+    evals = [{"step": s, "mean": m} for s, m in means]
+    assert mirror_lib._mirrored_eval_steps(evals, keep_all_until=300) == [100, 200, 300, 400, 600]
+    # The medium snapshot is chosen among kept actors only: 1/3 of 70 is nearest 30 (kept).
+    assert choose_snapshots(evals, available={100, 200, 300, 400, 600}) == {"expert": 600, "medium": 300}
+    assert choose_snapshots(evals, available={100, 200, 400, 600})["medium"] == 100  # 5 is nearest 23.3
