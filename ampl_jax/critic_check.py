@@ -14,21 +14,17 @@ and what the critic's choice returns against the samples' mean and best.
 
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import Callable, Sequence
 
 import gymnasium
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 from absl import app, flags, logging
 from scipy import stats as scipy_stats
 
-from ampl_jax import checkpoint, methods
 from ampl_jax.data import preprocess
-from ampl_jax.data.source import load_data
+from ampl_jax.eval_rules import load_ampl_run, read_ampl_config, run_cli, seed_params
 from ampl_jax.evaluation import evaluate
 from ampl_jax.methods.ampl.update import make_select_action
 
@@ -96,58 +92,43 @@ def check_ranking(workdir: str, steps: Sequence[int] = (), num_states: int = 20,
     (`states_from`: where the critic was trained, or where the policy actually goes)."""
     if states_from not in STATE_SOURCES:
         raise ValueError(f"unknown states_from {states_from!r}: use one of {', '.join(STATE_SOURCES)}")
-    with open(os.path.join(workdir, "config.json")) as f:
-        config = ml_collections.ConfigDict(json.load(f))
-    if config.get("method", "ampl") != "ampl":
-        raise ValueError(f"{workdir} is a {config.method!r} run: critic_check reads AMPL checkpoints")
+    config = read_ampl_config(workdir, "critic_check")
     n = int(samples) or int(config.eval.num_action_samples)
     if n < 2 or num_states < 1 or repeats < 1 or horizon < 1:
         raise ValueError(f"need samples >= 2, states, repeats and horizon >= 1 (got {n}, {num_states}, {repeats}, {horizon})")
-    data, info = load_data(config, progress=False)
-    agent = methods.build_agent(config, data, info)
-    saved = [s for s in checkpoint.list_steps(workdir) if s > 0]
-    steps = [int(s) for s in steps] or saved
-    missing = sorted(set(steps) - set(saved))
-    if missing:
-        raise ValueError(f"no checkpoint at step(s) {missing} in {workdir} (saved: {saved})")
+    data, info, agent, steps = load_ampl_run(workdir, config, steps)
     r_min, r_max = float(np.min(data.rewards)), float(np.max(data.rewards))
     span = r_max - r_min if r_max > r_min else 1.0
     reward_fn = lambda r: (r - r_min + preprocess.REWARD_OFFSET) / span  # noqa: E731  (the data's r~)
     gamma = float(config.agent.gamma)
     act = jax.jit(lambda actor, key, obs: agent.act(actor, key, obs)[0])
     q_min = jax.jit(lambda critic, obs, a: jnp.min(agent.critic.apply(critic, obs, a), axis=0))
-    seeds = list(range(config.seed, config.seed + config.num_seeds))
-    stacked = config.num_seeds > 1
     observations = np.asarray(data.observations)
     rows = []
-    for step in steps:
-        _, tree, _ = checkpoint.load_tree(workdir, step)
-        for i, seed in enumerate(seeds):
-            pick = lambda x: jnp.asarray(x[i] if stacked else x)  # noqa: E731
-            actor, critic = jax.tree.map(pick, tree["actor"]), jax.tree.map(pick, tree["critic"])
-            rng = np.random.default_rng(seed + step)
-            key = jax.random.fold_in(jax.random.PRNGKey(seed), step)
-            pool = observations if states_from == "data" else _visited(
-                agent, actor, critic, n if states_from == "best_of_n" else 1, info.env_id, seed + 10_000 + step,
-                jax.random.fold_in(key, 10**9))
-            states = pool[rng.choice(pool.shape[0], num_states, replace=pool.shape[0] < num_states)]
-            rep = jnp.asarray(np.repeat(states, n, axis=0))  # [S*N, obs]: state s's samples together
-            actions = act(actor, jax.random.fold_in(key, 0), rep)
-            q = np.asarray(q_min(critic, rep, actions)).reshape(num_states, n)
-            calls = iter(range(1, 10**9))
-            policy = lambda obs: np.asarray(act(actor, jax.random.fold_in(key, next(calls)),  # noqa: E731
-                                                jnp.asarray(obs, jnp.float32)))
-            g = mc_values(policy, info.env_id, np.repeat(np.asarray(rep), repeats, axis=0),
-                          np.repeat(np.asarray(actions), repeats, axis=0), horizon, gamma, reward_fn)
-            g = g.reshape(num_states, n, repeats).mean(-1)
-            rho = np.array([scipy_stats.spearmanr(q[s], g[s]).statistic for s in range(num_states)])
-            chosen = g[np.arange(num_states), q.argmax(1)]
-            rows.append({"step": step, "seed": seed, "states_from": states_from, "states": num_states, "samples": n, "repeats": repeats,
-                         "horizon": horizon, "spearman_mean": float(np.nanmean(rho)),
-                         "spearman_negative_fraction": float(np.mean(rho[np.isfinite(rho)] < 0)),
-                         "value_chosen": float(chosen.mean()), "value_mean": float(g.mean()),
-                         "value_best": float(g.max(1).mean()), "value_worst": float(g.min(1).mean()),
-                         "q_chosen": float(q.max(1).mean()), "q_mean": float(q.mean())})
+    for step, seed, actor, critic in seed_params(workdir, config, steps):
+        rng = np.random.default_rng(seed + step)
+        key = jax.random.fold_in(jax.random.PRNGKey(seed), step)
+        pool = observations if states_from == "data" else _visited(
+            agent, actor, critic, n if states_from == "best_of_n" else 1, info.env_id, seed + 10_000 + step,
+            jax.random.fold_in(key, 10**9))
+        states = pool[rng.choice(pool.shape[0], num_states, replace=pool.shape[0] < num_states)]
+        rep = jnp.asarray(np.repeat(states, n, axis=0))  # [S*N, obs]: state s's samples together
+        actions = act(actor, jax.random.fold_in(key, 0), rep)
+        q = np.asarray(q_min(critic, rep, actions)).reshape(num_states, n)
+        calls = iter(range(1, 10**9))
+        policy = lambda obs: np.asarray(act(actor, jax.random.fold_in(key, next(calls)),  # noqa: E731
+                                            jnp.asarray(obs, jnp.float32)))
+        g = mc_values(policy, info.env_id, np.repeat(np.asarray(rep), repeats, axis=0),
+                      np.repeat(np.asarray(actions), repeats, axis=0), horizon, gamma, reward_fn)
+        g = g.reshape(num_states, n, repeats).mean(-1)
+        rho = np.array([scipy_stats.spearmanr(q[s], g[s]).statistic for s in range(num_states)])
+        chosen = g[np.arange(num_states), q.argmax(1)]
+        rows.append({"step": step, "seed": seed, "states_from": states_from, "states": num_states, "samples": n, "repeats": repeats,
+                     "horizon": horizon, "spearman_mean": float(np.nanmean(rho)),
+                     "spearman_negative_fraction": float(np.mean(rho[np.isfinite(rho)] < 0)),
+                     "value_chosen": float(chosen.mean()), "value_mean": float(g.mean()),
+                     "value_best": float(g.max(1).mean()), "value_worst": float(g.min(1).mean()),
+                     "q_chosen": float(q.max(1).mean()), "q_mean": float(q.mean())})
     return rows
 
 
@@ -177,16 +158,8 @@ def main(argv: list[str]) -> None:
     logging.set_verbosity(logging.WARNING)
     if len(argv) != 2:
         raise app.UsageError("usage: python -m ampl_jax.critic_check WORKDIR [--steps=a,b] [--states=20] [--samples=N]")
-    try:
-        rows = check_ranking(argv[1], FLAGS.steps, FLAGS.states, FLAGS.samples, FLAGS.repeats, FLAGS.horizon,
-                             FLAGS.states_from)
-    except (ValueError, OSError, checkpoint.CheckpointError) as e:
-        raise SystemExit(f"error: {str(e).splitlines()[0]}") from None
-    print(to_markdown(rows))
-    if FLAGS.out_file:
-        with open(FLAGS.out_file, "w") as f:
-            json.dump(rows, f, indent=1)
-
+    run_cli(lambda: check_ranking(argv[1], FLAGS.steps, FLAGS.states, FLAGS.samples, FLAGS.repeats, FLAGS.horizon,
+                                  FLAGS.states_from), to_markdown, FLAGS.out_file)
 
 if __name__ == "__main__":
     _define_flags()

@@ -71,6 +71,50 @@ def _seed_slice(tree, i: int, stacked: bool):
     return jax.tree.map(lambda x: jnp.asarray(x[i] if stacked else x), tree)
 
 
+def read_ampl_config(workdir: str, tool: str) -> ml_collections.ConfigDict:
+    """The run's resolved config; ValueError unless it is an AMPL run (the tools read its critic)."""
+    with open(os.path.join(workdir, "config.json")) as f:
+        config = ml_collections.ConfigDict(json.load(f))
+    if config.get("method", "ampl") != "ampl":
+        raise ValueError(f"{workdir} is a {config.method!r} run: {tool} reads AMPL checkpoints")
+    return config
+
+
+def load_ampl_run(workdir: str, config: ml_collections.ConfigDict, steps: Sequence[int]):
+    """(data, info, agent, steps) of a saved run: the data it trained on, its agent, and the
+    checkpoint steps asked for (all saved ones if none), each checked to exist."""
+    data, info = load_data(config, progress=False)
+    agent = methods.build_agent(config, data, info)
+    saved = [s for s in checkpoint.list_steps(workdir) if s > 0]
+    steps = [int(s) for s in steps] or saved
+    missing = sorted(set(steps) - set(saved))
+    if missing:
+        raise ValueError(f"no checkpoint at step(s) {missing} in {workdir} (saved: {saved})")
+    return data, info, agent, steps
+
+
+def seed_params(workdir: str, config: ml_collections.ConfigDict, steps: Sequence[int]):
+    """Yields (step, seed, actor params, critic params) for every saved step and vmapped seed."""
+    stacked = config.num_seeds > 1
+    for step in steps:
+        _, tree, _ = checkpoint.load_tree(workdir, step)
+        for i, seed in enumerate(range(config.seed, config.seed + config.num_seeds)):
+            yield step, seed, _seed_slice(tree["actor"], i, stacked), _seed_slice(tree["critic"], i, stacked)
+
+
+def run_cli(compute: Callable[[], list[dict]], to_markdown: Callable[[list[dict]], str], out_file: str) -> None:
+    """The tools' command-line tail: rows as a markdown table (and JSON to out_file); a bad run
+    or argument is one line on stderr and exit status 1."""
+    try:
+        rows = compute()
+    except (ValueError, OSError, checkpoint.CheckpointError) as e:
+        raise SystemExit(f"error: {str(e).splitlines()[0]}") from None
+    print(to_markdown(rows))
+    if out_file:
+        with open(out_file, "w") as f:
+            json.dump(rows, f, indent=1)
+
+
 def evaluate_rules(workdir: str, steps: Sequence[int] = (), rules: Sequence[str] = RULES,
                    episodes: int = 10, num_action_samples: int = 0) -> list[dict]:
     """One row per (step, seed, rule): raw return mean/std, both normalised scores and the
@@ -79,39 +123,25 @@ def evaluate_rules(workdir: str, steps: Sequence[int] = (), rules: Sequence[str]
     Every rule of a (step, seed) gets the same episode seeds and the same key sequence, so
     best_of_n with N = 1 acts exactly as one_sample.
     """
-    with open(os.path.join(workdir, "config.json")) as f:
-        config = ml_collections.ConfigDict(json.load(f))
+    config = read_ampl_config(workdir, "eval_rules")
     if num_action_samples > 0:
         config.eval.num_action_samples = int(num_action_samples)
-    if config.get("method", "ampl") != "ampl":
-        raise ValueError(f"{workdir} is a {config.method!r} run: eval_rules reads AMPL checkpoints")
     unknown = sorted(set(rules) - set(RULES))
     if unknown:
         raise ValueError(f"unknown rule(s) {unknown}: use {', '.join(RULES)}")
-    data, info = load_data(config, progress=False)
-    agent = methods.build_agent(config, data, info)
+    _, info, agent, steps = load_ampl_run(workdir, config, steps)
     fns = {r: make_rule(agent, r) for r in rules}
-    saved = [s for s in checkpoint.list_steps(workdir) if s > 0]
-    steps = [int(s) for s in steps] or saved
-    missing = sorted(set(steps) - set(saved))
-    if missing:
-        raise ValueError(f"no checkpoint at step(s) {missing} in {workdir} (saved: {saved})")
-    seeds = list(range(config.seed, config.seed + config.num_seeds))
-    stacked = config.num_seeds > 1
     rows = []
-    for step in steps:
-        _, tree, _ = checkpoint.load_tree(workdir, step)
-        for i, seed in enumerate(seeds):
-            actor, critic = _seed_slice(tree["actor"], i, stacked), _seed_slice(tree["critic"], i, stacked)
-            for rule, fn in fns.items():
-                key = jax.random.fold_in(jax.random.PRNGKey(seed), step)
-                counter = iter(range(10**9))
-                act = lambda obs: np.asarray(fn(actor, critic, jax.random.fold_in(key, next(counter)),
-                                                jnp.asarray(obs, jnp.float32)))
-                res = evaluate(act, info.env_id, episodes, seed=seed + 10_000 + step, record=RECORD)
-                scores = results.evaluation_scores(res.return_mean, res.return_std, info)
-                rows.append({"step": step, "seed": seed, "rule": rule, "mean_length": float(res.lengths.mean()),
-                             **scores, **action_stats(agent, critic, res.transitions)})
+    for step, seed, actor, critic in seed_params(workdir, config, steps):
+        for rule, fn in fns.items():
+            key = jax.random.fold_in(jax.random.PRNGKey(seed), step)
+            counter = iter(range(10**9))
+            act = lambda obs: np.asarray(fn(actor, critic, jax.random.fold_in(key, next(counter)),
+                                            jnp.asarray(obs, jnp.float32)))
+            res = evaluate(act, info.env_id, episodes, seed=seed + 10_000 + step, record=RECORD)
+            scores = results.evaluation_scores(res.return_mean, res.return_std, info)
+            rows.append({"step": step, "seed": seed, "rule": rule, "mean_length": float(res.lengths.mean()),
+                         **scores, **action_stats(agent, critic, res.transitions)})
     return rows
 
 
@@ -135,15 +165,8 @@ def main(argv: list[str]) -> None:
     logging.set_verbosity(logging.WARNING)  # orbax logs every restore at INFO
     if len(argv) != 2:
         raise app.UsageError("usage: python -m ampl_jax.eval_rules WORKDIR [--steps=a,b] [--rules=...] [--episodes=10]")
-    try:
-        rows = evaluate_rules(argv[1], FLAGS.steps, FLAGS.rules, FLAGS.episodes, FLAGS.num_action_samples)
-    except (ValueError, OSError, checkpoint.CheckpointError) as e:
-        raise SystemExit(f"error: {str(e).splitlines()[0]}") from None
-    print(to_markdown(rows))
-    if FLAGS.out_file:
-        with open(FLAGS.out_file, "w") as f:
-            json.dump(rows, f, indent=1)
-
+    run_cli(lambda: evaluate_rules(argv[1], FLAGS.steps, FLAGS.rules, FLAGS.episodes, FLAGS.num_action_samples),
+            to_markdown, FLAGS.out_file)
 
 if __name__ == "__main__":
     _define_flags()
