@@ -76,6 +76,19 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def versions() -> dict[str, str]:
+    """Versions that decide a run's bits (a curve is only retraced with the same ones)."""
+    import importlib.metadata as md
+
+    out = {}
+    for pkg in ("jax", "jaxlib", "mujoco", "numpy", "gymnasium"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            out[pkg] = "absent"
+    return out
+
+
 def _rng_state(rng: np.random.Generator) -> dict[str, Any]:
     return rng.bit_generator.state
 
@@ -198,7 +211,8 @@ def train(
                 run.save_eval_params(t, params[t])
                 atomic_write(run.path / "evaluations.json", (json.dumps(evaluations, indent=0) + "\n").encode())
             if curve_out is not None:
-                curve = {"env_id": env_id, "seed": seed, "steps": steps, "cpu": cpu_model(), "evaluations": evaluations}
+                curve = {"env_id": env_id, "seed": seed, "steps": steps, "cpu": cpu_model(), "versions": versions(),
+                         "evaluations": evaluations}
                 Path(curve_out).parent.mkdir(parents=True, exist_ok=True)
                 atomic_write(Path(curve_out), (json.dumps(curve, indent=0) + "\n").encode())
             if log is not None:
