@@ -7,7 +7,7 @@
 #   bash launch/benchmark.sh [ROOT]
 #   CELLS="hopper-medium walker-medium" bash launch/benchmark.sh runs/benchmark
 set -euo pipefail
-root="${1:-runs/benchmark}"
+root="${1:-benchmarks/benchmark/grid}"
 cells="${CELLS:-hopper-medium_replay walker-medium_replay hopper-medium_expert walker-medium_expert}"
 for cell in ${cells}; do
   python -m launch.sweep --config="configs/benchmark.py:${cell}" --seeds=0 \
