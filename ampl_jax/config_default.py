@@ -7,6 +7,16 @@ configs/default.py re-exports it for `--config=configs/default.py`.
 
 import ml_collections
 
+# Version of the locally made datasets (`ampl/<env>/<family>-v<N>`): bumped whenever the shipped
+# SAC snapshots (ampl_jax/behaviour/snapshots) change, so that a dataset made on a machine from
+# older snapshots is never taken for one of the current ones.
+LOCAL_DATA_VERSION = 0
+
+
+def local_dataset_id(family: str, name: str) -> str:
+    """ampl-jax's own dataset id for an env family ("hopper") and dataset name ("medium-replay")."""
+    return f"ampl/{family}/{name}-v{LOCAL_DATA_VERSION}"
+
 
 def get_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
@@ -267,7 +277,7 @@ def medium_task(env_id: str, family: str, horizon: int) -> ml_collections.Config
     ampl-jax's own `ampl/<family>/medium-v0`, made on first use from the shipped SAC policy."""
     c = get_config()
     c.dataset.id = f"mujoco/{family}/medium-v0"  # official id: --config.dataset.download=True
-    c.dataset.fallback_id = f"ampl/{family}/medium-v0"
+    c.dataset.fallback_id = local_dataset_id(family, "medium")
     c.dataset.create_if_missing = True
     c.dataset.create_env = env_id
     c.dataset.create_policy = "medium"

@@ -54,7 +54,7 @@ def get_config(cell: str = "hopper-medium_replay"):
                          f"{sorted(TASKS)}, family one of medium, medium_replay, medium_expert")
     env_id, name = TASKS[task]
     c = default.get_config()
-    c.dataset.id = f"ampl/{name}/{family}-v0"
+    c.dataset.id = default.local_dataset_id(name, family)
     c.dataset.create_if_missing = True
     c.dataset.create_env = env_id
     c.dataset.create_policy = family

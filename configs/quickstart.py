@@ -13,7 +13,7 @@ from ampl_jax import config_default as default
 
 def get_config():
     c = default.get_config()
-    c.dataset.id = "ampl/hopper/medium-small-v0"
+    c.dataset.id = default.local_dataset_id("hopper", "medium-small")
     c.dataset.create_if_missing = True
     c.dataset.create_env = "Hopper-v5"
     c.dataset.create_policy = "medium"

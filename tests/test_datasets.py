@@ -187,3 +187,22 @@ def test_env_without_d4rl_reference_has_only_the_dataset_scale(minari_root):
     _, info = load_dataset("test/ip/random-v0")
     assert info.ref_min_score is not None
     assert info.d4rl_ref_min_score is None and info.d4rl_ref_max_score is None
+
+
+@pytest.mark.parametrize("env_id", ["Hopper-v5"])
+def test_describe_returns_by_hand(family_datasets, env_id):
+    """The dataset table's figures equal the episodes' returns and both scales' formulas."""
+    from ampl_jax.data.describe import describe
+
+    dataset_id = family_datasets[env_id, "medium"]
+    every, complete = _episode_returns(dataset_id, complete_only=False), _episode_returns(dataset_id)
+    meta = minari.load_dataset(dataset_id).storage.metadata
+    row = describe(dataset_id)
+    assert row["episodes"] == len(every) and row["transitions"] == FAMILY_STEPS["medium"]
+    assert row["return_mean"] == pytest.approx(every.mean()) and row["return_std"] == pytest.approx(every.std())
+    lo, hi = meta["ref_min_score"], meta["ref_max_score"]
+    assert row["normalized_score"] == pytest.approx(100 * (every.mean() - lo) / (hi - lo))
+    d_lo, d_hi = scores.reference_scores(env_id)
+    assert row["d4rl_normalized_score"] == pytest.approx(100 * (every.mean() - d_lo) / (d_hi - d_lo))
+    # The budget cut the last (short) episode: complete_only leaves it out.
+    assert describe(dataset_id, complete_only=True)["return_mean"] == pytest.approx(complete.mean())
