@@ -24,9 +24,6 @@ from ampl_jax.bench_agent import suite_miw, suite_precision, suite_seeds, suite_
 from ampl_jax.bench_model import suite_fits, suite_model, suite_rollout
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("suite", "model,rollout", "comma-separated suites to run")
-flags.DEFINE_string("out", "bench_results/bench.json", "JSON output path ('' = none)")
-flags.DEFINE_bool("quick", False, "tiny smoke version (seconds)")
 
 
 
@@ -138,5 +135,13 @@ def main(argv) -> None:
         print(f"wrote {FLAGS.out}")
 
 
+def _define_flags() -> None:
+    """Only when run as a program: importing this module defines no flags (no clashes)."""
+    flags.DEFINE_string("suite", "model,rollout", "comma-separated suites to run")
+    flags.DEFINE_string("out", "bench_results/bench.json", "JSON output path ('' = none)")
+    flags.DEFINE_bool("quick", False, "tiny smoke version (seconds)")
+
+
 if __name__ == "__main__":
+    _define_flags()
     app.run(main)

@@ -32,8 +32,8 @@ DEFAULT_COLUMNS = [
 
 
 def _define_flags() -> None:
-    """Only when run as a program: absl flags are global, and other modules define theirs.
-    --last_k (default 5) comes with ampl_jax.report, whose runs and variant names this reuses."""
+    """Only when run as a program: absl flags are global, and other modules define theirs."""
+    flags.DEFINE_integer("last_k", 5, "Evaluations per seed averaged for the 'last-k avg' figures.")
     flags.DEFINE_list("columns", DEFAULT_COLUMNS, "metrics.csv columns to compare (missing ones are left out).")
     flags.DEFINE_string("out_file", "", "Also write the markdown to this file.")
 

@@ -46,11 +46,6 @@ from absl import app, flags
 from ampl_jax.metrics import D4RL_COLUMN
 
 FLAGS = flags.FLAGS
-flags.DEFINE_integer("last_k", 5, "Evaluations per seed averaged for the 'last-k avg' column.")
-flags.DEFINE_string("out", "", "Output directory (default: RUNS_DIR).")
-flags.DEFINE_string("metric", "normalized_score", "metrics.csv column to tabulate and plot.")
-flags.DEFINE_enum("band", "std", ["std", "minmax"], "Shaded band of the curves: +-sample std or min-max over seeds.")
-flags.DEFINE_list("ignore_keys", [], "Config keys that do not make a variant (seed, num_seeds and dataset.id never do).")
 
 ALWAYS_IGNORED = ("seed", "num_seeds", "dataset.id")
 DATASET_SCALE = "normalized_score"
@@ -455,5 +450,15 @@ def main(argv: list[str]) -> None:
     print("wrote " + ", ".join(result["files"]))
 
 
+def _define_flags() -> None:
+    """Only when run as a program: importing this module defines no flags (no clashes)."""
+    flags.DEFINE_integer("last_k", 5, "Evaluations per seed averaged for the 'last-k avg' column.")
+    flags.DEFINE_string("out", "", "Output directory (default: RUNS_DIR).")
+    flags.DEFINE_string("metric", "normalized_score", "metrics.csv column to tabulate and plot.")
+    flags.DEFINE_enum("band", "std", ["std", "minmax"], "Shaded band of the curves: +-sample std or min-max over seeds.")
+    flags.DEFINE_list("ignore_keys", [], "Config keys that do not make a variant (seed, num_seeds and dataset.id never do).")
+
+
 if __name__ == "__main__":
+    _define_flags()
     app.run(main)
