@@ -68,11 +68,32 @@ def test_broken_mirror_is_refused_or_reported(runs, tmp_path):
     np.savez(f, **parts)
     with pytest.warns(UserWarning, match="re-simulate with different bits"):
         mirror_lib.restore(m, tmp_path / "w1", log=None)
+    # A learner newer than the bookkeeping (copied mid-export) is refused.
+    extra = json.loads((m / "extra.json").read_text())
+    (m / "extra.json").write_text(json.dumps(dict(extra, step=300)))
+    with pytest.raises(mirror_lib.MirrorError, match="copied during an export"):
+        mirror_lib.restore(m, tmp_path / "w3", log=None)
+    with pytest.raises(mirror_lib.MirrorError, match="different checkpoints"):
+        mirror_lib.check(m)
+    (m / "extra.json").write_text(json.dumps(extra))
+    assert mirror_lib.check(m) == extra["step"]
     # A missing chunk is an error naming the gap; nothing is written.
     f.unlink()
     with pytest.raises(mirror_lib.MirrorError, match="missing steps 0..300"):
+        mirror_lib.check(m)
+    with pytest.raises(mirror_lib.MirrorError, match="missing steps 0..300"):
         mirror_lib.restore(m, tmp_path / "w2", log=None)
     assert not (tmp_path / "w2").exists()
+
+
+def test_gradient_steps_match_the_trainer(runs):
+    from flax import serialization
+
+    m = runs[0] / "m"
+    learner = serialization.msgpack_restore((m / "state.msgpack").read_bytes())
+    assert int(learner["step"]) == mirror_lib.gradient_steps(mirror_lib.mirror_step(m), KW["start_steps"], 50) > 0
+    assert mirror_lib.gradient_steps(200_000, 5000, 50) == 195_050  # a Hopper mirror's learner at 200k
+    assert mirror_lib.gradient_steps(4999, 5000, 50) == 0
 
 
 def test_mirrored_evals_keep_early_ones_and_each_new_best():

@@ -21,6 +21,7 @@ different MuJoCo build may differ in the last bits, which is reported, not fatal
 
     python -m ampl_jax.behaviour.mirror export --workdir=RUN --mirror=benchmarks/sac/state/Hopper-v5-s0
     python -m ampl_jax.behaviour.mirror restore --workdir=RUN --mirror=benchmarks/sac/state/Hopper-v5-s0
+    python -m ampl_jax.behaviour.mirror check --mirror=benchmarks/sac/state/Hopper-v5-s0   # before a commit
 """
 
 from __future__ import annotations
@@ -133,10 +134,45 @@ def export(workdir: str | Path, mirror: str | Path, keep_all_until: int = KEEP_A
     return t
 
 
+def gradient_steps(t: int, start_steps: int, train_every: int) -> int:
+    """Gradient steps a run has taken after t env steps (train_sac: `train_every` per call, one
+    call every `train_every` steps from `start_steps` on)."""
+    if t < start_steps:
+        return 0
+    calls = t // train_every - (start_steps + train_every - 1) // train_every + 1
+    return calls * train_every
+
+
 def mirror_step(mirror: str | Path) -> int | None:
     """The checkpoint step a mirror holds, or None if it holds none."""
     f = Path(mirror) / "extra.json"
     return int(json.loads(f.read_text())["step"]) if f.exists() else None
+
+
+def check(mirror: str | Path) -> int:
+    """Cheap consistency check before committing a mirror (no simulation): the learner's gradient
+    steps match extra.json's step and the action chunks cover every step below it. Returns the step."""
+    from flax import serialization
+
+    mirror = Path(mirror)
+    t = mirror_step(mirror)
+    if t is None or not (mirror / "state.msgpack").exists():
+        raise MirrorError(f"{mirror} holds no mirrored checkpoint (extra.json and state.msgpack)")
+    settings = json.loads((mirror / "run.json").read_text())
+    learner_steps = int(serialization.msgpack_restore((mirror / "state.msgpack").read_bytes())["step"])
+    if learner_steps != gradient_steps(t, settings["start_steps"], settings["train_every"]):
+        raise MirrorError(f"{mirror}: state.msgpack and extra.json are from different checkpoints (an export "
+                          "was in progress); check again in a few seconds")
+    covered = 0
+    for f in sorted((mirror / "actions").glob("*.npz"), key=lambda f: int(f.stem) if f.stem.isdigit() else -1):
+        if f.stem.isdigit() and int(f.stem) <= t:
+            with np.load(f) as z:
+                if int(z["start"]) != covered:
+                    raise MirrorError(f"{mirror}/actions is missing steps {covered}..{int(z['start'])}")
+                covered = int(f.stem)
+    if covered != t:
+        raise MirrorError(f"{mirror}/actions covers steps up to {covered}, the checkpoint is at {t}")
+    return t
 
 
 def restore(mirror: str | Path, workdir: str | Path, log=print) -> int:
@@ -157,6 +193,14 @@ def restore(mirror: str | Path, workdir: str | Path, log=print) -> int:
     extra = json.loads((mirror / "extra.json").read_text())["extra"]
     template, obs_dim, act_dim = _sac_template(settings)
     state = serialization.from_state_dict(template, serialization.msgpack_restore((mirror / "state.msgpack").read_bytes()))
+    # state.msgpack is written before extra.json: a copy taken between the two (a commit during an
+    # export) pairs a newer learner with older bookkeeping. The learner counts its gradient steps.
+    expected = gradient_steps(t, settings["start_steps"], settings["train_every"])
+    if int(state.step) != expected:
+        raise MirrorError(
+            f"{mirror}/state.msgpack holds a learner after {int(state.step)} gradient steps, but extra.json says "
+            f"step {t} ({expected} steps): the mirror was copied during an export; copy it again"
+        )
 
     chunks = []
     for f in sorted((mirror / "actions").glob("*.npz"), key=lambda f: int(f.stem) if f.stem.isdigit() else -1):
@@ -228,10 +272,14 @@ def main(argv: list[str]) -> None:
     from absl import flags
 
     f = flags.FLAGS
-    if len(argv) != 2 or argv[1] not in ("export", "restore"):
-        raise SystemExit("usage: python -m ampl_jax.behaviour.mirror {export|restore} --workdir=RUN --mirror=DIR")
+    if len(argv) != 2 or argv[1] not in ("export", "restore", "check"):
+        raise SystemExit("usage: python -m ampl_jax.behaviour.mirror {export|restore|check} --workdir=RUN --mirror=DIR")
+    if argv[1] != "check" and not f.workdir:
+        raise SystemExit(f"error: {argv[1]} needs --workdir=RUN (the SAC run folder)")
     try:
-        if argv[1] == "export":
+        if argv[1] == "check":
+            print(f"{f.mirror}: consistent at step {check(f.mirror)}")
+        elif argv[1] == "export":
             t = export(f.workdir, f.mirror, f.keep_all_until)
             print(f"mirrored {f.workdir} at step {t} into {f.mirror}")
         else:
@@ -244,7 +292,7 @@ def main(argv: list[str]) -> None:
 if __name__ == "__main__":
     from absl import app, flags
 
-    flags.DEFINE_string("workdir", None, "The SAC run folder (train_sac's --workdir).", required=True)
+    flags.DEFINE_string("workdir", "", "The SAC run folder (train_sac's --workdir; not needed by check).")
     flags.DEFINE_string("mirror", None, "The mirror folder (e.g. benchmarks/sac/state/<env>-s<seed>).", required=True)
     flags.DEFINE_integer("keep_all_until", KEEP_ALL_UNTIL, "Mirror every evaluation's actor up to this step.")
     app.run(main)
