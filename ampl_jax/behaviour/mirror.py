@@ -149,6 +149,24 @@ def mirror_step(mirror: str | Path) -> int | None:
     return int(json.loads(f.read_text())["step"]) if f.exists() else None
 
 
+def _action_chunks(mirror: Path, t: int, with_actions: bool) -> list[tuple[int, int, np.ndarray | None, str]]:
+    """(start, end, actions or None, sha256) of the chunks below step t, checked to cover [0, t)."""
+    chunks, covered = [], 0
+    for f in sorted((mirror / "actions").glob("*.npz"), key=lambda f: int(f.stem) if f.stem.isdigit() else -1):
+        if not f.stem.isdigit() or int(f.stem) > t:
+            continue
+        with np.load(f) as z:
+            start, end = int(z["start"]), int(f.stem)
+            act = z["act"].copy() if with_actions else None
+            if start != covered or (act is not None and len(act) != end - start):
+                raise MirrorError(f"{mirror}/actions is missing steps {covered}..{start} (or a chunk is malformed)")
+            chunks.append((start, end, act, str(z["sha256"])))
+        covered = end
+    if covered != t:
+        raise MirrorError(f"{mirror}/actions covers steps up to {covered}, the checkpoint is at {t}")
+    return chunks
+
+
 def check(mirror: str | Path) -> int:
     """Cheap consistency check before committing a mirror (no simulation): the learner's gradient
     steps match extra.json's step and the action chunks cover every step below it. Returns the step."""
@@ -161,17 +179,11 @@ def check(mirror: str | Path) -> int:
     settings = json.loads((mirror / "run.json").read_text())
     learner_steps = int(serialization.msgpack_restore((mirror / "state.msgpack").read_bytes())["step"])
     if learner_steps != gradient_steps(t, settings["start_steps"], settings["train_every"]):
-        raise MirrorError(f"{mirror}: state.msgpack and extra.json are from different checkpoints (an export "
-                          "was in progress); check again in a few seconds")
-    covered = 0
-    for f in sorted((mirror / "actions").glob("*.npz"), key=lambda f: int(f.stem) if f.stem.isdigit() else -1):
-        if f.stem.isdigit() and int(f.stem) <= t:
-            with np.load(f) as z:
-                if int(z["start"]) != covered:
-                    raise MirrorError(f"{mirror}/actions is missing steps {covered}..{int(z['start'])}")
-                covered = int(f.stem)
-    if covered != t:
-        raise MirrorError(f"{mirror}/actions covers steps up to {covered}, the checkpoint is at {t}")
+        # state.msgpack is written before extra.json: a copy taken between the two (say a commit
+        # during an export) pairs a newer learner with older bookkeeping.
+        raise MirrorError(f"{mirror}: state.msgpack and extra.json are from different checkpoints (copied during "
+                          "an export?); copy the mirror again")
+    _action_chunks(mirror, t, with_actions=False)
     return t
 
 
@@ -186,34 +198,12 @@ def restore(mirror: str | Path, workdir: str | Path, log=print) -> int:
     from ampl_jax.behaviour.sac import to_env_action
 
     mirror, workdir = Path(mirror), Path(workdir)
-    t = mirror_step(mirror)
-    if t is None or not (mirror / "state.msgpack").exists():
-        raise MirrorError(f"{mirror} holds no mirrored checkpoint (extra.json and state.msgpack)")
+    t = check(mirror)
     settings = json.loads((mirror / "run.json").read_text())
     extra = json.loads((mirror / "extra.json").read_text())["extra"]
     template, obs_dim, act_dim = _sac_template(settings)
     state = serialization.from_state_dict(template, serialization.msgpack_restore((mirror / "state.msgpack").read_bytes()))
-    # state.msgpack is written before extra.json: a copy taken between the two (a commit during an
-    # export) pairs a newer learner with older bookkeeping. The learner counts its gradient steps.
-    expected = gradient_steps(t, settings["start_steps"], settings["train_every"])
-    if int(state.step) != expected:
-        raise MirrorError(
-            f"{mirror}/state.msgpack holds a learner after {int(state.step)} gradient steps, but extra.json says "
-            f"step {t} ({expected} steps): the mirror was copied during an export; copy it again"
-        )
-
-    chunks = []
-    for f in sorted((mirror / "actions").glob("*.npz"), key=lambda f: int(f.stem) if f.stem.isdigit() else -1):
-        if f.stem.isdigit() and int(f.stem) <= t:
-            with np.load(f) as z:
-                chunks.append((int(z["start"]), int(f.stem), z["act"].copy(), str(z["sha256"])))
-    covered = 0
-    for start, end, act, _ in chunks:
-        if start != covered or len(act) != end - start:
-            raise MirrorError(f"{mirror}/actions is missing steps {covered}..{start} (or a chunk is malformed)")
-        covered = end
-    if covered != t:
-        raise MirrorError(f"{mirror}/actions covers steps up to {covered}, the checkpoint is at {t}")
+    chunks = _action_chunks(mirror, t, with_actions=True)
 
     seed, start_steps = settings["seed"], settings["start_steps"]
     ckpt_every = settings["checkpoint_every"]
