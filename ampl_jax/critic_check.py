@@ -24,7 +24,8 @@ from absl import app, flags, logging
 from scipy import stats as scipy_stats
 
 from ampl_jax.data import preprocess
-from ampl_jax.eval_rules import load_ampl_run, read_ampl_config, run_cli, seed_params
+from ampl_jax.cli import markdown_table, run_cli
+from ampl_jax.eval_rules import load_ampl_run, read_ampl_config, seed_params
 from ampl_jax.evaluation import evaluate
 from ampl_jax.methods.ampl.update import make_select_action
 
@@ -145,13 +146,12 @@ def _visited(agent, actor, critic, n: int, env_id: str, episode_seed: int, key: 
 
 
 def to_markdown(rows: Sequence[dict]) -> str:
-    lines = ["| step | seed | Spearman(Q, MC value), mean over states | states with rho < 0 | MC value: Q's choice / "
-             "samples' mean / best / worst | Q: choice / mean |", "|---|---|---|---|---|---|"]
-    for r in rows:
-        lines.append(f"| {r['step']} | {r['seed']} | {r['spearman_mean']:+.2f} | {r['spearman_negative_fraction']:.2f} | "
-                     f"{r['value_chosen']:.2f} / {r['value_mean']:.2f} / {r['value_best']:.2f} / {r['value_worst']:.2f} | "
-                     f"{r['q_chosen']:.2f} / {r['q_mean']:.2f} |")
-    return "\n".join(lines)
+    header = ["step", "seed", "Spearman(Q, MC value), mean over states", "states with rho < 0",
+              "MC value: Q's choice / samples' mean / best / worst", "Q: choice / mean"]
+    return markdown_table(header, [
+        [r["step"], r["seed"], f"{r['spearman_mean']:+.2f}", f"{r['spearman_negative_fraction']:.2f}",
+         f"{r['value_chosen']:.2f} / {r['value_mean']:.2f} / {r['value_best']:.2f} / {r['value_worst']:.2f}",
+         f"{r['q_chosen']:.2f} / {r['q_mean']:.2f}"] for r in rows])
 
 
 def main(argv: list[str]) -> None:

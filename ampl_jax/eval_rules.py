@@ -21,6 +21,7 @@ import numpy as np
 from absl import app, flags, logging
 
 from ampl_jax import checkpoint, methods, results
+from ampl_jax.cli import run_cli
 from ampl_jax.data.source import load_data
 from ampl_jax.evaluation import evaluate
 from ampl_jax.methods.ampl.update import make_select_action
@@ -100,19 +101,6 @@ def seed_params(workdir: str, config: ml_collections.ConfigDict, steps: Sequence
         _, tree, _ = checkpoint.load_tree(workdir, step)
         for i, seed in enumerate(range(config.seed, config.seed + config.num_seeds)):
             yield step, seed, _seed_slice(tree["actor"], i, stacked), _seed_slice(tree["critic"], i, stacked)
-
-
-def run_cli(compute: Callable[[], list[dict]], to_markdown: Callable[[list[dict]], str], out_file: str) -> None:
-    """The tools' command-line tail: rows as a markdown table (and JSON to out_file); a bad run
-    or argument is one line on stderr and exit status 1."""
-    try:
-        rows = compute()
-    except (ValueError, OSError, checkpoint.CheckpointError) as e:
-        raise SystemExit(f"error: {str(e).splitlines()[0]}") from None
-    print(to_markdown(rows))
-    if out_file:
-        with open(out_file, "w") as f:
-            json.dump(rows, f, indent=1)
 
 
 def evaluate_rules(workdir: str, steps: Sequence[int] = (), rules: Sequence[str] = RULES,

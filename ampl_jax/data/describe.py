@@ -11,13 +11,12 @@ one out: it is often short, and so its return is low).
 
 from __future__ import annotations
 
-import json
-import sys
 from collections.abc import Sequence
 
 import numpy as np
 
-from ampl_jax.data.load import DatasetError, check_dataset_id, dataset_path
+from ampl_jax.cli import markdown_table, run_cli
+from ampl_jax.data.load import check_dataset_id, dataset_path
 
 
 def describe(dataset_id: str, complete_only: bool = False) -> dict:
@@ -60,13 +59,11 @@ def _time_limit(env_id: str) -> int:
 
 
 def to_markdown(rows: Sequence[dict]) -> str:
-    lines = ["| dataset | episodes | transitions | return per episode (mean ± std) | mean length | "
-             "score, dataset scale | score, D4RL v2 scale |", "|---|---|---|---|---|---|---|"]
-    for r in rows:
-        lines.append(f"| {r['dataset_id']} | {r['episodes']} | {r['transitions']} | {r['return_mean']:.1f} ± "
-                     f"{r['return_std']:.1f} | {r['mean_length']:.0f} | {r['normalized_score']:.1f} | "
-                     f"{r['d4rl_normalized_score']:.1f} |")
-    return "\n".join(lines)
+    header = ["dataset", "episodes", "transitions", "return per episode (mean ± std)", "mean length",
+              "score, dataset scale", "score, D4RL v2 scale"]
+    return markdown_table(header, [
+        [r["dataset_id"], r["episodes"], r["transitions"], f"{r['return_mean']:.1f} ± {r['return_std']:.1f}",
+         f"{r['mean_length']:.0f}", f"{r['normalized_score']:.1f}", f"{r['d4rl_normalized_score']:.1f}"] for r in rows])
 
 
 def main(argv: list[str]) -> None:
@@ -74,15 +71,7 @@ def main(argv: list[str]) -> None:
 
     if len(argv) < 2:
         raise SystemExit("usage: python -m ampl_jax.data.describe DATASET_ID [...] [--out_file=F] [--complete_only]")
-    try:
-        rows = [describe(d, flags.FLAGS.complete_only) for d in argv[1:]]
-    except DatasetError as e:
-        print(f"error: {str(e).splitlines()[0]}", file=sys.stderr)
-        raise SystemExit(1)
-    print(to_markdown(rows))
-    if flags.FLAGS.out_file:
-        with open(flags.FLAGS.out_file, "w") as f:
-            json.dump(rows, f, indent=1)
+    run_cli(lambda: [describe(d, flags.FLAGS.complete_only) for d in argv[1:]], to_markdown, flags.FLAGS.out_file)
 
 
 if __name__ == "__main__":
