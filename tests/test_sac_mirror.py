@@ -103,3 +103,50 @@ def test_mirrored_evals_keep_early_ones_and_each_new_best():
     # The medium snapshot is chosen among kept actors only: 1/3 of 70 is nearest 30 (kept).
     assert choose_snapshots(evals, available={100, 200, 300, 400, 600}) == {"expert": 600, "medium": 300}
     assert choose_snapshots(evals, available={100, 200, 400, 600})["medium"] == 100  # 5 is nearest 23.3
+
+
+def test_medium_replay_regenerated_from_the_mirror(runs, tmp_path, monkeypatch):
+    """A mirror inside the repository replaces the shipped npz: the buffer comes back bit for bit."""
+    import warnings
+
+    import gymnasium
+
+    from ampl_jax.behaviour import snapshots
+    from ampl_jax.behaviour.train_sac import ship
+
+    root, _, first = runs
+    monkeypatch.setattr(snapshots, "REPO_ROOT", root)
+    monkeypatch.setenv("AMPL_REPLAY_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "snap"
+    stale = snapshots.medium_replay_path(ENV, out)
+    stale.parent.mkdir(parents=True)
+    np.savez(stale, rewards=np.zeros(3))  # an older snapshot set's buffer
+    metas = ship(first, ENV, out, "test", TINY, 5, final_episodes=2, mirror=root / "m")
+    med = metas["medium"]
+    n = med["replay_transitions"]
+    assert med["replay_mirror"] == "m" and n == med["snapshot_env_steps"] and "replay_mirror" not in metas["expert"]
+    assert not stale.exists()
+    env = gymnasium.make(ENV)
+    want = first.replay.episodes(n, env.action_space.low.astype(np.float32), env.action_space.high.astype(np.float32))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # the digest must match: no "differs" warning
+        got = snapshots.load_replay(ENV, out)
+    assert sorted(got) == sorted(want)
+    for k in want:
+        np.testing.assert_array_equal(got[k], want[k])
+    assert len(list((tmp_path / "cache").glob("*.npz"))) == 1
+    # Without the repository's mirror (and nothing cached) the error says where it is expected.
+    monkeypatch.setenv("AMPL_REPLAY_CACHE", str(tmp_path / "cache2"))
+    monkeypatch.setattr(snapshots, "REPO_ROOT", tmp_path / "elsewhere")
+    with pytest.raises(snapshots.SnapshotError, match="not here: use a clone of the repository"):
+        snapshots.load_replay(ENV, out)
+
+
+def test_replay_prefix_mid_chunk(runs):
+    root, _, first = runs
+    replay, inexact = mirror_lib.replay_prefix(root / "m", 450)  # inside the 300..600 chunk
+    assert replay.size == 450 and inexact == []
+    for k in ("obs", "act", "rew", "next_obs", "term", "trunc"):
+        np.testing.assert_array_equal(getattr(replay, k)[:450], getattr(first.replay, k)[:450])
+    with pytest.raises(mirror_lib.MirrorError, match="cannot rebuild the replay as of step"):
+        mirror_lib.replay_prefix(root / "m", 10**6)

@@ -187,30 +187,26 @@ def check(mirror: str | Path) -> int:
     return t
 
 
-def restore(mirror: str | Path, workdir: str | Path, log=print) -> int:
-    """Rebuild the run folder at `workdir` from `mirror` (replay by re-simulation); returns the step.
+def _resimulate(
+    settings: dict[str, Any], chunks: list[tuple[int, int, np.ndarray | None, str]], capacity: int
+) -> tuple[HostReplay, np.random.Generator, int, list[int]]:
+    """Step the env again from step 0 with the mirrored actions of `chunks` (contiguous from 0).
 
-    Afterwards `train_sac` with the same flags and --workdir resumes as from its own checkpoint.
+    Returns the rebuilt replay, the behaviour generator after its replayed draws, the last reset
+    seed, and the ends of the chunks whose rows differ from the original's hash.
     """
     import gymnasium
-    from flax import serialization
 
     from ampl_jax.behaviour.sac import to_env_action
-
-    mirror, workdir = Path(mirror), Path(workdir)
-    t = check(mirror)
-    settings = json.loads((mirror / "run.json").read_text())
-    extra = json.loads((mirror / "extra.json").read_text())["extra"]
-    template, obs_dim, act_dim = _sac_template(settings)
-    state = serialization.from_state_dict(template, serialization.msgpack_restore((mirror / "state.msgpack").read_bytes()))
-    chunks = _action_chunks(mirror, t, with_actions=True)
 
     seed, start_steps = settings["seed"], settings["start_steps"]
     ckpt_every = settings["checkpoint_every"]
     env = gymnasium.make(settings["env_id"])
     low, high = env.action_space.low.astype(np.float32), env.action_space.high.astype(np.float32)
+    obs_dim = int(np.prod(env.observation_space.shape))
+    act_dim = int(np.prod(env.action_space.shape))
     rng = np.random.default_rng([seed, 0])  # the behaviour generator: its draws are replayed, values unused
-    replay = HostReplay(t, obs_dim, act_dim)
+    replay = HostReplay(capacity, obs_dim, act_dim)
     reset_seed = seed
     obs = env.reset(seed=reset_seed)[0]
     inexact = []
@@ -233,6 +229,44 @@ def restore(mirror: str | Path, workdir: str | Path, log=print) -> int:
         if chunk_hash({k: getattr(replay, k)[rows] for k in REPLAY_KEYS}) != sha:
             inexact.append(end)
     env.close()
+    return replay, rng, reset_seed, inexact
+
+
+def replay_prefix(mirror: str | Path, n: int) -> tuple[HostReplay, list[int]]:
+    """The run's replay buffer as of step n (its first n rows), rebuilt from the mirror's actions.
+
+    Re-simulates only the chunks up to the one holding step n (every one checked against its
+    hash); returns the replay (n rows) and the ends of the chunks that came back inexact. This is
+    how the medium-replay dataset is regenerated instead of shipped (snapshots.load_replay).
+    """
+    mirror = Path(mirror)
+    t = check(mirror)
+    if not 0 < n <= t:
+        raise MirrorError(f"{mirror} holds steps 0..{t}; cannot rebuild the replay as of step {n}")
+    settings = json.loads((mirror / "run.json").read_text())
+    chunks = _action_chunks(mirror, t, with_actions=True)
+    upto = next(i for i, c in enumerate(chunks) if c[1] >= n)
+    chunks = chunks[: upto + 1]
+    replay, _, _, inexact = _resimulate(settings, chunks, chunks[-1][1])
+    replay.size = n
+    return replay, inexact
+
+
+def restore(mirror: str | Path, workdir: str | Path, log=print) -> int:
+    """Rebuild the run folder at `workdir` from `mirror` (replay by re-simulation); returns the step.
+
+    Afterwards `train_sac` with the same flags and --workdir resumes as from its own checkpoint.
+    """
+    from flax import serialization
+
+    mirror, workdir = Path(mirror), Path(workdir)
+    t = check(mirror)
+    settings = json.loads((mirror / "run.json").read_text())
+    extra = json.loads((mirror / "extra.json").read_text())["extra"]
+    template, _, _ = _sac_template(settings)
+    state = serialization.from_state_dict(template, serialization.msgpack_restore((mirror / "state.msgpack").read_bytes()))
+    chunks = _action_chunks(mirror, t, with_actions=True)
+    replay, rng, reset_seed, inexact = _resimulate(settings, chunks, t)
     if rng.bit_generator.state != extra["rng"] or reset_seed != extra["reset_seed"]:
         raise MirrorError(
             f"re-simulating {mirror} did not retrace the run's episodes (behaviour generator state differs "

@@ -1,14 +1,19 @@
 """Shipped behaviour-policy snapshots: actor parameters (msgpack) + a JSON sidecar, per env id.
 
 Layout: ampl_jax/behaviour/snapshots/<env id>/<name>.msgpack and <name>.json, with name in
-{"medium", "expert"}, and optionally medium_replay.npz (the SAC replay buffer up to the medium
-snapshot). Parameters are stored as a plain msgpack state dict, so loading needs no template
+{"medium", "expert"}, and the SAC replay buffer up to the medium snapshot: either shipped as
+medium_replay.npz (short runs) or, when it would be tens of MB, regenerated from the run's committed
+mirror (`medium.json`'s `replay_mirror`, by re-simulating the stored actions; see mirror.py) and
+cached in ~/.cache/ampl_jax/replay. Parameters are stored as a plain msgpack state dict, so loading needs no template
 and no JAX: the dataset generator runs the actor in NumPy.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +23,7 @@ from flax import serialization
 from ampl_jax.behaviour.sac import actor_layers
 
 SNAPSHOT_DIR = Path(__file__).resolve().parent / "snapshots"
+REPO_ROOT = Path(__file__).resolve().parents[2]  # mirrors live in the repository (benchmarks/sac/state)
 SNAPSHOT_NAMES: tuple[str, ...] = ("medium", "expert")
 
 
@@ -103,17 +109,69 @@ def medium_replay_path(env_id: str, root: Path | None = None) -> Path:
 def save_replay(path: Path, episodes: dict[str, np.ndarray]) -> None:
     """Compressed npz of a replay buffer in episode layout (see `replay_episodes`)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(path, **episodes)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")  # atomic: a reader never sees half a file
+    np.savez_compressed(tmp, **episodes)
+    tmp.replace(path)
+
+
+def replay_digest(episodes: dict[str, np.ndarray]) -> str:
+    """SHA-256 of a replay in episode layout, recorded at shipping to check a regenerated one."""
+    h = hashlib.sha256()
+    for k in sorted(episodes):
+        a = np.ascontiguousarray(episodes[k])
+        h.update(f"{k}|{a.dtype.str}|{a.shape}|".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def replay_cache_dir() -> Path:
+    root = os.environ.get("AMPL_REPLAY_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "ampl_jax", "replay")
+    return Path(root)
 
 
 def load_replay(env_id: str, root: Path | None = None) -> dict[str, np.ndarray]:
-    """The shipped medium-replay buffer: observations (N + E rows: each episode's states and its
-    last next state), actions, rewards, terminations, truncations (N rows), lengths (E)."""
+    """The medium-replay buffer: observations (N + E rows: each episode's states and its last
+    next state), actions, rewards, terminations, truncations (N rows), lengths (E).
+
+    The shipped medium_replay.npz if there is one; else the buffer is rebuilt from the mirror that
+    medium.json names (about a minute per 300k steps, then cached) and checked against the digest
+    recorded when the snapshot was shipped: a different MuJoCo build may differ in the last bits,
+    which is warned about, not fatal.
+    """
     path = medium_replay_path(env_id, root)
-    if not path.exists():
+    if path.exists():
+        with np.load(path) as z:
+            return {k: z[k] for k in z.files}
+    meta_file = snapshot_dir(env_id, root) / "medium.json"
+    meta = json.loads(meta_file.read_text()) if meta_file.exists() else {}
+    if "replay_mirror" not in meta:
         raise SnapshotError(
             f"no medium-replay buffer is shipped for {env_id} ({path}); regenerate it with "
             f"`python -m ampl_jax.behaviour.train_sac --env={env_id}` (see README)"
         )
-    with np.load(path) as z:
-        return {k: z[k] for k in z.files}
+    mirror = REPO_ROOT / meta["replay_mirror"]
+    n, digest = int(meta["replay_transitions"]), meta["replay_sha256"]
+    cached = replay_cache_dir() / f"{env_id}-{digest[:16]}.npz"
+    if cached.exists():
+        with np.load(cached) as z:
+            return {k: z[k] for k in z.files}
+    if not mirror.exists():
+        raise SnapshotError(
+            f"the medium-replay buffer of {env_id} is regenerated from the SAC run's mirror {mirror}, which "
+            "is not here: use a clone of the repository (pip install -e .), where benchmarks/sac/state holds it"
+        )
+    from ampl_jax.behaviour.mirror import MirrorError, replay_prefix
+
+    try:
+        replay, inexact = replay_prefix(mirror, n)
+    except MirrorError as e:
+        raise SnapshotError(f"cannot regenerate the medium-replay buffer of {env_id}: {e}") from None
+    episodes = replay.episodes(n, np.asarray(meta["action_low"], np.float32), np.asarray(meta["action_high"], np.float32))
+    if replay_digest(episodes) != digest:
+        warnings.warn(
+            f"the regenerated medium-replay buffer of {env_id} differs in its bits from the one the snapshot was "
+            f"shipped with (chunks {inexact} re-simulate differently: another MuJoCo build?); using it as regenerated"
+        )
+    else:  # cache only an exact copy, so the cache never outlives a mismatch
+        save_replay(cached, episodes)
+    return episodes

@@ -4,11 +4,12 @@
 
 The env is stepped on the host with a NumPy actor; every `train_every` env steps the learner
 does as many gradient steps in one scanned, jitted call (update-to-data ratio 1). Every
-`eval_every` steps the deterministic policy is evaluated and its parameters kept, so the
-snapshots are chosen after the fact, the D4RL way: expert = best evaluation, medium = the
-evaluation closest to one third of the expert's. Both are then re-evaluated over
-`final_episodes` episodes (deterministic and stochastic) for the JSON sidecar, and the replay
-buffer up to the medium snapshot is written as medium_replay.npz (the medium-replay dataset).
+`eval_every` steps the policy is evaluated (stochastic and deterministic) and its parameters
+kept, so the snapshots are chosen after the fact, the D4RL way: expert = best stochastic
+evaluation, medium = the evaluation closest to one third of the expert's. Both are then
+re-evaluated over `final_episodes` episodes (deterministic and stochastic) for the JSON sidecar,
+and the replay buffer up to the medium snapshot (the medium-replay dataset) is shipped as
+medium_replay.npz or, for a run mirrored inside the repository, regenerated from its mirror.
 """
 
 from __future__ import annotations
@@ -261,13 +262,29 @@ def ship(
     seed: int,
     final_episodes: int = 10,
     save_replay: bool = True,
+    mirror: str | Path | None = None,
 ) -> dict[str, dict]:
-    """Choose, re-evaluate and write the expert/medium snapshots (+ medium replay) for `env_id`."""
+    """Choose, re-evaluate and write the expert/medium snapshots (+ medium replay) for `env_id`.
+
+    With a `mirror` inside the repository the medium replay is not written: medium.json names the
+    mirror, the number of rows and their digest, and `snapshots.load_replay` regenerates it (a 1M-step
+    run's medium buffer would be tens of MB in the package; its actions are in the mirror already).
+    """
     chosen = choose_snapshots(result.evaluations, available=set(result.params))
     env = gymnasium.make(env_id)
     low, high = env.action_space.low.astype(np.float32), env.action_space.high.astype(np.float32)
     out_dir = snapshots.snapshot_dir(env_id, out_root)
     metas = {}
+    replay_meta: dict[str, Any] = {}
+    eps = result.replay.episodes(chosen["medium"], low, high) if save_replay else None
+    if eps is not None and mirror is not None:
+        try:
+            where = Path(mirror).resolve().relative_to(snapshots.REPO_ROOT.resolve())
+        except ValueError:
+            where = None  # a mirror outside the repository cannot travel with it: ship the npz
+        if where is not None:
+            replay_meta = {"replay_mirror": str(where), "replay_transitions": int(chosen["medium"]),
+                           "replay_sha256": snapshots.replay_digest(eps)}
     for name, step in chosen.items():
         params = result.params[step]
         layers = actor_layers(params)
@@ -298,12 +315,15 @@ def ship(
             "stochastic_return_mean": float(sto.mean()),
             "stochastic_return_std": float(sto.std()),
             "periodic_evaluations": result.evaluations,
+            **(replay_meta if name == "medium" else {}),
         }
         snapshots.save_snapshot(out_dir, name, params, meta)
         metas[name] = meta
-    if save_replay:
-        eps = result.replay.episodes(chosen["medium"], low, high)
-        snapshots.save_replay(snapshots.medium_replay_path(env_id, out_root), eps)
+    npz = snapshots.medium_replay_path(env_id, out_root)
+    if eps is not None and not replay_meta:
+        snapshots.save_replay(npz, eps)
+    elif npz.exists():  # the previous snapshots' buffer: it would shadow the regenerated one
+        npz.unlink()
     env.close()
     return metas
 
@@ -336,7 +356,7 @@ def main(argv: list[str]) -> None:
         mirror=f.mirror or None,
     )
     out_root = Path(f.out) if f.out else snapshots.SNAPSHOT_DIR
-    metas = ship(result, f.env, out_root, command, config, f.seed, f.final_episodes, f.replay)
+    metas = ship(result, f.env, out_root, command, config, f.seed, f.final_episodes, f.replay, f.mirror or None)
     for name, m in metas.items():
         print(
             f"{name}: step {m['snapshot_env_steps']} return {m['return_mean']:.1f} +- {m['return_std']:.1f} "
@@ -365,7 +385,8 @@ def _define_flags() -> None:
     flags.DEFINE_list("hidden", ["256", "256"], "Hidden layer widths of actor and critics.")
     flags.DEFINE_integer("batch_size", 256, "Minibatch size.")
     flags.DEFINE_string("out", "", "Snapshot root (default: the package's ampl_jax/behaviour/snapshots).")
-    flags.DEFINE_boolean("replay", True, "Also write medium_replay.npz.")
+    flags.DEFINE_boolean("replay", True, "Also ship the medium replay: medium_replay.npz, or with --mirror inside "
+                         "the repository a pointer to the mirror it is regenerated from.")
 
 
 if __name__ == "__main__":
