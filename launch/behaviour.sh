@@ -8,8 +8,8 @@
 # same line again resumes every run from its newest checkpoint (a finished run just re-ships its
 # snapshots). Every checkpoint is also exported to benchmarks/sac/state/<env>-s<seed> (actions,
 # learner state, eval actors: a few MB, meant to be committed), from which the same line rebuilds
-# the run on a fresh machine whose run folder is gone (ampl_jax/behaviour/mirror.py). On finishing, the run writes the expert/medium snapshots and medium_replay.npz into
-# the package and its curve into benchmarks/sac/. XLA is kept to one thread per run so that two
+# the run on a fresh machine whose run folder is gone (ampl_jax/behaviour/mirror.py). On finishing, the run writes the expert/medium snapshots into the package
+# (medium.json names the mirror the medium-replay buffer is regenerated from) and its curve into benchmarks/sac/. XLA is kept to one thread per run so that two
 # lanes share a 2-core machine without contention; runs are niced so interactive work comes first.
 set -euo pipefail
 # `nice` alone does not keep a background job out of interactive work's way on Linux: with
