@@ -7,15 +7,15 @@ configs/default.py re-exports it for `--config=configs/default.py`.
 
 import ml_collections
 
-# Version of the locally made datasets (`ampl/<env>/<family>-v<N>`): bumped whenever the shipped
-# SAC snapshots (ampl_jax/behaviour/snapshots) change, so that a dataset made on a machine from
-# older snapshots is never taken for one of the current ones.
-LOCAL_DATA_VERSION = 0
+# Version of the locally made datasets (`ampl/<env>/<family>-v<N>`), per env family: bumped
+# whenever that env's shipped SAC snapshots (ampl_jax/behaviour/snapshots) change, so that a
+# dataset made on a machine from older snapshots is never taken for one of the current ones.
+LOCAL_DATA_VERSION: dict[str, int] = {"hopper": 0, "walker2d": 0, "halfcheetah": 0}
 
 
 def local_dataset_id(family: str, name: str) -> str:
     """ampl-jax's own dataset id for an env family ("hopper") and dataset name ("medium-replay")."""
-    return f"ampl/{family}/{name}-v{LOCAL_DATA_VERSION}"
+    return f"ampl/{family}/{name}-v{LOCAL_DATA_VERSION.get(family, 0)}"
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -274,7 +274,7 @@ def get_config() -> ml_collections.ConfigDict:
 
 def medium_task(env_id: str, family: str, horizon: int) -> ml_collections.ConfigDict:
     """A per-task config: the official Minari medium dataset, with an offline fallback to
-    ampl-jax's own `ampl/<family>/medium-v0`, made on first use from the shipped SAC policy."""
+    ampl-jax's own `ampl/<family>/medium-v<N>` (N: LOCAL_DATA_VERSION), made on first use from the shipped SAC policy."""
     c = get_config()
     c.dataset.id = f"mujoco/{family}/medium-v0"  # official id: --config.dataset.download=True
     c.dataset.fallback_id = local_dataset_id(family, "medium")

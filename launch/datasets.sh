@@ -2,7 +2,7 @@
 # D4RL-sized datasets of the five families for the shipped SAC policies, and their table
 # (issue: D4RL-strength data): random, medium and expert 1M transitions, medium-expert 2M (half
 # each), medium-replay the whole replay buffer up to the medium snapshot. Ids are
-# ampl/<env>/<family>-v<N> (N = config_default.LOCAL_DATA_VERSION, the snapshots' version), the
+# ampl/<env>/<family>-v<N> (N = config_default.LOCAL_DATA_VERSION[env], the snapshots' version), the
 # ones the configs' offline fallbacks and the benchmark read. Resumable: datasets already in the
 # local Minari store are kept. Then `python -m ampl_jax.data.describe` writes the behaviour
 # returns (raw, dataset scale, D4RL scale) to benchmarks/datasets/table.{md,json}.
@@ -11,14 +11,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 envs="${ENVS:-Hopper-v5 Walker2d-v5 HalfCheetah-v5}"
-version=$(python -c "from ampl_jax.config_default import LOCAL_DATA_VERSION as v; print(v)")
 store="${MINARI_DATASETS_PATH:-$HOME/.minari/datasets}"
 ids=()
 for env in ${envs}; do
   fam=$(python -c "from ampl_jax.data.scores import env_family; print(env_family('${env}'))")
   for family in random medium expert medium-replay medium-expert; do
     case "${family}" in medium-expert | medium-replay) steps=2000000 ;; *) steps=1000000 ;; esac
-    id="ampl/${fam}/${family}-v${version}"
+    id=$(python -c "from ampl_jax.config_default import local_dataset_id; print(local_dataset_id('${fam}', '${family}'))")
     ids+=("${id}")
     if [ -d "${store}/${id}/data" ]; then echo "have ${id}"; continue; fi
     python -m ampl_jax.data.make_dataset --env="${env}" --policy="${family}" --steps="${steps}" \

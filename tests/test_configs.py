@@ -6,6 +6,7 @@ import re
 import pytest
 
 from ampl_jax import configuration
+from ampl_jax.config_default import LOCAL_DATA_VERSION
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CASES = [(name, None) for name in sorted(os.listdir(os.path.join(ROOT, "configs")))
@@ -39,7 +40,7 @@ def test_config_file_that_does_not_load_names_file_and_reason(tmp_path, text, ar
 
 def test_config_file_argument_after_the_colon():
     c = configuration.load_file(os.path.join(ROOT, "configs", "cpu_scale.py") + ":walker")
-    assert c.dataset.fallback_id == "ampl/walker2d/medium-v0"
+    assert c.dataset.fallback_id == f"ampl/walker2d/medium-v{LOCAL_DATA_VERSION['walker2d']}"
 
 
 def test_cpu_scale_tasks_use_the_local_medium_datasets():
@@ -47,7 +48,7 @@ def test_cpu_scale_tasks_use_the_local_medium_datasets():
 
     for task, family in (("hopper", "hopper"), ("walker", "walker2d")):
         c = cpu_scale.get_config(task)
-        assert c.dataset.fallback_id == f"ampl/{family}/medium-v0" and c.num_seeds == 3
+        assert c.dataset.fallback_id == f"ampl/{family}/medium-v{LOCAL_DATA_VERSION[family]}" and c.num_seeds == 3
     with pytest.raises(ValueError, match="unknown cpu_scale task"):
         cpu_scale.get_config("ant")
 
@@ -90,7 +91,7 @@ def test_benchmark_cells_use_their_family_and_the_papers_horizon():
 
     c = benchmark.get_config("walker-medium_replay")
     assert (c.dataset.id, c.dataset.create_policy, c.dataset.create_env) == (
-        "ampl/walker2d/medium-replay-v0", "medium-replay", "Walker2d-v5")
+        f"ampl/walker2d/medium-replay-v{LOCAL_DATA_VERSION['walker2d']}", "medium-replay", "Walker2d-v5")
     assert c.rollout.horizon == 5 and c.eval.episodes == 10 and c.num_seeds == 3
     assert benchmark.get_config("hopper-medium_expert").rollout.horizon == 3
     configuration.validate(c)
