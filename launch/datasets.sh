@@ -20,8 +20,10 @@ for env in ${envs}; do
     id=$(python -c "from ampl_jax.config_default import local_dataset_id; print(local_dataset_id('${fam}', '${family}'))")
     ids+=("${id}")
     if [ -d "${store}/${id}/data" ]; then echo "have ${id}"; continue; fi
+    t0=${SECONDS}
     python -m ampl_jax.data.make_dataset --env="${env}" --policy="${family}" --steps="${steps}" \
       --seed=0 --dataset-id="${id}" --noprogress
+    echo "made ${id} in $((SECONDS - t0)) s"
   done
 done
 mkdir -p benchmarks/datasets
