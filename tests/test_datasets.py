@@ -206,3 +206,36 @@ def test_describe_returns_by_hand(family_datasets, env_id):
     assert row["d4rl_normalized_score"] == pytest.approx(100 * (every.mean() - d_lo) / (d_hi - d_lo))
     # The budget cut the last (short) episode: complete_only leaves it out.
     assert describe(dataset_id, complete_only=True)["return_mean"] == pytest.approx(complete.mean())
+
+
+@pytest.mark.parametrize("policy, steps", [("random", 400), ("medium-expert", 1200)])
+def test_in_memory_collection_equals_minari_data_collector(minari_root, policy, steps):
+    """make_dataset writes its episodes in one go; the dataset is the one minari.DataCollector
+    writes episode by episode (same steps, seeds, ends), the way make_dataset used to collect."""
+    env_id, seed = "Hopper-v5", 3
+    ours = f"test/hopper/{policy}-ours-v0"
+    make_dataset(env_id, policy, steps, seed, ours, progress=False)
+
+    env = gymnasium.make(env_id)
+    collector = minari.DataCollector(env, record_infos=False)
+    halves = [("medium", steps // 2, seed), ("expert", steps - steps // 2, seed + 1)] if policy == "medium-expert" \
+        else [(policy, steps, seed)]
+    episode_seeds = np.random.default_rng([seed, 1])
+    for name, n, s in halves:
+        act = policies.make_policy(name, env, s)
+        obs, _ = collector.reset(seed=int(episode_seeds.integers(2**31)))
+        for t in range(n):
+            obs, _, terminated, truncated, _ = collector.step(act(obs))
+            if (terminated or truncated) and t < n - 1:
+                obs, _ = collector.reset(seed=int(episode_seeds.integers(2**31)))
+    theirs = f"test/hopper/{policy}-collector-v0"
+    collector.create_dataset(dataset_id=theirs, eval_env=env_id, algorithm_name="test", author="test")
+    collector.close()
+
+    a, b = (list(minari.load_dataset(d).iterate_episodes()) for d in (ours, theirs))
+    assert len(a) == len(b) > (2 if policy == "random" else 1)
+    for x, y in zip(a, b):
+        assert x.id == y.id
+        for k in ("observations", "actions", "rewards", "terminations", "truncations"):
+            np.testing.assert_array_equal(getattr(x, k), getattr(y, k), err_msg=k)
+    assert sum(len(x.rewards) for x in a) == steps
