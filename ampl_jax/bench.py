@@ -93,7 +93,7 @@ def markdown(results: dict[str, Any]) -> str:
         env = results.get("env", {})
         lines += ["", f"compute dtype on {env.get('cpu_model', '?')} (bf16 flags: {env.get('cpu_bf16_flags', '?')})", "",
                   "| figure | float32 | bfloat16 | bfloat16 speed / float32 |", "|---|---|---|---|"]
-        for name in ("fused_interleaved", "fused_no_miw", "miw", "model_epoch", "rollout"):
+        for name in ("fused_interleaved", "fused_no_miw", "miw", "model_epoch", "rollout", "matmul_512x400", "matmul_2048"):
             if name in pr:
                 x = pr[name]
                 lines.append(f"| {name} ({x['unit']}) | {x['float32']['per_s']:.1f} | {x['bfloat16']['per_s']:.1f} "

@@ -213,10 +213,16 @@ def suite_miw(quick: bool) -> dict[str, Any]:
     return out
 
 
+# (name, rows, n): chained (rows, n) @ (n, n) matmuls; the paper's batch through a 400-wide layer,
+# and a large square one that any bfloat16 matrix unit (AMX, AVX512-BF16) would speed up.
+MATMUL_SHAPES = (("matmul_512x400", 512, 400), ("matmul_2048", 2048, 2048))
+
+
 def suite_precision(quick: bool) -> dict[str, Any]:
     """float32 against bfloat16 matmul inputs (compute.dtype and compute.model_dtype together) at
     paper sizes: the fused update_step with and without MIW, a block of MIW steps, an ensemble
-    training epoch and a 32k-transition rollout of the actor. Windows of every (figure, dtype)
+    training epoch and a 32k-transition rollout of the actor; and bare jitted matmuls, which say
+    whether XLA uses the CPU's bfloat16 units at all. Windows of every (figure, dtype)
     pair are interleaved round by round, so load drift hits both dtypes alike; medians reported,
     and the bfloat16 speed as a ratio to float32 (> 1: bfloat16 faster)."""
     from ampl_jax.methods.ampl.update import make_update_step, model_rollouts
@@ -250,6 +256,14 @@ def suite_precision(quick: bool) -> dict[str, Any]:
         carry = EpochCarry(model.params, model.opt_state, model.params, inf, inf)
         cases["model_epoch", dt] = dict(call=lambda s, d, epoch=epoch: epoch(s, jax.random.PRNGKey(2), d)[0],
                                         state=carry, data=fit_data, units=cfg.epoch_steps, unit="model steps/s")
+    for dt in dtypes:  # what XLA's matmul alone gets from the dtype, apart from the rest of the step
+        for name, rows, n in MATMUL_SHAPES:
+            rows, n = (rows // 4, n // 4) if quick else (rows, n)
+            reps = 4
+            x = jax.random.normal(jax.random.PRNGKey(3), (rows, n), dt)
+            w = (jax.random.normal(jax.random.PRNGKey(4), (n, n)) / np.sqrt(n)).astype(dt)  # keeps |x| steady
+            chain = jax.jit(lambda x, w, reps=reps: jax.lax.fori_loop(0, reps, lambda _, x: x @ w, x))
+            cases[name, dt] = dict(call=chain, state=x, data=w, units=2.0 * reps * rows * n * n / 1e9, unit="GFLOP/s")
     for case in cases.values():  # compile and warm up
         t = time.perf_counter()
         case["state"] = _block(case["call"](case["state"], case["data"]))
