@@ -6,6 +6,8 @@
 # evaluation rule in ROOT/report.md, the actor's own sample in ROOT/one_sample/report.md.
 #   bash launch/benchmark.sh [ROOT]
 #   CELLS="hopper-medium walker-medium" bash launch/benchmark.sh runs/benchmark
+# Two lanes (one per core) share the grid: start the same line twice; each run is claimed by the
+# launcher that runs it (launch/sweep.py::claim), the other skips it as busy and takes the next.
 set -euo pipefail
 root="${1:-benchmarks/benchmark/grid}"
 cells="${CELLS:-hopper-medium_replay walker-medium_replay hopper-medium_expert walker-medium_expert}"

@@ -274,6 +274,55 @@ def is_done(run: Run) -> bool:
     return os.path.exists(os.path.join(run.workdir, "summary.json"))
 
 
+CLAIM = ".sweep_claim"  # in a workdir while a launcher runs it: "<host> <pid>"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def claim(workdir: str) -> bool:
+    """Take the run for this launcher, so that two sweeps over one root (two lanes of
+    launch/benchmark.sh, say) never run the same workdir at once: the second skips it and moves on.
+    A claim left by a dead launcher on this host is taken over; one from another host is honoured
+    (delete the file if that host is gone)."""
+    os.makedirs(workdir, exist_ok=True)
+    path = os.path.join(workdir, CLAIM)
+    me = f"{os.uname().nodename} {os.getpid()}"
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            try:
+                host, pid = open(path).read().split()
+            except (OSError, ValueError):
+                return False  # being written by its owner this instant, or unreadable: leave it
+            if host != os.uname().nodename or _alive(int(pid)):
+                return False
+            try:
+                os.remove(path)  # stale: its launcher died without releasing it
+            except FileNotFoundError:
+                pass
+            continue
+        with os.fdopen(fd, "w") as f:
+            f.write(me)
+        return True
+    return False
+
+
+def release(workdir: str) -> None:
+    try:
+        os.remove(os.path.join(workdir, CLAIM))
+    except FileNotFoundError:
+        pass
+
+
 def dry_run_lines(runs: Sequence[Run], python: str, rerun: bool = False) -> list[str]:
     """The commands as a shell script; runs that would be skipped are commented out."""
     lines = []
@@ -287,7 +336,8 @@ def execute(runs: Sequence[Run], python: str, *, parallel: int = 1, rerun: bool 
             env: Mapping[str, str] | None = None, poll_s: float = 0.2, log=print) -> dict[str, Any]:
     """Run each command with stdout/stderr in its workdir, `parallel` at a time.
 
-    Returns {workdir: exit code, or 'skipped'}; Ctrl-C terminates the runs this call started.
+    Returns {workdir: exit code, 'skipped' (done) or 'busy' (another launcher is running it)};
+    Ctrl-C terminates the runs this call started.
     """
     pending = [r for r in runs if rerun or not is_done(r)]
     results: dict[str, Any] = {r.workdir: "skipped" for r in runs if r not in pending}
@@ -300,7 +350,16 @@ def execute(runs: Sequence[Run], python: str, *, parallel: int = 1, rerun: bool 
             while pending and len(active) < max(1, parallel):
                 run = pending.pop(0)
                 started += 1
-                os.makedirs(run.workdir, exist_ok=True)
+                if not claim(run.workdir):
+                    results[run.workdir] = "busy"
+                    log(f"[{started}/{total}] busy {run.workdir} (another launcher runs it: "
+                        f"{os.path.join(run.workdir, CLAIM)})")
+                    continue
+                if not rerun and is_done(run):  # finished by another launcher since the listing
+                    release(run.workdir)
+                    results[run.workdir] = "skipped"
+                    log(f"skip {run.workdir} (summary.json exists; --rerun to run again)")
+                    continue
                 cmd = run.command(python)
                 with open(os.path.join(run.workdir, "command.sh"), "w") as f:
                     f.write(shlex.join(cmd) + "\n")
@@ -318,6 +377,7 @@ def execute(runs: Sequence[Run], python: str, *, parallel: int = 1, rerun: bool 
                 active.remove(item)
                 for f in files:
                     f.close()
+                release(run.workdir)
                 results[run.workdir] = rc
                 status = "ok" if rc == 0 else f"FAILED rc={rc}, see {os.path.join(run.workdir, 'stderr.log')}"
                 log(f"done {run.workdir} in {time.time() - t0:.0f}s: {status}")
@@ -334,15 +394,18 @@ def execute(runs: Sequence[Run], python: str, *, parallel: int = 1, rerun: bool 
                 proc.wait()
             for f in files:
                 f.close()
+            release(run.workdir)
     return results
 
 
 def summarise(results: Mapping[str, Any]) -> tuple[str, bool]:
     """One block of text with the counts and every failed workdir; True if all succeeded."""
-    failed = {w: rc for w, rc in results.items() if rc not in (0, "skipped")}
+    failed = {w: rc for w, rc in results.items() if rc not in (0, "skipped", "busy")}
     ok = sum(rc == 0 for rc in results.values())
     skipped = sum(rc == "skipped" for rc in results.values())
-    lines = [f"sweep: {ok} ok, {len(failed)} failed, {skipped} skipped of {len(results)} runs"]
+    busy = sum(rc == "busy" for rc in results.values())
+    lines = [f"sweep: {ok} ok, {len(failed)} failed, {skipped} skipped"
+             + (f", {busy} busy (run by another launcher)" if busy else "") + f" of {len(results)} runs"]
     lines += [f"  FAILED (exit {rc}{', stopped: run again to resume' if rc in (143, -15) else ''}): {w}"
               for w, rc in failed.items()]
     return "\n".join(lines), not failed

@@ -195,3 +195,29 @@ def test_bad_grid_is_one_line_error():
     proc = _sweep("--config=configs/hopper.py", "--datasets=d", "--grid=rollout.horizon", "--dry_run")
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines() == ["error: bad --grid entry 'rollout.horizon': expected KEY=V1,V2"]
+
+
+def test_claim_keeps_two_launchers_off_one_run(tmp_path):
+    runs = [sweep.Run("d", "base", s, str(tmp_path / f"s{s}"), ("-c", f"print({s})")) for s in range(2)]
+    assert sweep.claim(runs[0].workdir)  # as if another launcher (alive: this process) ran s0
+    assert not sweep.claim(runs[0].workdir)
+    results = sweep.execute(runs, sys.executable, poll_s=0.02, log=lambda s: None)
+    assert results == {runs[0].workdir: "busy", runs[1].workdir: 0}
+    assert not (tmp_path / "s0" / "stdout.log").exists()  # never started here
+    assert not (tmp_path / "s1" / sweep.CLAIM).exists()  # released when its run ended
+    text, ok = sweep.summarise(results)
+    assert ok and text == "sweep: 1 ok, 0 failed, 0 skipped, 1 busy (run by another launcher) of 2 runs"
+    sweep.release(runs[0].workdir)
+    assert sweep.execute(runs[:1], sys.executable, poll_s=0.02, log=lambda s: None) == {runs[0].workdir: 0}
+
+
+def test_claim_of_a_dead_launcher_is_taken_over(tmp_path):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    wd = tmp_path / "run"
+    wd.mkdir()
+    (wd / sweep.CLAIM).write_text(f"{os.uname().nodename} {dead.pid}")
+    assert sweep.claim(str(wd))
+    assert (wd / sweep.CLAIM).read_text() == f"{os.uname().nodename} {os.getpid()}"
+    (wd / sweep.CLAIM).write_text(f"another-host {dead.pid}")  # other hosts' claims are honoured
+    assert not sweep.claim(str(wd))
