@@ -99,10 +99,26 @@ def hopper_random(minari_root: str) -> str:
     return HOPPER_RANDOM_ID
 
 
+_SLOW_LEFT_OUT: list[int] = [0]  # in the controller under pytest-xdist: what the workers reported
+
+
+def pytest_deselected(items) -> None:
+    _SLOW_LEFT_OUT[0] += sum(item.get_closest_marker("slow") is not None for item in items)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    if hasattr(session.config, "workeroutput"):  # an xdist worker: tell the controller
+        session.config.workeroutput["slow_deselected"] = _SLOW_LEFT_OUT[0]
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error) -> None:
+    """xdist controller: every worker collects (and deselects) the whole suite; keep one count."""
+    _SLOW_LEFT_OUT[0] = max(_SLOW_LEFT_OUT[0], getattr(node, "workeroutput", {}).get("slow_deselected", 0))
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, exitstatus: int, config: pytest.Config) -> None:
     """Say so when the slow tests were left out (the default `-m 'not slow'` of pyproject.toml)."""
-    deselected = terminalreporter.stats.get("deselected", [])
-    slow = [item for item in deselected if item.get_closest_marker("slow") is not None]
-    if slow:
-        terminalreporter.write_line(f"{len(slow)} slow tests deselected (multi-process and multi-device end-to-end "
-                                    "runs): run them with `python -m pytest -m slow`")
+    if _SLOW_LEFT_OUT[0]:
+        terminalreporter.write_line(f"{_SLOW_LEFT_OUT[0]} slow tests deselected (multi-process and multi-device "
+                                    "end-to-end runs): run them with `python -m pytest -m slow`")

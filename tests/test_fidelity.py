@@ -134,25 +134,33 @@ def test_generator_loss_reads_the_discriminator_before_its_step():
     state = _at_epoch(state, config, 1)  # warm start: the generator loss alone drives the actor
     key = jax.random.PRNGKey(7)
     new, _ = jax.jit(lambda s: iteration(agent, s, data, key, True))(state)
-    # replay the iteration's pieces with the same keys: critic step, then the policy loss
-    k_real, k_model, k_critic, k_gan, k_q, _, _ = jax.random.split(key, 7)
-    n = config.agent.batch_size
-    f = update_lib.real_fraction(update_lib._epoch(agent, state.step), config.rollout)
-    batch = update_lib._mix(
-        miw_step_lib._gather(data, jax.random.randint(k_real, (n,), 0, data.observations.shape[0])),
-        update_lib.buffer_sample(state.buffer, k_model, n), jnp.round(f * n))
-    after_critic, _ = update_lib._critic_step(agent, state, batch, k_critic)
-    pairs = update_lib._gan_pairs(agent, after_critic, data, k_gan, jnp.round(f * n))
-    q_noise = agent.noise(k_q, n)
-    grads = jax.grad(lambda p: update_lib._policy_loss(agent, after_critic, p, batch.observations, q_noise, pairs)[0])(
-        after_critic.actor)
-    expected = update_lib._actor_step(agent, after_critic, grads).actor
+
+    @jax.jit  # one program: op-by-op dispatch of these pieces took ~45 s
+    def replay(state):
+        """The iteration's pieces with the same keys: critic step, then the policy loss."""
+        k_real, k_model, k_critic, k_gan, k_q, _, _ = jax.random.split(key, 7)
+        n = config.agent.batch_size
+        f = update_lib.real_fraction(update_lib._epoch(agent, state.step), config.rollout)
+        batch = update_lib._mix(
+            miw_step_lib._gather(data, jax.random.randint(k_real, (n,), 0, data.observations.shape[0])),
+            update_lib.buffer_sample(state.buffer, k_model, n), jnp.round(f * n))
+        after_critic, _ = update_lib._critic_step(agent, state, batch, k_critic)
+        pairs = update_lib._gan_pairs(agent, after_critic, data, k_gan, jnp.round(f * n))
+        q_noise = agent.noise(k_q, n)
+
+        def policy_grads(disc):
+            return jax.grad(lambda p: update_lib._policy_loss(
+                agent, after_critic.replace(disc=disc), p, batch.observations, q_noise, pairs)[0])(after_critic.actor)
+
+        grads = policy_grads(after_critic.disc)
+        expected = update_lib._actor_step(agent, after_critic, grads).actor
+        stepped = update_lib._disc_step(agent, after_critic, pairs, jax.random.PRNGKey(0))[0]
+        return expected, grads, policy_grads(stepped.disc)
+
+    expected, grads, grads_after = replay(state)
     for got, exp in zip(jax.tree.leaves(new.actor), jax.tree.leaves(expected)):
         np.testing.assert_allclose(np.asarray(got), np.asarray(exp), rtol=1e-5, atol=1e-6)
     # and differs from an update against the stepped discriminator
-    stepped = update_lib._disc_step(agent, after_critic, pairs, jax.random.PRNGKey(0))[0]
-    grads_after = jax.grad(lambda p: update_lib._policy_loss(
-        agent, after_critic.replace(disc=stepped.disc), p, batch.observations, q_noise, pairs)[0])(after_critic.actor)
     assert not all(np.allclose(a, b) for a, b in zip(jax.tree.leaves(grads), jax.tree.leaves(grads_after)))
 
 
