@@ -213,9 +213,10 @@ def suite_miw(quick: bool) -> dict[str, Any]:
     return out
 
 
-# (name, rows, n): chained (rows, n) @ (n, n) matmuls; the paper's batch through a 400-wide layer,
-# and a large square one that any bfloat16 matrix unit (AMX, AVX512-BF16) would speed up.
-MATMUL_SHAPES = (("matmul_512x400", 512, 400), ("matmul_2048", 2048, 2048))
+# (name, rows, n, reps): `reps` chained (rows, n) @ (n, n) matmuls per window (~0.2-0.4 s on a Zen 4
+# core pair); the paper's batch through a 400-wide layer, and a large square one that any bfloat16
+# matrix unit (AMX, AVX512-BF16) would speed up.
+MATMUL_SHAPES = (("matmul_512x400", 512, 400, 128), ("matmul_2048", 2048, 2048, 4))
 
 
 def suite_precision(quick: bool) -> dict[str, Any]:
@@ -257,9 +258,8 @@ def suite_precision(quick: bool) -> dict[str, Any]:
         cases["model_epoch", dt] = dict(call=lambda s, d, epoch=epoch: epoch(s, jax.random.PRNGKey(2), d)[0],
                                         state=carry, data=fit_data, units=cfg.epoch_steps, unit="model steps/s")
     for dt in dtypes:  # what XLA's matmul alone gets from the dtype, apart from the rest of the step
-        for name, rows, n in MATMUL_SHAPES:
+        for name, rows, n, reps in MATMUL_SHAPES:
             rows, n = (rows // 4, n // 4) if quick else (rows, n)
-            reps = 4
             x = jax.random.normal(jax.random.PRNGKey(3), (rows, n), dt)
             w = (jax.random.normal(jax.random.PRNGKey(4), (n, n)) / np.sqrt(n)).astype(dt)  # keeps |x| steady
             chain = jax.jit(lambda x, w, reps=reps: jax.lax.fori_loop(0, reps, lambda _, x: x @ w, x))
