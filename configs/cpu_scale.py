@@ -4,7 +4,7 @@
     python -m ampl_jax.main --config=configs/cpu_scale.py:walker --config.miw.schedule=none ...
 
 The task (`hopper` or `walker`) follows the colon. Data are the per-task configs' offline
-fallbacks, `ampl/<env>/medium-v0` (1M steps of the shipped medium SAC policy, made on first use).
+fallbacks, `ampl/<env>/medium-v1` (1M steps of the shipped medium SAC policy, made on first use).
 Everything that costs time is cut to fit a 2-core CPU (`default.cpu_budget`, shared with the
 quick start): 20k iterations with 3 vmapped seeds, smaller networks, rollouts and model-fit
 budget, and shorter schedules (Q term after 4k iterations, real-data fraction falling from 5k,
