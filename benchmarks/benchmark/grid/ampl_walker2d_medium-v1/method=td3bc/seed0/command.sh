@@ -1,0 +1,1 @@
+/root/.pyenv/versions/3.11.7/bin/python -m ampl_jax.main --config=configs/benchmark.py:walker-medium --workdir=benchmarks/benchmark/grid/ampl_walker2d_medium-v1/method=td3bc/seed0 --config.seed=0 --config.method=td3bc --noprogress
