@@ -1,0 +1,1 @@
+python -m ampl_jax.main --config=configs/benchmark.py:walker-medium --config.method=td3bc --config.num_seeds=3 --config.train.total_steps=100000 --config.train.eval_every=10000 --config.checkpoint.every=50000 --noprogress --workdir=runs/td3bc_walker_medium_100k
