@@ -20,7 +20,7 @@ import jax
 from absl import app, flags
 
 from ampl_jax import precision  # noqa: E402  (cpu_info: importable without this module's flags)
-from ampl_jax.bench_agent import suite_miw, suite_precision, suite_seeds, suite_update
+from ampl_jax.bench_agent import MATMUL_SHAPES, suite_miw, suite_precision, suite_seeds, suite_update
 from ampl_jax.bench_model import suite_fits, suite_model, suite_rollout
 
 FLAGS = flags.FLAGS
@@ -93,7 +93,7 @@ def markdown(results: dict[str, Any]) -> str:
         env = results.get("env", {})
         lines += ["", f"compute dtype on {env.get('cpu_model', '?')} (bf16 flags: {env.get('cpu_bf16_flags', '?')})", "",
                   "| figure | float32 | bfloat16 | bfloat16 speed / float32 |", "|---|---|---|---|"]
-        for name in ("fused_interleaved", "fused_no_miw", "miw", "model_epoch", "rollout", "matmul_512x400", "matmul_2048"):
+        for name in ("fused_interleaved", "fused_no_miw", "miw", "model_epoch", "rollout", *(m[0] for m in MATMUL_SHAPES)):
             if name in pr:
                 x = pr[name]
                 lines.append(f"| {name} ({x['unit']}) | {x['float32']['per_s']:.1f} | {x['bfloat16']['per_s']:.1f} "

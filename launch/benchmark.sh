@@ -13,6 +13,20 @@
 # are written once, when every lane is done. Extra lanes log to ${TMPDIR:-/tmp}/benchmark-lane<i>.log.
 set -euo pipefail
 root="${1:-benchmarks/benchmark/grid}"
+cells="${CELLS:-hopper-medium_replay walker-medium_replay hopper-medium_expert walker-medium_expert}"
+# Method by method, every cell each (launch/benchmark_grid.json's order: the quick baselines first),
+# so the table fills evenly and a sitting's work is a set of finished runs.
+variants=$(python -c "import json; [print(';'.join(f'{k}={v}' for k, v in e.items())) \
+  for e in json.load(open('${GRID:-launch/benchmark_grid.json}'))]")
+lane() {
+  for variant in ${variants}; do
+    for cell in ${cells}; do
+      python -m launch.sweep --config="configs/benchmark.py:${cell}" --seeds=0 \
+        --grid="${variant}" --root="${root}"
+    done
+  done
+}
+status=0
 lanes="${LANES:-1}"
 if [ "${lanes}" -gt 1 ]; then
   export XLA_FLAGS="${XLA_FLAGS:-} --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
@@ -22,26 +36,14 @@ if [ "${lanes}" -gt 1 ]; then
     pids+=($!)
     sleep 5  # let the lanes claim different runs from the start
   done
-  status=0
-  LANES=1 NO_REPORT=1 bash "$0" "$@" || status=$?
+  lane || status=$?
   for pid in "${pids[@]}"; do wait "${pid}" || status=$?; done
-  python -m ampl_jax.report "${root}" --last_k=3
-  python -m ampl_jax.report "${root}" --last_k=3 --metric=one_sample_normalized_score --out="${root}/one_sample"
-  exit "${status}"
+else
+  lane
 fi
-cells="${CELLS:-hopper-medium_replay walker-medium_replay hopper-medium_expert walker-medium_expert}"
-# Method by method, every cell each (launch/benchmark_grid.json's order: the quick baselines first),
-# so the table fills evenly and a sitting's work is a set of finished runs.
-variants=$(python -c "import json; [print(';'.join(f'{k}={v}' for k, v in e.items())) \
-  for e in json.load(open('${GRID:-launch/benchmark_grid.json}'))]")
-for variant in ${variants}; do
-  for cell in ${cells}; do
-    python -m launch.sweep --config="configs/benchmark.py:${cell}" --seeds=0 \
-      --grid="${variant}" --root="${root}"
-  done
-done
 [ -n "${NO_REPORT:-}" ] && exit 0
 # Both evaluation rules (configs/benchmark.py::protocol): the paper's best of N by min Q, and the
 # actor's own sample (BC, TD3+BC and MOPO have one rule and show it in both).
 python -m ampl_jax.report "${root}" --last_k=3
 python -m ampl_jax.report "${root}" --last_k=3 --metric=one_sample_normalized_score --out="${root}/one_sample"
+exit "${status}"

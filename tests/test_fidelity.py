@@ -135,7 +135,7 @@ def test_generator_loss_reads_the_discriminator_before_its_step():
     key = jax.random.PRNGKey(7)
     new, _ = jax.jit(lambda s: iteration(agent, s, data, key, True))(state)
 
-    @jax.jit  # one program: op-by-op dispatch of these pieces took ~45 s
+    @jax.jit  # one program rather than op-by-op dispatch of every piece
     def replay(state):
         """The iteration's pieces with the same keys: critic step, then the policy loss."""
         k_real, k_model, k_critic, k_gan, k_q, _, _ = jax.random.split(key, 7)
