@@ -8,6 +8,7 @@
 #   CELLS="hopper-medium walker-medium" bash launch/benchmark.sh runs/benchmark
 #   LANES=2 bash launch/benchmark.sh                  # one lane per core (2-core machine)
 #   GRID=my_grid.json bash launch/benchmark.sh        # another list of variants (same format)
+#   COMMIT=1 LANES=2 bash launch/benchmark.sh         # git-commit each finished run as it lands
 # Lanes share the grid: each run is claimed by the launcher that runs it (launch/sweep.py::claim),
 # the others skip it as busy and take the next; each lane keeps XLA to one thread, and the reports
 # are written once, when every lane is done. Extra lanes log to ${TMPDIR:-/tmp}/benchmark-lane<i>.log.
@@ -23,6 +24,9 @@ lane() {
     for cell in ${cells}; do
       python -m launch.sweep --config="configs/benchmark.py:${cell}" --seeds=0 \
         --grid="${variant}" --root="${root}"
+      if [ -n "${COMMIT:-}" ]; then
+        bash launch/commit_runs.sh "${root}" || echo "warning: committing finished runs failed" >&2
+      fi
     done
   done
 }

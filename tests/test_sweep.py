@@ -221,3 +221,51 @@ def test_claim_of_a_dead_launcher_is_taken_over(tmp_path):
     assert (wd / sweep.CLAIM).read_text() == f"{os.uname().nodename} {os.getpid()}"
     (wd / sweep.CLAIM).write_text(f"another-host {dead.pid}")  # other hosts' claims are honoured
     assert not sweep.claim(str(wd))
+
+
+def _git(repo, *args):
+    env = dict(os.environ, GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t",
+               GIT_COMMITTER_EMAIL="t@t")
+    return subprocess.run(["git", *args], cwd=repo, env=env, capture_output=True, text=True, check=True).stdout
+
+
+def test_commit_runs_commits_finished_runs_only(tmp_path):
+    """launch/commit_runs.sh: one commit of the run folders with summary.json (their ignored
+    checkpoints left out), unfinished runs and the user's other changes left alone; idempotent."""
+    repo = tmp_path / "repo"
+    (repo / "grid").mkdir(parents=True)
+    _git(repo, "init", "-q")
+    (repo / ".gitignore").write_text("checkpoints/\n.commit_lock\n")
+    (repo / "notes.md").write_text("v1\n")
+    _git(repo, "add", ".")
+    _git(repo, "commit", "-q", "-m", "init")
+    done, running = repo / "grid/cell/method=a/seed0", repo / "grid/cell/method=b/seed0"
+    for run in (done, running):
+        (run / "checkpoints/10").mkdir(parents=True)
+        (run / "checkpoints/10/state").write_text("big")
+        (run / "metrics.csv").write_text("step\n10\n")
+    (done / "summary.json").write_text("{}")
+    (repo / "notes.md").write_text("v2, staged by the user\n")
+    _git(repo, "add", "notes.md")
+    script = os.path.join(ROOT, "launch", "commit_runs.sh")
+    env = dict(os.environ, GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t",
+               GIT_COMMITTER_EMAIL="t@t")
+
+    def commit():
+        return subprocess.run(["bash", script, "grid"], cwd=repo, env=env, capture_output=True, text=True)
+
+    first = commit()
+    assert first.returncode == 0, first.stderr
+    assert "committed 1 run(s): cell/method=a/seed0" in first.stdout
+    assert _git(repo, "show", "--name-only", "--format=", "HEAD").split() == [
+        "grid/cell/method=a/seed0/metrics.csv", "grid/cell/method=a/seed0/summary.json"]
+    assert _git(repo, "log", "-1", "--format=%s") == "Benchmark runs finished: cell/method=a/seed0\n"
+    assert _git(repo, "diff", "--cached", "--name-only") == "notes.md\n"  # still staged, not committed
+    head = _git(repo, "rev-parse", "HEAD")
+    again = commit()
+    assert again.returncode == 0 and again.stdout == "" and _git(repo, "rev-parse", "HEAD") == head
+    (running / "summary.json").write_text("{}")
+    third = commit()
+    assert "committed 1 run(s): cell/method=b/seed0" in third.stdout
+    assert _git(repo, "show", "--name-only", "--format=", "HEAD").split() == [
+        "grid/cell/method=b/seed0/metrics.csv", "grid/cell/method=b/seed0/summary.json"]
