@@ -223,10 +223,12 @@ def test_claim_of_a_dead_launcher_is_taken_over(tmp_path):
     assert not sweep.claim(str(wd))
 
 
+_GIT_ENV = dict(os.environ, GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t",
+                GIT_COMMITTER_EMAIL="t@t")
+
+
 def _git(repo, *args):
-    env = dict(os.environ, GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t",
-               GIT_COMMITTER_EMAIL="t@t")
-    return subprocess.run(["git", *args], cwd=repo, env=env, capture_output=True, text=True, check=True).stdout
+    return subprocess.run(["git", *args], cwd=repo, env=_GIT_ENV, capture_output=True, text=True, check=True).stdout
 
 
 def test_commit_runs_commits_finished_runs_only(tmp_path):
@@ -248,11 +250,9 @@ def test_commit_runs_commits_finished_runs_only(tmp_path):
     (repo / "notes.md").write_text("v2, staged by the user\n")
     _git(repo, "add", "notes.md")
     script = os.path.join(ROOT, "launch", "commit_runs.sh")
-    env = dict(os.environ, GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t",
-               GIT_COMMITTER_EMAIL="t@t")
 
     def commit():
-        return subprocess.run(["bash", script, "grid"], cwd=repo, env=env, capture_output=True, text=True)
+        return subprocess.run(["bash", script, "grid"], cwd=repo, env=_GIT_ENV, capture_output=True, text=True)
 
     first = commit()
     assert first.returncode == 0, first.stderr
