@@ -1,0 +1,1 @@
+/root/.pyenv/versions/3.11.7/bin/python -m ampl_jax.main --config=configs/benchmark.py:walker-medium_expert --workdir=benchmarks/benchmark/grid/ampl_walker2d_medium-expert-v1/method=ampl+miw.estimator=td_dice_multi/seed0 --config.seed=0 --config.method=ampl --config.miw.estimator=td_dice_multi --noprogress
