@@ -11,7 +11,7 @@ import pytest
 from ampl_jax import networks
 from ampl_jax.methods.ampl import networks as ampl_nets
 from ampl_jax.methods.ampl import actor, critic, discriminator
-from ampl_jax.methods.ampl.update import real_fraction
+from ampl_jax.methods.ampl.update import real_fraction, real_rows
 
 
 def test_critic_target_hand_computed():
@@ -19,8 +19,17 @@ def test_critic_target_hand_computed():
     r = jnp.array([0.5, 1.0, 0.0])
     d = jnp.array([0.0, 1.0, 0.0])
     y = critic.critic_target(q_next, r, d, gamma=0.99, min_weight=0.75, cap=2000.0)
-    # row 0: 0.75 * 1 + 0.25 * 3 = 1.5 -> 0.5 + 0.99 * 1.5; row 1: terminal; row 2: capped to 0
+    # row 0: 0.75 * 1 + 0.25 * 3 = 1.5 -> 0.5 + 0.99 * 1.5; row 1: terminal; row 2: Q' capped to 0
     np.testing.assert_allclose(y, [0.5 + 0.99 * 1.5, 1.0, 0.0], rtol=1e-6)
+
+
+def test_critic_target_cap_drops_only_the_bootstrap_as_the_authors():
+    """The authors zero gamma * Q' when |Q'| >= 2000 and keep the reward (actor_critic_trainer.py:147);
+    zeroing the whole target would also drop row 1's reward and row 0's legitimate 2,081."""
+    q_next = jnp.array([[1900.0, 2500.0, jnp.nan], [1900.0, 2500.0, jnp.nan]])
+    r = jnp.array([200.0, 3.0, 4.0])
+    y = critic.critic_target(q_next, r, jnp.zeros(3), gamma=0.99, min_weight=0.75, cap=2000.0)
+    np.testing.assert_allclose(y, [200.0 + 0.99 * 1900.0, 3.0, 4.0], rtol=1e-6)
 
 
 def test_critic_target_between_min_and_max():
@@ -151,3 +160,15 @@ def test_real_fraction_schedule(epoch, expected):
     cfg = ml_collections.ConfigDict(dict(fixed_real_fraction=-1.0, real_full_epochs=45, real_decay=0.1,
                                          real_decay_every=5, real_min=0.5))
     np.testing.assert_allclose(real_fraction(jnp.array(epoch), cfg), expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("batch", [512, 256])
+def test_real_rows_truncate_as_the_authors_at_every_epoch(batch):
+    """int(f * B) with the authors' float64 f (actor_critic_trainer.py:132-134), for every epoch of a
+    paper run: 460 real rows of 512 at f = 0.9, where rounding gives 461."""
+    cfg = ml_collections.ConfigDict(dict(fixed_real_fraction=-1.0, real_full_epochs=45, real_decay=0.1,
+                                         real_decay_every=5, real_min=0.5))
+    ours = [int(real_rows(real_fraction(jnp.array(e), cfg), batch)) for e in range(1, 101)]
+    theirs = [int(min(max(1.0 - (e - 41) // 5 * 0.1, 0.5), 1.0) * batch) for e in range(1, 101)]
+    assert ours == theirs
+    assert int(real_rows(jnp.float32(0.9), 512)) == 460

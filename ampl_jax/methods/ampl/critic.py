@@ -17,13 +17,16 @@ def critic_target(
 ) -> jax.Array:
     """y = r + (1 - d) gamma (w min + (1 - w) max) of the target heads q_next [2, B].
 
-    A convex mix of min and max is less pessimistic than the clipped double-Q minimum; targets
-    with |y| >= cap are zeroed, which keeps model-rollout blow-ups from poisoning the critic.
+    A convex mix of min and max is less pessimistic than the clipped double-Q minimum. A
+    bootstrap value with |Q'| >= cap is dropped (the reward is kept), as the authors'
+    `target_Q * (|target_Q| < 2000)` (actor_critic_trainer.py:147): a model-rollout blow-up
+    cannot poison the critic, and a large true reward is never discarded.
     """
     q = min_weight * jnp.min(q_next, axis=0) + (1.0 - min_weight) * jnp.max(q_next, axis=0)
-    # a select, not (1 - done) * q: a done row's q may be NaN (a non-finite model sample), and 0 * NaN is NaN
-    y = rewards + jnp.where(dones > 0, 0.0, gamma * q)
-    y = jnp.where(jnp.abs(y) >= cap, 0.0, y)
+    # selects, not products: a done row's q may be NaN (a non-finite model sample), and 0 * NaN is
+    # NaN; "not below the cap" also drops a NaN q
+    drop = (dones > 0) | ~(jnp.abs(q) < cap)
+    y = rewards + jnp.where(drop, 0.0, gamma * q)
     return jax.lax.stop_gradient(y)
 
 
