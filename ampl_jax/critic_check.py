@@ -26,8 +26,9 @@ from scipy import stats as scipy_stats
 from ampl_jax.data import preprocess
 from ampl_jax.cli import markdown_table, run_cli
 from ampl_jax.eval_rules import load_ampl_run, read_ampl_config, seed_params
-from ampl_jax.evaluation import evaluate
+from ampl_jax.evaluation import episode_seeds, evaluate
 from ampl_jax.methods.ampl.update import make_select_action
+from ampl_jax.runtime import eval_keys
 
 FLAGS = flags.FLAGS
 STATE_SOURCES = ("data", "best_of_n", "one_sample")
@@ -110,8 +111,7 @@ def check_ranking(workdir: str, steps: Sequence[int] = (), num_states: int = 20,
         rng = np.random.default_rng(seed + step)
         key = jax.random.fold_in(jax.random.PRNGKey(seed), step)
         pool = observations if states_from == "data" else _visited(
-            agent, actor, critic, n if states_from == "best_of_n" else 1, info.env_id, seed + 10_000 + step,
-            jax.random.fold_in(key, 10**9))
+            agent, actor, critic, n if states_from == "best_of_n" else 1, info.env_id, seed, step)
         states = pool[rng.choice(pool.shape[0], num_states, replace=pool.shape[0] < num_states)]
         rep = jnp.asarray(np.repeat(states, n, axis=0))  # [S*N, obs]: state s's samples together
         actions = act(actor, jax.random.fold_in(key, 0), rep)
@@ -133,15 +133,15 @@ def check_ranking(workdir: str, steps: Sequence[int] = (), num_states: int = 20,
     return rows
 
 
-def _visited(agent, actor, critic, n: int, env_id: str, episode_seed: int, key: jax.Array,
-             episodes: int = 5) -> np.ndarray:
+def _visited(agent, actor, critic, n: int, env_id: str, seed: int, step: int, episodes: int = 5) -> np.ndarray:
     """The states of `episodes` evaluation episodes acted by the best of n samples by min Q (n = 1:
-    the actor's own sample), as in the training loop's evaluation."""
+    the actor's own sample), with the training loop's evaluation episodes and keys at `step`."""
     select = make_select_action(agent, n_samples=n)
+    key, _ = eval_keys(seed, step)
     calls = iter(range(10**9))
     res = evaluate(lambda obs: np.asarray(select(actor, critic, jax.random.fold_in(key, next(calls)),
                                                  jnp.asarray(obs, jnp.float32))),
-                   env_id, episodes, seed=episode_seed, record=10**6)
+                   env_id, episodes, seed=episode_seeds(seed, step, episodes), record=10**6)
     return np.asarray(res.transitions[0])
 
 

@@ -23,8 +23,9 @@ from absl import app, flags, logging
 from ampl_jax import checkpoint, methods, results
 from ampl_jax.cli import run_cli
 from ampl_jax.data.source import load_data
-from ampl_jax.evaluation import evaluate
+from ampl_jax.evaluation import episode_seeds, evaluate
 from ampl_jax.methods.ampl.update import make_select_action
+from ampl_jax.runtime import eval_keys
 
 RULES = ("best_of_n", "one_sample", "zero_noise")
 RECORD = 1_000_000  # every counted step's (s, a, s'): episodes are at most 1,000 steps
@@ -108,8 +109,9 @@ def evaluate_rules(workdir: str, steps: Sequence[int] = (), rules: Sequence[str]
     """One row per (step, seed, rule): raw return mean/std, both normalised scores and the
     chosen actions' statistics (`action_stats`).
 
-    Every rule of a (step, seed) gets the same episode seeds and the same key sequence, so
-    best_of_n with N = 1 acts exactly as one_sample.
+    Every rule of a (step, seed) gets the training loop's evaluation episodes and action keys at
+    that step (`evaluation.episode_seeds`, `runtime.eval_keys`): best_of_n with the run's own N and
+    episodes replays the score logged at that step, and with N = 1 acts exactly as one_sample.
     """
     config = read_ampl_config(workdir, "eval_rules")
     if num_action_samples > 0:
@@ -119,14 +121,16 @@ def evaluate_rules(workdir: str, steps: Sequence[int] = (), rules: Sequence[str]
         raise ValueError(f"unknown rule(s) {unknown}: use {', '.join(RULES)}")
     _, info, agent, steps = load_ampl_run(workdir, config, steps)
     fns = {r: make_rule(agent, r) for r in rules}
+    limit = None if config.eval.max_episode_steps < 0 else int(config.eval.max_episode_steps)
     rows = []
     for step, seed, actor, critic in seed_params(workdir, config, steps):
+        key, _ = eval_keys(seed, step)
         for rule, fn in fns.items():
-            key = jax.random.fold_in(jax.random.PRNGKey(seed), step)
             counter = iter(range(10**9))
             act = lambda obs: np.asarray(fn(actor, critic, jax.random.fold_in(key, next(counter)),
                                             jnp.asarray(obs, jnp.float32)))
-            res = evaluate(act, info.env_id, episodes, seed=seed + 10_000 + step, record=RECORD)
+            res = evaluate(act, info.env_id, episodes, seed=episode_seeds(seed, step, episodes),
+                           max_episode_steps=limit, record=RECORD)
             scores = results.evaluation_scores(res.return_mean, res.return_std, info)
             rows.append({"step": step, "seed": seed, "rule": rule, "mean_length": float(res.lengths.mean()),
                          **scores, **action_stats(agent, critic, res.transitions)})

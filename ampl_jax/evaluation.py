@@ -2,13 +2,14 @@
 
 All episodes run side by side in one synchronous vector env so that the (jitted) policy is
 called once per time step on a batch of observations. Exactly the first episode of every
-sub-env counts: sub-env i is seeded `seed + i`, and once it has finished its later rewards
-and the actions chosen for it are ignored.
+sub-env counts: sub-env i is reset with the i-th seed given, and once it has finished its later
+rewards and the actions chosen for it are ignored. A training run's episodes are
+`episode_seeds(seed, step, n)`: distinct across episodes, training seeds and steps.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 import gymnasium
@@ -26,6 +27,19 @@ class EvalResult(NamedTuple):
     return_mean: float
     return_std: float
     transitions: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # obs, act, next_obs [<= record]
+
+
+# Tags the evaluation's reset seeds apart from any other use of numpy's SeedSequence on (seed, step).
+_EPISODE_SEED_TAG = 0xE7A1
+
+
+def episode_seeds(seed: int, step: int, n: int) -> list[int]:
+    """Reset seeds of training seed `seed`'s n evaluation episodes at `step`.
+
+    Hashed (numpy SeedSequence), not `seed + i`: with consecutive seeds s and s + 1 in one run,
+    `seed + i` gave them n - 1 of their n episodes in common.
+    """
+    return [int(x) for x in np.random.SeedSequence([_EPISODE_SEED_TAG, seed, step]).generate_state(n)]
 
 
 def _limit(max_episode_steps: int | None) -> int | None:
@@ -62,11 +76,12 @@ def evaluate(
     action_fn: ActionFn,
     env_id: str,
     num_episodes: int,
-    seed: int,
+    seed: int | Sequence[int],
     max_episode_steps: int | None = None,
     record: int = 0,
 ) -> EvalResult:
-    """Run one complete episode in each of `num_episodes` sub-envs seeded seed, seed+1, ...
+    """Run one complete episode in each of `num_episodes` sub-envs, reset with the seeds given
+    (one per episode), or with seed, seed+1, ... for an int.
 
     `action_fn` maps float32 observations [n, obs_dim] to actions [n, act_dim]; it is always
     called on all n sub-envs (a fixed shape keeps a jitted policy from recompiling). `record` > 0
@@ -75,6 +90,9 @@ def evaluate(
     """
     if num_episodes < 1:
         raise ValueError(f"num_episodes must be >= 1, got {num_episodes}")
+    seeds = [seed + i for i in range(num_episodes)] if isinstance(seed, int) else [int(s) for s in seed]
+    if len(seeds) != num_episodes:
+        raise ValueError(f"{len(seeds)} reset seeds for {num_episodes} episodes")
     limit = _limit(max_episode_steps)
     # SAME_STEP autoreset: a sub-env that finishes is reset within that same step, so its
     # reward/termination flags still belong to the finished episode and no env is ever
@@ -90,7 +108,7 @@ def evaluate(
         act_shape = (num_episodes, *envs.single_action_space.shape)
         act_dtype = envs.single_action_space.dtype
 
-        obs, _ = envs.reset(seed=[seed + i for i in range(num_episodes)])
+        obs, _ = envs.reset(seed=seeds)
         returns = np.zeros(num_episodes, dtype=np.float64)
         lengths = np.zeros(num_episodes, dtype=np.int64)
         active = np.ones(num_episodes, dtype=bool)

@@ -19,6 +19,21 @@ import numpy as np
 from ampl_jax import distributed
 
 
+def seed_keys(seed: int) -> jax.Array:
+    """A seed's [4] root keys: model init, first fit, train state, evaluation."""
+    return jax.random.split(jax.random.PRNGKey(seed), 4)
+
+
+def eval_keys(seed: int, step: int) -> tuple[jax.Array, jax.Array]:
+    """Seed `seed`'s evaluation keys at `step`: (actions, diagnostics), two independent streams.
+
+    Derived from (seed, step) alone, never carried: a resumed run draws the same, and the lab's
+    tools (eval_rules) replay a logged evaluation exactly. Call t of the policy uses
+    fold_in(actions, t), so no action call shares the diagnostics' key.
+    """
+    return tuple(jax.random.split(jax.random.fold_in(seed_keys(seed)[3], step)))
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class SeedRuntime:
     all_seeds: tuple[int, ...]  # every seed of the run, in order
@@ -32,7 +47,7 @@ class SeedRuntime:
     def from_config(cls, base_seed: int, num_seeds: int) -> SeedRuntime:
         all_seeds = tuple(base_seed + i for i in range(num_seeds))
         seeds = tuple(distributed.agree(lambda: distributed.process_seeds(base_seed, num_seeds)))
-        keys = tuple(jax.random.split(jax.random.PRNGKey(s), 4) for s in all_seeds)
+        keys = tuple(seed_keys(s) for s in all_seeds)
         mesh = distributed.seed_mesh(len(seeds)) if num_seeds > 1 else None
         return cls(all_seeds, seeds, keys, mesh, jax.process_count() > 1, distributed.is_main_process())
 
@@ -52,9 +67,9 @@ class SeedRuntime:
         """This process's seeds' keys."""
         return self.all_keys[self.local]
 
-    def eval_key(self, i: int, step: int) -> jax.Array:
-        """Local seed i's evaluation key at `step`: derived, never carried, so a resumed run draws the same."""
-        return jax.random.fold_in(self.keys[i][3], step)
+    def eval_keys(self, i: int, step: int) -> tuple[jax.Array, jax.Array]:
+        """Local seed i's evaluation keys at `step` (actions, diagnostics): `eval_keys` of its seed."""
+        return eval_keys(self.seeds[i], step)
 
     # --- agreement across processes -------------------------------------------------------
 

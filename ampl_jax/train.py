@@ -3,7 +3,7 @@
 Everything heavy runs inside the update step (one device call per rollout period); the host only
 runs the method's hook between periods (AMPL: MIW phase and refit), evaluates, logs and
 checkpoints. A run is a pure function of (config, dataset): every key is derived from the seed
-(the evaluation's from (seed, step)), and a checkpoint holds everything else the loop carries,
+(the evaluation's and its episodes' from (seed, step)), and a checkpoint holds everything else the loop carries,
 so a run killed at any point and resumed ends bit-identical to an uninterrupted one. Where the
 seeds live is `runtime.SeedRuntime`'s business, the workdir `rundir.RunFiles`', the method's
 `methods`'.
@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 
 from ampl_jax import checkpoint, configuration, distributed, methods, precision, results
 from ampl_jax.data.source import load_data
-from ampl_jax.evaluation import evaluate
+from ampl_jax.evaluation import episode_seeds, evaluate
 from ampl_jax.metrics import D4RL_COLUMN, fit_row
 from ampl_jax.rundir import Progress, RunFiles, WorkdirError
 from ampl_jax.runtime import SeedRuntime
@@ -65,14 +65,14 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = Tru
         start = time.time()
         rt = SeedRuntime.from_config(config.seed, config.num_seeds)
         files = RunFiles(workdir, configuration.to_dict(config), rt, config.checkpoint.keep)
-        files.prepare(overwrite)
-        # Process 0 first, so that processes sharing a Minari store never create a dataset at once.
-        first = rt.on_main(lambda: load_data(config, progress=progress))
-        data, info = rt.agree(lambda: first if rt.is_main else load_data(config, progress=progress))
-        agent = rt.agree(lambda: methods.build_agent(config, data, info))
-        if overwrite:
-            files.clear()
-        try:
+        try:  # close() releases the workdir's lock, whatever fails after prepare() took it
+            files.prepare(overwrite)
+            # Process 0 first, so that processes sharing a Minari store never create a dataset at once.
+            first = rt.on_main(lambda: load_data(config, progress=progress))
+            data, info = rt.agree(lambda: first if rt.is_main else load_data(config, progress=progress))
+            agent = rt.agree(lambda: methods.build_agent(config, data, info))
+            if overwrite:
+                files.clear()
             return _loop(config, rt, files, methods.get(config.method), agent, data, info, progress, start)
         finally:
             files.close()
@@ -193,17 +193,18 @@ def _evaluate(config, rt: SeedRuntime, info: DatasetInfo, state: Any, data: Offl
     limit = None if config.eval.max_episode_steps < 0 else config.eval.max_episode_steps
     rows = []
     for i, seed in enumerate(rt.seeds):
-        seed_state, key = rt.seed_view(state, i), rt.eval_key(i, step)
-        res = evaluate(_act_fn(select, key, seed_state), info.env_id, config.eval.episodes, seed=seed + 10_000 + step,
+        seed_state, (key, diag_key) = rt.seed_view(state, i), rt.eval_keys(i, step)
+        episodes = episode_seeds(seed, step, config.eval.episodes)
+        res = evaluate(_act_fn(select, key, seed_state), info.env_id, config.eval.episodes, seed=episodes,
                        max_episode_steps=limit, record=diagnose.record if diagnose is not None else 0)
         scored = results.evaluation_scores(res.return_mean, res.return_std, info)
         d4rl = scored.pop(D4RL_COLUMN)
         prog.last_eval[i] = {**scored, D4RL_COLUMN: d4rl}
-        diag = {} if diagnose is None else diagnose.fn(seed_state, data, jax.random.fold_in(key, 1), res.transitions)
+        diag = {} if diagnose is None else diagnose.fn(seed_state, data, diag_key, res.transitions)
         if single is not None:
             # The evaluation's own key and episode seeds: with N = 1 both rules act identically.
             one = evaluate(_act_fn(single, key, seed_state), info.env_id, config.eval.episodes,
-                           seed=seed + 10_000 + step, max_episode_steps=limit)
+                           seed=episodes, max_episode_steps=limit)
             s1 = results.evaluation_scores(one.return_mean, one.return_std, info)
             diag.update(zip(ONE_SAMPLE_COLUMNS, (s1["return_mean"], s1["normalized_score"], s1[D4RL_COLUMN])))
         rows.append({"seed": seed, **scored, **prog.accs[i].means(), "iters_per_sec": rate,

@@ -33,6 +33,17 @@ def test_rules_share_episodes_and_keys(ref, monkeypatch):
     assert again[0]["return_mean"] == by_rule["zero_noise"]["return_mean"]
 
 
+def test_best_of_n_replays_the_logged_evaluation(ref, monkeypatch):
+    """Issue #31 N8: eval_rules draws the training loop's own episodes and action keys, so the run's
+    rule (its N, its episodes) at a saved step gives exactly the score metrics.csv logged there."""
+    import csv
+
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(ref["minari"]))
+    logged = {int(r["step"]): float(r["return_mean"]) for r in csv.DictReader(open(ref["ref"] / "metrics.csv"))}
+    rows = eval_rules.evaluate_rules(str(ref["ref"]), steps=[40], rules=["best_of_n"], episodes=2)
+    assert rows[0]["return_mean"] == logged[40]
+
+
 def test_missing_step_is_a_one_line_error(ref):
     proc = subprocess.run([sys.executable, "-m", "ampl_jax.eval_rules", str(ref["ref"]), "--steps=7"],
                           cwd=runs.ROOT, env=runs.env(ref["minari"]), capture_output=True, text=True, timeout=600)

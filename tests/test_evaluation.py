@@ -95,3 +95,38 @@ def test_record_keeps_the_counted_episodes_real_transitions():
     np.testing.assert_allclose(act, _linear_policy(obs), rtol=1e-6)
     assert evaluate(_linear_policy, ENV, num_episodes=3, seed=7, record=10).transitions[0].shape[0] == 10
     assert evaluate(_linear_policy, ENV, num_episodes=1, seed=7).transitions is None
+
+
+def test_episode_seeds_are_distinct_across_seeds_steps_and_episodes():
+    """Issue #31 N8: `seed + 10_000 + step + i` gave vmapped seeds s and s + 1 nine of their ten
+    episodes in common; the hashed seeds share none, across seeds, steps and episodes."""
+    from ampl_jax.evaluation import episode_seeds
+
+    drawn = [tuple(episode_seeds(seed, step, 10)) for seed in range(4) for step in (2_000, 4_000, 200_000)]
+    flat = [s for group in drawn for s in group]
+    assert len(set(flat)) == len(flat)
+    assert episode_seeds(3, 4_000, 10) == episode_seeds(3, 4_000, 10)  # a pure function of (seed, step)
+    assert episode_seeds(3, 4_000, 4) == episode_seeds(3, 4_000, 10)[:4]
+
+
+def test_evaluation_keys_never_reuse_an_action_key_for_the_diagnostics():
+    """Issue #31 N8: the diagnostics' key was fold_in(key, 1), the second action call's key."""
+    import jax
+
+    from ampl_jax.runtime import eval_keys
+
+    act, diag = eval_keys(0, 2_000)
+    action_keys = {tuple(np.asarray(jax.random.key_data(jax.random.fold_in(act, t))).tolist()) for t in range(1_000)}
+    assert tuple(np.asarray(jax.random.key_data(diag)).tolist()) not in action_keys
+    assert tuple(np.asarray(jax.random.key_data(act)).tolist()) not in action_keys
+    other, _ = eval_keys(1, 2_000)
+    assert not np.array_equal(jax.random.key_data(other), jax.random.key_data(act))
+
+
+def test_evaluate_takes_explicit_reset_seeds():
+    """A list of seeds resets sub-env i with seeds[i]: the same episodes as the int form's seed + i."""
+    by_int = evaluate(_linear_policy, ENV, 3, seed=7, max_episode_steps=30)
+    by_list = evaluate(_linear_policy, ENV, 3, seed=[7, 8, 9], max_episode_steps=30)
+    np.testing.assert_array_equal(by_int.returns, by_list.returns)
+    with pytest.raises(ValueError, match="2 reset seeds for 3 episodes"):
+        evaluate(_linear_policy, ENV, 3, seed=[1, 2], max_episode_steps=30)
