@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from ampl_jax import configuration
+from ampl_jax import config_default, configuration
 from ampl_jax.config_default import LOCAL_DATA_VERSION
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -97,3 +97,36 @@ def test_benchmark_cells_use_their_family_and_the_papers_horizon():
     configuration.validate(c)
     with pytest.raises(ValueError, match="unknown benchmark cell"):
         benchmark.get_config("hopper-expert")
+
+
+def test_long_protocol_runs_the_papers_phases_at_their_absolute_lengths():
+    """Issue #29: 200k iterations; GAN-only to 40k, real data only to 45k, 0.1 less every 5k down
+    to 0.5 from 65k on (the paper's epochs 46 and 66), the paper's early stopping uncapped, and
+    three w-weighted refits after the warm start; the 20k protocol's networks."""
+    import jax.numpy as jnp
+
+    from ampl_jax.methods.ampl.update import real_fraction
+    from configs import benchmark
+
+    c = benchmark.get_config("hopper-medium_expert-long")
+    short = benchmark.get_config("hopper-medium_expert")
+    configuration.validate(c)
+    assert c.train.total_steps == 200_000 and c.num_seeds == 3
+    assert c.agent.warm_start_epochs * c.train.epoch_length == 40_000
+    frac = {s: float(real_fraction(jnp.array(s // c.train.epoch_length + 1), c.rollout))
+            for s in (44_999, 45_000, 49_999, 50_000, 64_999, 65_000, 199_999)}
+    assert frac == pytest.approx({44_999: 1.0, 45_000: 0.9, 49_999: 0.9, 50_000: 0.8, 64_999: 0.6,
+                                  65_000: 0.5, 199_999: 0.5})
+    refit = c.train.model_retrain_epochs * c.train.epoch_length
+    refits = [s for s in range(refit, c.train.total_steps, refit)]
+    assert refits == [50_000, 100_000, 150_000]
+    defaults = config_default.get_config().model
+    for key in ("epoch_steps", "patience", "improvement_threshold", "max_epochs", "refit_max_epochs"):
+        assert c.model[key] == defaults[key], key
+    for key in ("agent.hidden_dims", "agent.batch_size", "rollout.horizon", "rollout.transitions_per_rollout",
+                "bc.hidden_dims", "eval.episodes", "eval.one_sample_too", "dataset.id"):
+        section, name = key.split(".")
+        assert c[section][name] == short[section][name], key
+    assert c.train.eval_every == c.checkpoint.every == 10_000
+    with pytest.raises(ValueError, match="unknown benchmark cell"):
+        benchmark.get_config("hopper-medium_expert-longer")
