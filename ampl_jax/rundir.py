@@ -8,9 +8,12 @@ config in it) happens before anything there changes.
 from __future__ import annotations
 
 import dataclasses
+import datetime
+import fcntl
 import json
 import os
 import shutil
+import socket
 import tempfile
 import time
 from typing import Any
@@ -26,8 +29,49 @@ RUN_FILES = ("config.json", CSV_NAME, FITS_NAME, "summary.json", "learning_curve
 RUN_DIRS = (checkpoint.CKPT_DIR, checkpoint.CORRUPT_DIR, TB_DIR)
 
 
+LOCK_NAME = ".lock"  # held (flock) by the one process that writes the workdir, for the whole run
+
+
 class WorkdirError(RuntimeError):
-    """The workdir cannot be used as asked (unwritable, or it holds another run); nothing was changed."""
+    """The workdir cannot be used as asked (unwritable, in use, or it holds another run); nothing was changed."""
+
+
+class WorkdirLock:
+    """One writer per workdir: an exclusive `flock` on WORKDIR/.lock, taken before anything in the
+    workdir changes and held until `release` (or the process's end: the kernel drops the lock of a
+    killed process, so a crash never leaves a lock that blocks its own resume). The holder writes
+    its pid, host and start time into the file for the message a refused run prints; readers
+    (report, eval_rules) never take it."""
+
+    def __init__(self, workdir: str):
+        self.path = os.path.join(workdir, LOCK_NAME)
+        self.fd: int | None = None
+
+    def acquire(self) -> None:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.read(fd, 4096).decode("utf-8", "replace")
+            os.close(fd)
+            try:
+                h = json.loads(holder)
+                who = f"pid {h['pid']} on {h['host']}, started {h['started']}"
+            except (ValueError, KeyError, TypeError):
+                who = "holder unknown"
+            raise WorkdirError(f"workdir {os.path.dirname(self.path)!r} is in use by another run ({who}): "
+                               "wait for it to end or stop it, or choose another --workdir") from None
+        holder = {"pid": os.getpid(), "host": socket.gethostname(),
+                  "started": datetime.datetime.now().astimezone().isoformat(timespec="seconds")}
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, (json.dumps(holder) + "\n").encode("utf-8"), 0)
+        self.fd = fd
+
+    def release(self) -> None:
+        if self.fd is not None:
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+            os.close(self.fd)
+            self.fd = None
 
 
 @dataclasses.dataclass
@@ -67,14 +111,17 @@ class RunFiles:
         self.ckpts: checkpoint.Checkpoints | None = None
         self.writer: MetricsWriter | None = None
         self.last_saved: int | None = None
+        self.lock = WorkdirLock(workdir)
 
     # --- before anything is written ----------------------------------------------------
 
     def prepare(self, overwrite: bool) -> None:
-        """Create the workdir, prove it writable, and refuse a run of another config in it."""
+        """Create the workdir, prove it writable, take its lock (a second writer is refused), and
+        refuse a run of another config in it."""
 
         def check() -> None:
             _prepare_workdir(self.workdir)
+            self.lock.acquire()
             if not overwrite:
                 _check_same_run(self.workdir, self.resolved)
 
@@ -154,10 +201,13 @@ class RunFiles:
             write_json(os.path.join(self.workdir, "summary.json"), summary)
 
     def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-        if self.ckpts is not None:
-            self.ckpts.close()
+        try:
+            if self.writer is not None:
+                self.writer.close()
+            if self.ckpts is not None:
+                self.ckpts.close()
+        finally:
+            self.lock.release()
 
 
 def _prepare_workdir(workdir: str) -> None:
