@@ -80,6 +80,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.model.seed_batching = "map"
 
     # --- rollouts and data mix -------------------------------------------------------------------
+    warm_start_epochs = ml_collections.FieldReference(40)  # agent.warm_start_epochs, read by the rollout schedule
     c.rollout = ml_collections.ConfigDict()
     c.rollout.horizon = 3
     c.rollout.batch_size = 2048  # start states per rollout batch
@@ -87,8 +88,10 @@ def get_config() -> ml_collections.ConfigDict:
     c.rollout.period = 250  # policy iterations between rollouts (= length of the inner scan)
     c.rollout.buffer_capacity = 640_000
     # real-data fraction f: 1.0 up to epoch `real_full_epochs`, then minus `real_decay` every
-    # `real_decay_every` epochs, floored at `real_min`.
-    c.rollout.real_full_epochs = 45
+    # `real_decay_every` epochs, floored at `real_min`. Unless set explicitly, real_full_epochs is
+    # derived from the warm start as the authors' `warm_start_epochs + 5` (a reference: overriding
+    # only agent.warm_start_epochs moves it too; 45 with the paper's 40).
+    c.rollout.real_full_epochs = warm_start_epochs + 5
     c.rollout.real_decay = 0.1
     c.rollout.real_decay_every = 5
     c.rollout.real_min = 0.5
@@ -117,7 +120,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.agent.actor_tau = 0.005
     c.agent.q_coef = 10.0  # policy loss: -(q_coef / |Q|avg) * Q + generator loss
     c.agent.q_avg_rate = 0.005
-    c.agent.warm_start_epochs = 40  # generator loss only
+    c.agent.warm_start_epochs = warm_start_epochs  # generator loss only (40; see rollout.real_full_epochs)
     # discriminator
     c.agent.disc_lr = 2e-4
     c.agent.disc_b1 = 0.4
