@@ -136,6 +136,8 @@ def get_config() -> ml_collections.ConfigDict:
     c.miw.alpha = 0.5
     # The authors' --weight_output_clipping (off there by default, for every estimator): True
     # replaces (softplus(x) + 1e-8)^alpha by a soft clip of x into (1e-8, 500) (miw.ClippedMIWNet).
+    # Read by td_dice and td_dice_multi; the ablation estimators read their own section's
+    # output_clipping (True: the authors' README runs them with --weight_output_clipping=True).
     c.miw.output_clipping = False
     # TD-DICE's optimiser (lr, grad_clip: global norm, mean_bound); the ablation estimators read
     # only their own sections below (resolved in ONE place: miw.estimator_settings).
@@ -182,6 +184,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.miw.vpm.norm_penalty = 1.0
     c.miw.vpm.grad_clip_value = 0.0
     c.miw.vpm.mask_terminals = False
+    c.miw.vpm.output_clipping = True  # the authors' README: --dr_method=VPM --weight_output_clipping=True
     # A power-method run: `power_iterations` x `inner_steps` steps, damping 1/sqrt(t) at step t,
     # the target w' a hard copy of w refreshed every `inner_steps` steps. "phased": one run per
     # block (the block's steps past the run are no-ops; miw.phase_steps); "interleaved": runs
@@ -196,11 +199,13 @@ def get_config() -> ml_collections.ConfigDict:
     c.miw.gendice.norm_penalty = 1.0
     c.miw.gendice.grad_clip_value = 1.0
     c.miw.gendice.mask_terminals = False
+    c.miw.gendice.output_clipping = True  # as the authors' README runs it
     c.miw.dualdice = ml_collections.ConfigDict()
     c.miw.dualdice.lr = 1e-4  # w
     c.miw.dualdice.nu_lr = 1e-4
     c.miw.dualdice.grad_clip_value = 1.0
     c.miw.dualdice.mask_terminals = False
+    c.miw.dualdice.output_clipping = True  # as the authors' README runs it
 
     # --- compute precision -----------------------------------------------------------------------
     # Only the INPUTS of matmuls change, accumulation is float32: parameters, optimiser states,

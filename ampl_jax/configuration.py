@@ -133,7 +133,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
         v = _get(config, key)
         if not v >= 0:
             raise ConfigError(f"config.{key}={v!r} must be >= 0")
-    for key in ("miw.td_dice_multi.resample", "miw.td_dice_multi.with_q", "miw.td_dice_multi.split_batch_gradient"):
+    for key in ("miw.td_dice_multi.resample", "miw.td_dice_multi.with_q", "miw.td_dice_multi.split_batch_gradient",
+                "miw.vpm.output_clipping", "miw.gendice.output_clipping", "miw.dualdice.output_clipping"):
         if not isinstance(_get(config, key), bool):
             raise ConfigError(f"config.{key}={_get(config, key)!r} must be True or False")
     if not isinstance(config.miw.td_dice_multi.seed, int) or isinstance(config.miw.td_dice_multi.seed, bool):
@@ -233,6 +234,13 @@ ADDED_KEYS = {
     "compute.matmul_precision": "default",
     "model.seed_batching": "map",
     "eval.one_sample_too": False,
+    # Issue #31. A value may be a function of the saved config (flattened): where the key changed
+    # what runs of one kind compute, those runs get the value that reproduces them (then a config
+    # holding the new default differs, and the run is refused), every other run the new default.
+    # The ablation estimators now clip w's output, as the authors' README runs them.
+    **{f"miw.{est}.output_clipping": (lambda saved, est=est: saved.get("miw.output_clipping", False)
+                                      if saved.get("miw.estimator") == est else True)
+       for est in ("vpm", "gendice", "dualdice")},
 }
 
 
@@ -253,9 +261,15 @@ def _flatten(d: dict, prefix: str = "") -> dict:
     return out
 
 
+def _added(flat: dict) -> dict:
+    """ADDED_KEYS' values for a (flattened) config that lacks them."""
+    return {k: (v(flat) if callable(v) else v) for k, v in ADDED_KEYS.items()}
+
+
 def differences(saved: dict, new: dict, ignore: frozenset[str] = RESUMABLE_KEYS) -> list[str]:
     """'key: saved -> new' for every key (dotted) whose value differs, other than `ignore`d ones."""
-    a, b = {**ADDED_KEYS, **_flatten(saved)}, {**ADDED_KEYS, **_flatten(new)}
+    flat_saved, flat_new = _flatten(saved), _flatten(new)
+    a, b = {**_added(flat_saved), **flat_saved}, {**_added(flat_new), **flat_new}
     out = []
     for key in sorted(set(a) | set(b)):
         if key in ignore:

@@ -52,3 +52,43 @@ def test_real_full_epochs_follows_a_warm_start_override_on_the_command_line():
     assert c.rollout.real_full_epochs == 10
     c = _parsed(os.path.join(ROOT, "configs", "benchmark.py") + ":hopper-medium_expert-long")
     assert (c.agent.warm_start_epochs, c.rollout.real_full_epochs) == (40, 45)
+
+
+# --- N1: the estimator ablations clip w's output, as the authors' README runs them ------------------
+
+
+@pytest.mark.parametrize("estimator,clipped", [("td_dice", False), ("td_dice_multi", False), ("vpm", True),
+                                               ("gendice", True), ("dualdice", True)])
+def test_ablation_estimators_clip_w_as_the_authors_readme(estimator, clipped):
+    from ampl_jax.methods.ampl import miw as miw_lib
+    from ampl_jax.methods.ampl import networks as ampl_nets
+
+    c = config_default.get_config()
+    c.miw.estimator = estimator
+    configuration.validate(c)
+    net = miw_lib.make_miw_net(c.miw, (8, 8), 0.01)
+    assert isinstance(net, miw_lib.ClippedMIWNet if clipped else ampl_nets.MIWNet)  # before: MIWNet for all
+    assert AMPLHyper.from_config(c).miw.settings.output_clipping is clipped
+    if clipped:  # each ablation's own switch turns it off
+        c.miw[estimator].output_clipping = False
+        assert isinstance(miw_lib.make_miw_net(c.miw, (8, 8), 0.01), ampl_nets.MIWNet)
+    else:  # TD-DICE keeps the top-level switch
+        c.miw.output_clipping = True
+        assert isinstance(miw_lib.make_miw_net(c.miw, (8, 8), 0.01), miw_lib.ClippedMIWNet)
+
+
+def test_runs_saved_before_the_clipping_resume_unless_their_estimator_changed():
+    """An AMPL run saved before the new keys resumes; a VPM run that ran unclipped is refused (its
+    w would change), one that ran with --config.miw.output_clipping=True resumes."""
+    new = configuration.to_dict(config_default.get_config())
+    old = configuration.to_dict(config_default.get_config())
+    for est in ("vpm", "gendice", "dualdice"):
+        del old["miw"][est]["output_clipping"]
+    assert configuration.differences(old, new) == []
+    for est in ("vpm", "gendice", "dualdice"):
+        saved = {**old, "miw": {**old["miw"], "estimator": est}}
+        now = {**new, "miw": {**new["miw"], "estimator": est}}
+        assert configuration.differences(saved, now) == [f"miw.{est}.output_clipping: False -> True"]
+        saved["miw"] = {**saved["miw"], "output_clipping": True}
+        now["miw"] = {**now["miw"], "output_clipping": True}
+        assert configuration.differences(saved, now) == []

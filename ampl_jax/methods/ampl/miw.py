@@ -287,6 +287,7 @@ class EstimatorSettings:
     mask_terminals: bool = True
     power_iterations: int = 0  # VPM: T
     inner_steps: int = 0  # VPM: M steps per power iteration (w' refreshed every M steps)
+    output_clipping: bool = False  # w's head: the soft clip into (1e-8, 500) (ClippedMIWNet), else the power
 
     @property
     def dual_keys(self) -> tuple[str, ...]:
@@ -305,16 +306,20 @@ def estimator_settings(cfg_miw) -> EstimatorSettings:
     - dualdice (DICE_trainer.py:32-42, 98-99): Adam 1e-4 for w and nu, element-wise clipping at 1.
     No ablation uses the mean(w) <= bound correction (the authors' constraint optimiser is
     TD-DICE's, td_dice_trainer.py:42-49), and none drops terminal rows' next-state term by default.
+    Output clipping: TD-DICE and td_dice_multi read `miw.output_clipping` (off, as gan_main.py:76);
+    each ablation its own section's (on: the authors' README runs VPM, GenDICE and DualDICE with
+    --weight_output_clipping=True).
     """
     est = cfg_miw.estimator
     if est == "td_dice":
-        return EstimatorSettings("td_dice", float(cfg_miw.lr), float(cfg_miw.grad_clip), 0.0, float(cfg_miw.mean_bound))
+        return EstimatorSettings("td_dice", float(cfg_miw.lr), float(cfg_miw.grad_clip), 0.0, float(cfg_miw.mean_bound),
+                                 output_clipping=bool(cfg_miw.output_clipping))
     if est == "td_dice_multi":  # TD-DICE's clip, bound (and tau, huber_delta); its own rate
         return EstimatorSettings("td_dice_multi", float(cfg_miw.td_dice_multi.lr), float(cfg_miw.grad_clip), 0.0,
-                                 float(cfg_miw.mean_bound))
+                                 float(cfg_miw.mean_bound), output_clipping=bool(cfg_miw.output_clipping))
     e = cfg_miw[est]  # "vpm", "gendice" or "dualdice" (configuration.validate)
     common = dict(name=est, lr=float(e.lr), grad_clip_norm=0.0, grad_clip_value=float(e.grad_clip_value),
-                  mean_bound=None, mask_terminals=bool(e.mask_terminals))
+                  mean_bound=None, mask_terminals=bool(e.mask_terminals), output_clipping=bool(e.output_clipping))
     if est == "vpm":
         return EstimatorSettings(**common, u_lr=float(e.u_lr), u_init=float(e.u_init),
                                  norm_penalty=float(e.norm_penalty), power_iterations=int(e.power_iterations),
@@ -380,7 +385,8 @@ def init_dual_params(s: EstimatorSettings, nu_params=None) -> dict:
 class ClippedMIWNet(nn.Module):
     """w(s, a) softly clipped into (w_min, w_max) = (1e-8, 500), no power: the authors'
     `--weight_output_clipping True` head (networks.py:315-316, 330-334; off by default there,
-    gan_main.py:76, and here: miw.output_clipping). Same parameters as ampl_nets.MIWNet."""
+    gan_main.py:76, and here for TD-DICE: miw.output_clipping; on for the ablation estimators, as the
+    authors' README runs them: miw.<estimator>.output_clipping). Same parameters as ampl_nets.MIWNet."""
 
     hidden_dims: Sequence[int] = (400, 300)
     slope: float = 0.01
@@ -398,7 +404,8 @@ class ClippedMIWNet(nn.Module):
 
 
 def make_miw_net(cfg_miw, hidden_dims: Sequence[int], slope: float, dtype: Any = jnp.float32) -> nn.Module:
-    """The MIW network: (softplus(x) + 1e-8)^alpha (default), or the clipped head; `dtype`: matmul inputs."""
-    if cfg_miw.output_clipping:
+    """The MIW network: (softplus(x) + 1e-8)^alpha (default), or the clipped head where the estimator's
+    settings say so (`estimator_settings`); `dtype`: matmul inputs."""
+    if estimator_settings(cfg_miw).output_clipping:
         return ClippedMIWNet(tuple(hidden_dims), slope, cfg_miw.last_layer_init, dtype=dtype)
     return ampl_nets.MIWNet(tuple(hidden_dims), slope, cfg_miw.alpha, cfg_miw.last_layer_init, dtype)
