@@ -129,6 +129,8 @@ def get_config() -> ml_collections.ConfigDict:
     c.agent.weighted_regularizer = False  # WPR ablation: weight GAN losses by w * (1 - done)
     # Policy class: "implicit" (pi(s, eps), the paper's) | "tanh_gaussian" (squashed Gaussian ablation)
     c.agent.policy = "implicit"
+    # tanh_gaussian: its log std is clamped into these bounds (the authors' GaussianPolicy: [-20, 2])
+    c.agent.gaussian_log_std_bounds = (-20.0, 2.0)
 
     # --- MIW (TD-DICE) -----------------------------------------------------------------------------
     c.miw = ml_collections.ConfigDict()

@@ -139,6 +139,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
             raise ConfigError(f"config.{key}={_get(config, key)!r} must be True or False")
     if not isinstance(config.miw.td_dice_multi.seed, int) or isinstance(config.miw.td_dice_multi.seed, bool):
         raise ConfigError(f"config.miw.td_dice_multi.seed={config.miw.td_dice_multi.seed!r} must be an integer")
+    bounds = tuple(config.agent.gaussian_log_std_bounds)
+    if len(bounds) != 2 or not bounds[0] < bounds[1]:
+        raise ConfigError(f"config.agent.gaussian_log_std_bounds={bounds!r} must be (low, high) with low < high")
     if config.miw.test_function == "reward" and config.miw.estimator != "td_dice":
         raise ConfigError("config.miw.test_function='reward' needs config.miw.estimator='td_dice' "
                           "(the other estimators learn their own test function)")
@@ -241,6 +244,9 @@ ADDED_KEYS = {
     **{f"miw.{est}.output_clipping": (lambda saved, est=est: saved.get("miw.output_clipping", False)
                                       if saved.get("miw.estimator") == est else True)
        for est in ("vpm", "gendice", "dualdice")},
+    # The Gaussian-policy ablation's log std: clamped into [-20, 2] as the authors' (was squashed into [-5, 2]).
+    "agent.gaussian_log_std_bounds": lambda saved: ("tanh squash into [-5, 2] (before #31)"
+                                                    if saved.get("agent.policy") == "tanh_gaussian" else [-20.0, 2.0]),
 }
 
 

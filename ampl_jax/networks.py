@@ -105,14 +105,20 @@ def dense_layers(mlp_params: Params) -> list[tuple[Any, Any]]:
 
 
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0  # the usual SAC bounds of the pre-tanh log std
+# The authors' GaussianPolicy (networks.py: LOG_SIG_MIN, LOG_SIG_MAX, torch.clamp) and softlearning's
+# (MOPO's; SCALE_DIAG_MIN_MAX, tf.clip_by_value): a hard clamp of the log std into [-20, 2].
+CLAMPED_LOG_STD = (-20.0, 2.0)
 
 
 def gaussian_head(
-    out: jax.Array, log_std_min: float = LOG_STD_MIN, log_std_max: float = LOG_STD_MAX
+    out: jax.Array, log_std_min: float = LOG_STD_MIN, log_std_max: float = LOG_STD_MAX, clamp: bool = False
 ) -> tuple[jax.Array, jax.Array]:
     """An MLP's 2 * act_dim outputs as (mean, log_std) of the pre-tanh Gaussian; log_std squashed
-    smoothly (tanh) into [log_std_min, log_std_max] rather than clipped, so it keeps a gradient."""
+    smoothly (tanh) into [log_std_min, log_std_max] rather than clipped, so it keeps a gradient, or
+    with `clamp` clipped into it (no gradient outside), as torch.clamp / tf.clip_by_value."""
     mean, raw_log_std = jnp.split(out, 2, axis=-1)
+    if clamp:
+        return mean, jnp.clip(raw_log_std, log_std_min, log_std_max)
     log_std = log_std_min + 0.5 * (log_std_max - log_std_min) * (jnp.tanh(raw_log_std) + 1.0)
     return mean, log_std
 
@@ -142,6 +148,10 @@ class TanhGaussianActor(nn.Module):
     raw action for the discriminator. In AMPL there is no entropy bonus: the JSD regulariser matches
     the data's (s, raw a) distribution, spread included, and is what keeps sigma from collapsing
     (with `agent.regularizer="none"` nothing does).
+
+    `clamp_log_std`: the log std is clamped into [log_std_min, log_std_max] (the authors' and
+    softlearning's [-20, 2], `CLAMPED_LOG_STD`) instead of squashed smoothly (the default, which the
+    behaviour SAC's snapshots were trained with).
     """
 
     act_dim: int
@@ -151,11 +161,12 @@ class TanhGaussianActor(nn.Module):
     log_std_min: float = LOG_STD_MIN
     log_std_max: float = LOG_STD_MAX
     dtype: Any = jnp.float32
+    clamp_log_std: bool = False
 
     @nn.compact
     def distribution(self, obs: jax.Array) -> tuple[jax.Array, jax.Array]:
         out = MLP(tuple(self.hidden_dims), 2 * self.act_dim, self.slope, dtype=self.dtype)(obs)
-        return gaussian_head(out, self.log_std_min, self.log_std_max)
+        return gaussian_head(out, self.log_std_min, self.log_std_max, self.clamp_log_std)
 
     def __call__(self, obs: jax.Array, noise: jax.Array) -> tuple[jax.Array, jax.Array]:
         mean, log_std = self.distribution(obs)

@@ -92,3 +92,46 @@ def test_runs_saved_before_the_clipping_resume_unless_their_estimator_changed():
         saved["miw"] = {**saved["miw"], "output_clipping": True}
         now["miw"] = {**now["miw"], "output_clipping": True}
         assert configuration.differences(saved, now) == []
+
+
+# --- N2: the Gaussian-policy ablation clamps its log std into [-20, 2], as the authors' -------------
+
+
+def test_gaussian_policy_clamps_log_std_into_the_authors_bounds():
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from ampl_jax import networks
+    from tests.test_ablations import _setup
+
+    _, agent, data, state = _setup(agent__policy="tanh_gaussian")
+    assert isinstance(agent.actor, networks.TanhGaussianActor)
+    obs = data.observations[:16]
+    # the last layer's log-std half set to a constant c: the log std is c inside [-20, 2], clamped outside
+    params = jax.tree.map(jnp.copy, state.actor)
+    last = sorted(params["params"]["MLP_0"])[-1]
+    layer = params["params"]["MLP_0"][last]
+    act_dim = agent.act_dim
+    for c, want in ((-10.0, -10.0), (-30.0, -20.0), (1.0, 1.0), (5.0, 2.0)):
+        layer["kernel"] = layer["kernel"].at[:, act_dim:].set(0.0)
+        layer["bias"] = layer["bias"].at[act_dim:].set(c)
+        _, log_std = agent.actor.apply(params, obs, method="distribution")
+        # before: squashed by tanh into [-5, 2] (-10 read about -5)
+        np.testing.assert_allclose(np.asarray(log_std), want)
+    # the default head (the behaviour SAC's) keeps the smooth squash
+    _, ls = networks.gaussian_head(jnp.asarray([[0.0, -10.0]]))
+    assert float(ls[0, 0]) > networks.LOG_STD_MIN - 1e-6 and float(ls[0, 0]) < -4.9
+
+
+def test_gaussian_bounds_are_checked_and_old_gaussian_runs_refused():
+    c = config_default.get_config()
+    c.agent.gaussian_log_std_bounds = (2.0, -20.0)
+    with pytest.raises(configuration.ConfigError, match="gaussian_log_std_bounds"):
+        configuration.validate(c)
+    new = configuration.to_dict(config_default.get_config())
+    old = configuration.to_dict(config_default.get_config())
+    del old["agent"]["gaussian_log_std_bounds"]
+    assert configuration.differences(old, new) == []
+    old["agent"]["policy"] = new["agent"]["policy"] = "tanh_gaussian"
+    assert [d.split(":")[0] for d in configuration.differences(old, new)] == ["agent.gaussian_log_std_bounds"]

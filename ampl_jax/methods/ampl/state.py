@@ -111,8 +111,10 @@ def make_agent(
     hidden = tuple(a.hidden_dims)
     slope = a.leaky_relu_slope
     dtype = precision.dtype(config.compute.dtype)  # matmul inputs of every network below
-    if a.policy == "tanh_gaussian":
-        actor = networks.TanhGaussianActor(info.act_dim, float(info.max_action), hidden, slope, dtype=dtype)
+    if a.policy == "tanh_gaussian":  # the authors' GaussianPolicy: log std clamped into [-20, 2]
+        lo, hi = (float(x) for x in a.gaussian_log_std_bounds)
+        actor = networks.TanhGaussianActor(info.act_dim, float(info.max_action), hidden, slope, lo, hi, dtype,
+                                           clamp_log_std=True)
     else:
         actor = ampl_nets.ImplicitActor(info.act_dim, float(info.max_action), hidden, slope, dtype)
     # nu of GenDICE/DualDICE: the authors' Critic (its q1 head) has no special last layer, so None
