@@ -109,11 +109,14 @@ def copy_run(src: Path, dst: Path) -> Path:
 
 
 def snapshot(*dirs: Path) -> dict[str, str]:
-    """sha256 of every file under `dirs` (relative path -> digest): 'nothing changed' is equality."""
+    """sha256 of every file under `dirs` (relative path -> digest): 'nothing changed' is equality.
+
+    The workdir's lock file is left out: every run that takes the lock writes its own pid there
+    (rundir.WorkdirLock), also one that is then refused and changes nothing else."""
     out = {}
     for d in dirs:
         for p in sorted(Path(d).rglob("*")):
-            if p.is_file():
+            if p.is_file() and p.name != ".lock":
                 out[f"{d.name}/{p.relative_to(d)}"] = hashlib.sha256(p.read_bytes()).hexdigest()
     return out
 
