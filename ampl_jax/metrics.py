@@ -22,12 +22,32 @@ TB_DIR = "tensorboard"
 D4RL_COLUMN = "d4rl_normalized_score"
 
 
+def _umask() -> int:
+    """The process's umask, read without changing it where Linux allows (os.umask sets it to read it)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+# The mode of every file a run writes (0644 under the usual umask 022), as open() would create
+# them: tempfile.mkstemp makes its files 0600, so the atomic writes below set it explicitly.
+FILE_MODE = 0o666 & ~_umask()
+
+
 def _atomic_write_bytes(path: str, data: bytes) -> None:
-    """Readers see either the old file or the new one, never a partial write."""
+    """Readers see either the old file or the new one, never a partial write; the file gets FILE_MODE."""
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.basename(path))
     try:
+        os.fchmod(fd, FILE_MODE)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -190,11 +210,45 @@ def read_column(csv_path: str, y: str) -> tuple[np.ndarray, np.ndarray]:
     return steps, values
 
 
+# What 0 and 100 mean on each score column's axis (results.score_scales gives the numbers).
+SCORE_AXES = {
+    "normalized_score": "normalized score, dataset scale\n(0 = its ref_min_score, 100 = its ref_max_score)",
+    D4RL_COLUMN: "normalized score, D4RL v2 scale\n(0 = random, 100 = expert; approximate on v5 envs)",
+    "one_sample_normalized_score": "one-sample normalized score, dataset scale\n(0 = its ref_min_score, "
+                                   "100 = its ref_max_score)",
+    f"one_sample_{D4RL_COLUMN}": "one-sample normalized score, D4RL v2 scale\n(0 = random, 100 = expert)",
+    "return_mean": "mean episode return (undiscounted, unnormalized)",
+}
+
+
+def axis_label(column: str) -> str:
+    """The y-axis label of a metrics.csv column: a score names its scale; any other column its name."""
+    return SCORE_AXES.get(column, column)
+
+
 def plot_learning_curve(csv_path: str, png_path: str, y: str = "normalized_score") -> int:
     """Save a PNG of column `y` against step; returns the number of (finite) points plotted.
 
     Uses the Agg canvas directly (no pyplot), so nothing global is touched.
     """
+    fig, n = learning_curve_figure(csv_path, y)
+    directory = os.path.dirname(os.path.abspath(png_path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".png")
+    os.fchmod(fd, FILE_MODE)
+    os.close(fd)
+    try:
+        fig.savefig(tmp, format="png")
+        os.replace(tmp, png_path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    return n
+
+
+def learning_curve_figure(csv_path: str, y: str = "normalized_score"):
+    """(matplotlib Figure of column `y` against step, one line per seed; the number of finite points)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -214,24 +268,13 @@ def plot_learning_curve(csv_path: str, png_path: str, y: str = "normalized_score
                 alpha=1.0 if unique.size == 1 else 0.6, label=f"seed {int(s)}" if unique.size > 1 else None)
     if unique.size > 1:
         ax.legend(fontsize="small")
-    ax.set_xlabel("step")
-    ax.set_ylabel(y)
+    ax.set_xlabel("step (policy iterations)")
+    ax.set_ylabel(axis_label(y))
     ax.grid(alpha=0.3)
     if steps.size:
         ax.set_title(f"{y}: last {values[-1]:.4g}, best {values.max():.4g}")
     fig.tight_layout()
-    directory = os.path.dirname(os.path.abspath(png_path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".png")
-    os.close(fd)
-    try:
-        fig.savefig(tmp, format="png")
-        os.replace(tmp, png_path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    return int(steps.size)
+    return fig, int(steps.size)
 
 
 class MeanAccumulator:

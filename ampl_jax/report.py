@@ -43,7 +43,7 @@ from typing import Any
 import numpy as np
 from absl import app, flags
 
-from ampl_jax.metrics import D4RL_COLUMN
+from ampl_jax.metrics import D4RL_COLUMN, axis_label
 
 FLAGS = flags.FLAGS
 
@@ -374,7 +374,7 @@ def plot_dataset(path: str, dataset: str, curves: Sequence[SeedCurve], variants:
         (line,) = ax.plot(steps, mean, lw=1.5, label=f"{variant} (n={len(members)})")
         ax.fill_between(steps, low, high, color=line.get_color(), alpha=0.2, lw=0)
     ax.set_xlabel("step")
-    ax.set_ylabel(metric)
+    ax.set_ylabel(axis_label(metric))
     ax.set_title(f"{dataset}: mean over seeds, band = {'±sample std' if band == 'std' else 'min-max'}")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)

@@ -6,6 +6,7 @@ import csv
 import glob
 import json
 import os
+import stat
 
 import jax.numpy as jnp
 import numpy as np
@@ -137,3 +138,43 @@ def test_write_json_atomic(tmp_path):
     with pytest.raises(TypeError):
         write_json(str(path), {"bad": object()})
     assert json.loads(path.read_text()) == [1, 2]  # a failed write leaves the old file
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def test_every_file_written_gets_the_mode_open_gives(tmp_path):
+    """json (write_json), metrics.csv rewritten on resume, and the plot: as a plain open() makes
+    them (0644 under umask 022), not tempfile's 0600."""
+    from ampl_jax.metrics import FILE_MODE
+
+    assert FILE_MODE == 0o666 & ~_umask()
+    with open(tmp_path / "plain.txt", "w") as f:
+        f.write("x")
+    plain = stat.S_IMODE(os.stat(tmp_path / "plain.txt").st_mode)
+    write_json(str(tmp_path / "config.json"), {"a": 1})
+    with MetricsWriter(str(tmp_path)) as w:
+        w.write(1, {"normalized_score": 1.0})
+        w.write(2, {"normalized_score": 2.0})
+    with MetricsWriter(str(tmp_path), resume=True) as w:
+        w.truncate_after(1)  # rewritten atomically
+    plot_learning_curve(str(tmp_path / "metrics.csv"), str(tmp_path / "learning_curve.png"))
+    modes = {n: stat.S_IMODE(os.stat(tmp_path / n).st_mode) for n in ("config.json", "metrics.csv",
+                                                                         "learning_curve.png")}
+    assert set(modes.values()) == {plain}, {n: oct(m) for n, m in modes.items()}
+
+
+def test_learning_curve_axis_names_the_score_scale(tmp_path):
+    from ampl_jax.metrics import learning_curve_figure
+
+    with MetricsWriter(str(tmp_path)) as w:
+        for step in (1, 2):
+            w.write(step, {"normalized_score": 10.0 * step, D4RL_COLUMN: 5.0 * step, "critic_loss": 1.0})
+    labels = {y: learning_curve_figure(str(tmp_path / "metrics.csv"), y)[0].axes[0].get_ylabel()
+              for y in ("normalized_score", D4RL_COLUMN, "critic_loss")}
+    assert "dataset scale" in labels["normalized_score"] and "ref_max_score" in labels["normalized_score"]
+    assert "D4RL v2 scale" in labels[D4RL_COLUMN] and "expert" in labels[D4RL_COLUMN]
+    assert labels["critic_loss"] == "critic_loss"
