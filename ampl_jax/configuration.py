@@ -7,9 +7,11 @@ gives a traceback, or "Error whilst parsing config file" with the reason lost in
 
 from __future__ import annotations
 
+import difflib
 import importlib.machinery
 import importlib.util
 import os
+import re
 import sys
 from typing import Any, NoReturn
 
@@ -159,7 +161,8 @@ def load_file(spec: str) -> ml_collections.ConfigDict:
     """
     path, colon, arg = spec.partition(":")
     if not os.path.isfile(path):
-        raise ConfigError(f"config file {path}: {'not a file' if os.path.exists(path) else 'not found'}")
+        raise ConfigError(f"config file {path}: {'not a file' if os.path.exists(path) else 'not found'}"
+                          f"{_nearby_config_files(path)}")
     try:
         loader = importlib.machinery.SourceFileLoader("_ampl_jax_config_file", path)  # any extension, as ml_collections
         module = importlib.util.module_from_spec(importlib.util.spec_from_loader(loader.name, loader))
@@ -175,6 +178,36 @@ def load_file(spec: str) -> ml_collections.ConfigDict:
     if not isinstance(config, ml_collections.ConfigDict):
         raise ConfigError(f"config file {path}: get_config() returned a {type(config).__name__}, not a ConfigDict")
     return config
+
+
+# The repository's configs/, for a missing config file whose own folder does not exist either.
+_REPO_CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
+
+
+def config_files(directory: str) -> list[str]:
+    """The config files of `directory` (its *.py but __init__.py), sorted; [] if it is no folder."""
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return []
+    return sorted(n for n in names if n.endswith(".py") and n != "__init__.py" and os.path.isfile(
+        os.path.join(directory, n)))
+
+
+def _nearby_config_files(path: str) -> str:
+    """For a missing config file: the nearest file name, and the config files of its folder (of the
+    repository's configs/ when that folder holds none)."""
+    directory, name = os.path.split(path)
+    files = config_files(directory or ".")
+    if not files and os.path.isdir(_REPO_CONFIGS):
+        directory = os.path.relpath(_REPO_CONFIGS)
+        directory = _REPO_CONFIGS if directory.startswith("..") else directory
+        files = config_files(directory)
+    if not files:
+        return ""
+    near = difflib.get_close_matches(name, files, n=1, cutoff=0.6)
+    hint = f"did you mean {os.path.join(directory, near[0])}? " if near else ""
+    return f" ({hint}{os.path.join(directory, '')} holds {', '.join(files)})"
 
 
 class _ConfigFileParser(flags.ArgumentParser):
@@ -198,9 +231,13 @@ def define_config_flag(help_string: str = "Path to an ml_collections config file
     flags.FLAGS["config"].parser = _ConfigFileParser()  # absl's Flag.parser: what _parse calls
 
 
-def parse_flags(argv: list[str], *, exit_status: int) -> list[str]:
+LIST_KEYS_HINT = "`python -m ampl_jax.main --config=FILE --list_keys` lists every key"
+
+
+def parse_flags(argv: list[str], *, exit_status: int, program: str = "ampl_jax.main") -> list[str]:
     """FLAGS(argv); a flag that does not parse ends the process with one line on stderr and
-    `exit_status`: a bad config file by its file and reason, any other by the overrides given."""
+    `exit_status`: a bad config file by its file and reason, an unknown config key by the nearest
+    key, a bad value by the type the key takes, any other by its reason."""
     try:
         return flags.FLAGS(argv)
     except (flags.Error, AttributeError, KeyError, TypeError, ValueError) as e:
@@ -209,11 +246,73 @@ def parse_flags(argv: list[str], *, exit_status: int) -> list[str]:
             cause = cause.__cause__ or cause.__context__  # absl re-raises the parser's error as its own
         if cause is not None:
             _exit_with(str(cause), exit_status)
-        bad = [a for a in argv[1:] if a.startswith("--config.")]
-        msg = str(e).strip().strip("\"'").splitlines()[0] if str(e) else type(e).__name__
-        _exit_with(f"bad flag or config override ({msg}); overrides given: {' '.join(bad) or 'none'}; keys "
-                   "must exist in the default config (ampl_jax/config_default.py) and values must have the "
-                   "default's type", exit_status)
+        _exit_with(bad_flag_message(argv, e, program), exit_status)
+
+
+def bad_flag_message(argv: list[str], e: BaseException, program: str = "ampl_jax.main") -> str:
+    """One clean line for a flag that did not parse: no escapes, no unbalanced quotes, no newline."""
+    overrides = [a for a in argv[1:] if a.startswith("--config.")]
+    spec = _config_spec(argv)
+    config = None
+    if spec and overrides:
+        try:
+            config = load_file(spec)
+        except ConfigError:
+            pass
+    if config is not None:
+        from ampl_jax.config_keys import flat_values
+
+        values = flat_values(config)
+        sections = {k.rsplit(".", i)[0] for k in values for i in range(1, k.count(".") + 1)}
+        for arg in overrides:
+            name, _, value = arg[len("--config."):].partition("=")
+            if name not in values and name not in sections:
+                near = difflib.get_close_matches(name, list(values), n=1, cutoff=0.6)
+                hint = f" (did you mean config.{near[0]}?)" if near else ""
+                return f"config.{name} is not a config key{hint}; {LIST_KEYS_HINT}"
+        flag = re.match(r"flag --config\.([\w.]+)=", str(e))
+        if flag and flag.group(1) in values:
+            name = flag.group(1)
+            given = next((a.partition("=")[2] for a in overrides if a.partition("=")[0] == f"--config.{name}"), "")
+            default = values[name]
+            return (f"config.{name}={given} is not {_kind(default)}: an override takes the type of the "
+                    f"value in {spec}, here {default!r}")
+    return f"bad flag ({_clean(e)}); `python -m {program} --help` lists the flags"
+
+
+def _config_spec(argv: list[str]) -> str | None:
+    """The --config=FILE of argv (the last one given), or None."""
+    spec = None
+    for i, arg in enumerate(argv[1:], 1):
+        if arg.startswith("--config="):
+            spec = arg[len("--config="):]
+        elif arg == "--config" and i + 1 < len(argv):
+            spec = argv[i + 1]
+    return spec
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "True or False"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, (tuple, list)):
+        return "a tuple such as (256, 256)"
+    return f"a {type(value).__name__}"
+
+
+def _clean(e: BaseException) -> str:
+    """An exception's reason on one line: a KeyError's own text, not its repr (no escaped quotes or
+    newlines)."""
+    text = e.args[0] if isinstance(e, KeyError) and e.args and isinstance(e.args[0], str) else str(e)
+    if isinstance(e, AttributeError) and e.args and isinstance(e.args[0], KeyError):
+        text = _clean(e.args[0])
+    text = " ".join(part.strip() for part in text.strip().splitlines() if part.strip())
+    return text or type(e).__name__
 
 
 def _exit_with(message: str, status: int) -> NoReturn:

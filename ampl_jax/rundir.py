@@ -127,6 +127,22 @@ class RunFiles:
 
         self.rt.on_main(check)
 
+    def completed(self, total_steps: int) -> dict | None:
+        """The summary.json of a finished run here that reached `total_steps`: nothing is left to
+        do. None when there is none, it is unreadable, it stopped short of `total_steps` (the run
+        is to be extended), or a newer checkpoint shows an extension under way."""
+        try:
+            with open(os.path.join(self.workdir, "summary.json")) as f:
+                summary = json.load(f)
+        except (OSError, ValueError):
+            return None
+        steps = summary.get("steps") if isinstance(summary, dict) else None
+        if not isinstance(steps, int) or steps < total_steps:
+            return None
+        if any(s > steps for s in checkpoint.list_steps(self.workdir)):
+            return None
+        return summary
+
     def clear(self) -> None:
         """--overwrite, once every check passed: remove what an earlier run wrote here."""
         if self.rt.is_main:

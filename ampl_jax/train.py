@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import math
+import os
 import signal
 import threading
 import time
@@ -47,7 +48,7 @@ class TrainingError(RuntimeError):
 
 
 def run(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = True,
-        overwrite: bool = False) -> dict[str, Any]:
+        overwrite: bool = False, say: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Train config.method as the config says, resuming from the newest checkpoint in `workdir` if any.
 
     Writes config.json, metrics.csv, TensorBoard events, model_fits.jsonl, checkpoints/,
@@ -55,6 +56,11 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = Tru
     earlier run of another config, dataset, shapes) runs before anything in `workdir` changes;
     `overwrite=True` discards an earlier run (only after those checks passed). A SIGTERM saves a
     checkpoint at the next chunk boundary and returns {"interrupted": "SIGTERM", ...} without a summary.
+    A finished run that already reached train.total_steps is left untouched: its summary comes back
+    with "already_complete": True.
+
+    `say` (e.g. print) gets the lines a user should see before the slow part starts: steps rounded
+    up to whole rollout periods, where the run is written, or that it is complete already.
 
     In a multi-process job (distributed.maybe_initialize_multihost) every process trains its own
     block of the seeds; only process 0 touches `workdir`. Everything runs under
@@ -64,9 +70,21 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = Tru
     with precision.matmul_precision(config.compute.matmul_precision):
         start = time.time()
         rt = SeedRuntime.from_config(config.seed, config.num_seeds)
+        say = say if say is not None and rt.is_main else (lambda line: None)
+        note = rounding_note(config)
+        if note:
+            say(note)
         files = RunFiles(workdir, configuration.to_dict(config), rt, config.checkpoint.keep)
         try:  # close() releases the workdir's lock, whatever fails after prepare() took it
             files.prepare(overwrite)
+            total = _whole_periods(config.train.total_steps, config.rollout.period)
+            done = None if overwrite else distributed.gather_json(rt.on_main(lambda: files.completed(total)))[0]
+            if done is not None:
+                say(f"Run already complete: {os.path.abspath(workdir)} reached step {done['steps']} "
+                    f"(train.total_steps={config.train.total_steps}); nothing was changed. To train longer, "
+                    "raise --config.train.total_steps; to start again, add --overwrite.")
+                return {**done, "already_complete": True}
+            say(f"Writing the run to {os.path.abspath(workdir)}")
             # Process 0 first, so that processes sharing a Minari store never create a dataset at once.
             first = rt.on_main(lambda: load_data(config, progress=progress))
             data, info = rt.agree(lambda: first if rt.is_main else load_data(config, progress=progress))
@@ -76,6 +94,22 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = Tru
             return _loop(config, rt, files, methods.get(config.method), agent, data, info, progress, start)
         finally:
             files.close()
+
+
+def _whole_periods(steps: int, period: int) -> int:
+    """`steps` rounded up to whole rollout periods: the loop runs, evaluates and saves only between them."""
+    return max(1, math.ceil(steps / period)) * period
+
+
+def rounding_note(config: ml_collections.ConfigDict) -> str | None:
+    """One line naming every step count the loop rounds up to whole rollout periods; None if none is."""
+    period = config.rollout.period
+    rounded = [f"{key} {value} -> {_whole_periods(value, period)}" for key, value in (
+        ("train.total_steps", config.train.total_steps), ("train.eval_every", config.train.eval_every),
+        ("checkpoint.every", config.checkpoint.every)) if _whole_periods(value, period) != value]
+    if not rounded:
+        return None
+    return f"Rounded up to whole rollout periods (rollout.period={period}): {', '.join(rounded)}."
 
 
 def _loop(config, rt: SeedRuntime, files: RunFiles, method, agent, data: OfflineData, info: DatasetInfo,
