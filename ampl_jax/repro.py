@@ -6,7 +6,8 @@ the two runs: every checkpoint's TrainState leaves bit for bit (in step order, s
 reported at the first step it appears), the metrics.csv rows and the model_fits.jsonl lines
 (wall-clock columns excluded). Prints "identical: ..." and exits 0, or "differs: ..." naming the
 first differing leaf or column and its step, and exits 1; a problem (config, flag, dataset) is
-one line on stderr and exit status 2. Both runs share one process, so this
+one line on stderr and exit status 2. While it works it says on stderr which run it is at and how
+long each took (stdout holds only the verdict). Both runs share one process, so this
 checks the computation (kernels, reductions, PRNG use, host-side bookkeeping), not process-level
 settings.
 """
@@ -18,6 +19,8 @@ import json
 import os
 import sys
 import tempfile
+import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -120,8 +123,10 @@ def compare_runs(dir_a: str, dir_b: str) -> tuple[bool, str]:
                   f"and {fits} model fits equal")
 
 
-def reproduce(config, steps: int, root: str, *, progress: bool = False) -> tuple[bool, str]:
-    """Run `config` twice for `steps` iterations under `root`/a and `root`/b and compare them."""
+def reproduce(config, steps: int, root: str, *, progress: bool = False,
+              say: Callable[[str], None] = lambda line: None) -> tuple[bool, str]:
+    """Run `config` twice for `steps` iterations under `root`/a and `root`/b and compare them;
+    `say` gets a line as each run starts and ends and as the comparison starts."""
     from ampl_jax import train
 
     config = config.copy_and_resolve_references()
@@ -131,9 +136,18 @@ def reproduce(config, steps: int, root: str, *, progress: bool = False) -> tuple
     config.checkpoint.every = period
     config.checkpoint.keep = chunks + 1  # step 0 and every chunk
     dirs = [os.path.join(root, name) for name in ("a", "b")]
-    for d in dirs:
+    for i, d in enumerate(dirs, 1):
+        say(f"repro: run {i} of 2: {chunks * period} iterations from seed {config.seed} in {d} "
+            f"(dataset, first model fit, {chunks} rollout periods{', compilation' if i == 1 else ''})")
+        began = time.time()
         train.run(config, d, progress=progress, overwrite=True)
+        say(f"repro: run {i} of 2 done in {time.time() - began:.0f} s")
+    say(f"repro: comparing the two runs' {chunks + 1} checkpoints, metrics.csv and model_fits.jsonl")
     return compare_runs(*dirs)
+
+
+def _say(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
 
 
 def main(argv) -> None:
@@ -153,7 +167,7 @@ def main(argv) -> None:
             same, report = reproduce(FLAGS.config, FLAGS.steps, FLAGS.workdir)
         else:
             with tempfile.TemporaryDirectory(prefix="ampl-repro-") as root:
-                same, report = reproduce(FLAGS.config, FLAGS.steps, root)
+                same, report = reproduce(FLAGS.config, FLAGS.steps, root, say=_say)
     except (configuration.ConfigError, DatasetError, train.TrainingError, train.WorkdirError, checkpoint.CheckpointError,
             ValueError, OSError) as e:
         if FLAGS.debug:
@@ -167,4 +181,4 @@ def main(argv) -> None:
 
 if __name__ == "__main__":
     define_flags()
-    app.run(main, flags_parser=lambda argv: configuration.parse_flags(argv, exit_status=2))
+    app.run(main, flags_parser=lambda argv: configuration.parse_flags(argv, exit_status=2, program="ampl_jax.repro"))

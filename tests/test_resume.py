@@ -140,6 +140,14 @@ def test_repro_command_reports_identical(ref):
                           cwd=runs.ROOT, env=runs.env(), capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.startswith("identical: 3 checkpoints (steps 0..8)"), proc.stdout
+    assert len(proc.stdout.splitlines()) == 1  # the verdict alone; the progress goes to stderr
+    said = [line for line in proc.stderr.splitlines() if line.startswith("repro: ")]  # as it goes
+    assert len(said) == 5, proc.stderr[-3000:]
+    assert said[0].startswith("repro: run 1 of 2: 8 iterations from seed 0 in "), said
+    assert said[1].startswith("repro: run 1 of 2 done in ") and said[1].endswith(" s"), said
+    assert said[2].startswith("repro: run 2 of 2: 8 iterations from seed 0 in "), said
+    assert said[3].startswith("repro: run 2 of 2 done in "), said
+    assert said[4] == "repro: comparing the two runs' 3 checkpoints, metrics.csv and model_fits.jsonl"
 
 
 BF16 = ["--config.compute.dtype=bfloat16", "--config.compute.model_dtype=bfloat16"]
