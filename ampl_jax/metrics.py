@@ -7,6 +7,7 @@ file back to its checkpoint step (`truncate_after`) so that no row is duplicated
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import os
@@ -74,9 +75,16 @@ def write_json(path: str, obj: Any) -> None:
 
 
 def _read_csv(path: str) -> tuple[list[str], list[dict[str, str]]]:
+    """Columns and complete rows. A row is written by one append ending in a newline, so a crash
+    mid-append can leave only the last line torn: a text not ending in a newline loses its last
+    line, and a row with fewer fields than the header is dropped."""
     with open(path, newline="") as f:
-        reader = csv.DictReader(f)
-        return list(reader.fieldnames or []), list(reader)
+        text = f.read()
+    if text and not text.endswith("\n"):
+        text = text[: text.rfind("\n") + 1]
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    rows = [r for r in reader if None not in r.values() and None not in r]
+    return list(reader.fieldnames or []), rows
 
 
 class MetricsWriter:

@@ -178,3 +178,21 @@ def test_learning_curve_axis_names_the_score_scale(tmp_path):
     assert "dataset scale" in labels["normalized_score"] and "ref_max_score" in labels["normalized_score"]
     assert "D4RL v2 scale" in labels[D4RL_COLUMN] and "expert" in labels[D4RL_COLUMN]
     assert labels["critic_loss"] == "critic_loss"
+
+
+@pytest.mark.parametrize("torn", ["3", "30", "3000,3", "3000,30.0,-3000.0"])
+def test_resume_drops_a_row_torn_by_a_crash_mid_append(tmp_path, torn):
+    """Issue #34: a kill during the append of step 3000's row leaves its line without a newline (and
+    maybe without fields); on resume from checkpoint 2000 that row goes, even though its step
+    field alone ("3") may read as <= 2000, and the rows before it stay."""
+    with MetricsWriter(str(tmp_path)) as w:
+        for step in range(0, 3000, 1000):
+            w.write(step, {"a": float(step), "b": -float(step)})
+    with open(tmp_path / "metrics.csv", "a") as f:
+        f.write(torn)
+    w = MetricsWriter(str(tmp_path), resume=True)
+    assert w.truncate_after(2000) == 3
+    w.write(3000, {"a": 30.0, "b": -30.0})
+    w.close()
+    assert _rows(tmp_path / "metrics.csv") == [["step", "a", "b"], ["0", "0.0", "-0.0"], ["1000", "1000.0", "-1000.0"],
+                                              ["2000", "2000.0", "-2000.0"], ["3000", "30.0", "-30.0"]]
