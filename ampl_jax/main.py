@@ -159,7 +159,7 @@ def main(argv) -> None:
               "JAX_NUM_PROCESSES and JAX_PROCESS_ID")
     from ampl_jax.data.load import DatasetError
 
-    if not FLAGS.workdir:
+    if not FLAGS.workdir and distributed.is_main_process():
         print(f"No --workdir given: using the default folder {workdir} (pass --workdir=DIR to choose another).",
               flush=True)
     try:
