@@ -477,7 +477,7 @@ def tpu_commands(name: str, zone: str, accelerator_type: str, version: str, proj
                  workers: int = 1, env: Sequence[str] = (), multihost: bool = False) -> list[list[str]]:
     """gcloud argv lists for the chosen steps (create, copy, start, fetch, delete).
 
-    `start` installs the package with jax[tpu] and starts the sweep detached (nohup) on every
+    `start` installs the package with its `tpu` extra (jax[tpu]) and starts the sweep detached (nohup) on every
     worker, its log in REMOTE_DIR/ROOT/sweep-worker<k>.log; `fetch` copies each worker's run
     folders back into the local ROOT (folders of different runs never collide).
     """
@@ -500,7 +500,7 @@ def tpu_commands(name: str, zone: str, accelerator_type: str, version: str, proj
             worker = f"$(curl -s -H Metadata-Flavor:Google {_METADATA}agent-worker-number)" if workers > 1 else "0"
             log = f"{q(root)}/sweep-worker{worker}.log"
             prefix = shlex.join(["env", *env]) + " " if env else ""
-            script = (f"cd {q(remote_dir)} && python3 -m pip install -q -e . 'jax[tpu]' && mkdir -p {q(root)} && "
+            script = (f"cd {q(remote_dir)} && python3 -m pip install -q -e '.[tpu]' && mkdir -p {q(root)} && "
                       f"nohup {prefix}{shlex.join(sweep_args)} > {log} 2>&1 < /dev/null &")
             cmds.append([*tpu, "ssh", name, *where, "--worker=all", f"--command={script}"])
         elif step == "fetch":
