@@ -2,7 +2,10 @@
 
 SUITES maps a name to a function(quick: bool) -> dict of results; add a suite by adding an entry.
 Every figure is a median over several timed windows after a warm-up, compile time reported apart.
-The `peer` entries are the authors' PyTorch code on a 2-core CPU (shared docs, peers.md).
+The `peer` entries are the authors' PyTorch code, measured on 2026-11-23 on another 2-core AMD
+EPYC machine (`bench_model.PEERS`), so every ratio to them mixes days and machines (one such
+ratio read 3.4x where a single sitting gave 2.45x); `--authors_its=X` gives the authors' policy iterations/s measured beside this run (their
+code, no MIW, paper sizes, h = 5 as here), and the table's ratio then uses it.
 `--suite=precision` compares float32 with bfloat16 matmul inputs (the `compute` config section);
 the JSON's env records the CPU model and its bfloat16 flags (amx_bf16, avx512_bf16).
 `--suite=fits` times a model refit of 1 and 3 seeds: a loop of `fit` against `fit_seeds`.
@@ -21,7 +24,7 @@ from absl import app, flags
 
 from ampl_jax import precision  # noqa: E402  (cpu_info: importable without this module's flags)
 from ampl_jax.bench_agent import MATMUL_SHAPES, suite_miw, suite_precision, suite_seeds, suite_update
-from ampl_jax.bench_model import suite_fits, suite_model, suite_rollout
+from ampl_jax.bench_model import PEERS, PEERS_SOURCE, suite_fits, suite_model, suite_rollout
 
 FLAGS = flags.FLAGS
 
@@ -52,15 +55,35 @@ def environment() -> dict[str, Any]:
     }
 
 
+def authors_reference(results: dict[str, Any], authors_its: float | None) -> dict[str, Any]:
+    """Where the authors' figures come from, into results["authors"]; with `authors_its` (their
+    policy iterations/s measured beside this run) the update suite's ratio is taken to it."""
+    ref: dict[str, Any] = {"source": PEERS_SOURCE, "figures": dict(PEERS), "side_by_side": None}
+    u = results.get("update")
+    if authors_its:
+        ref["side_by_side"] = {"policy_iters_per_s": float(authors_its),
+                               "source": "--authors_its: the authors' code measured beside this run"}
+        if u:
+            u["authors_iters_per_s_side_by_side"] = float(authors_its)
+            u["ratio_no_miw_vs_authors_side_by_side"] = u["fused_no_miw"]["iters_per_s"] / float(authors_its)
+    results["authors"] = ref
+    return ref
+
+
 def markdown(results: dict[str, Any]) -> str:
     """A small table of the headline figures with ratios to the authors' code."""
-    lines = ["| figure | ours | authors' code (peers.md) | ratio |", "|---|---|---|---|"]
+    side = (results.get("authors") or {}).get("side_by_side")
+    lines = [f"Authors' figures: {PEERS_SOURCE}" + ("; the policy iterations/s: measured beside this run "
+                                                     "(--authors_its)." if side else
+                                                     ". Pass --authors_its=X (their policy it/s measured beside "
+                                                     "this run) for a ratio from one sitting."), "",
+             "| figure | ours (this run) | authors' code | ratio |", "|---|---|---|---|"]
     m = results.get("model")
     if m:
         lines.append(f"| ensemble minibatch steps/s (7 x 4x200, batch 128) | {m['steps_per_s']:.1f} "
-                     f"| {m['peer_steps_per_s']} | {m['ratio_vs_peer']:.2f}x |")
+                     f"| {m['peer_steps_per_s']} (2026-11-23) | {m['ratio_vs_peer']:.2f}x (days apart) |")
         lines.append(f"| ensemble epoch ({m['epoch_steps']} steps) s / compile s | {m['epoch_s']:.2f} / "
-                     f"{m['compile_s']:.2f} | 14.3 / - | |")
+                     f"{m['compile_s']:.2f} | 14.3 / - (2026-11-23) | |")
     r = results.get("rollout")
     if r:
         for mode in ("iid", "balanced"):
@@ -69,19 +92,25 @@ def markdown(results: dict[str, Any]) -> str:
             lines.append(f"| rollout transitions/s ({mode} elites, {r['starts']} x h={r['horizon']}) "
                          f"| {x['transitions_per_s']:.0f} | | |")
             lines.append(f"| s per 32k-transition rollout ({mode} elites) | {x['rollout_32k_s']:.3f} "
-                         f"| 1.2-1.6 | {lo:.1f}-{hi:.1f}x faster |")
+                         f"| 1.2-1.6 (2026-11-23) | {lo:.1f}-{hi:.1f}x faster (days apart) |")
     u = results.get("update")
     if u:
         lines.append(f"| fused update_step it/s, MIW interleaved (h=5) | {u['fused_interleaved']['iters_per_s']:.1f} | | |")
-        lines.append(f"| fused update_step it/s, no MIW in the step (h=5) | {u['fused_no_miw']['iters_per_s']:.1f} "
-                     f"| {u['peer_iters_per_s_no_miw_h3']} (h=3) | {u['ratio_no_miw_vs_peer']:.2f}x |")
+        if "ratio_no_miw_vs_authors_side_by_side" in u:
+            lines.append(f"| fused update_step it/s, no MIW in the step (h=5) | {u['fused_no_miw']['iters_per_s']:.1f} "
+                         f"| {u['authors_iters_per_s_side_by_side']:g} (side by side, --authors_its) "
+                         f"| {u['ratio_no_miw_vs_authors_side_by_side']:.2f}x |")
+        else:
+            lines.append(f"| fused update_step it/s, no MIW in the step (h=5) | {u['fused_no_miw']['iters_per_s']:.1f} "
+                         f"| {u['peer_iters_per_s_no_miw_h3']} (h=3; 2026-11-23, another machine) "
+                         f"| {u['ratio_no_miw_vs_peer']:.2f}x (another day and machine) |")
         lines.append(f"| same math, one jitted call per iteration, MIW interleaved | "
                      f"{u['unfused_interleaved']['iters_per_s']:.1f} | | fused {u['fused_speedup_vs_unfused']:.2f}x |")
         lines.append(f"| MIW (TD-DICE) steps/s, batch 1024 + 2048 mu0 | {u['miw_steps_per_s']:.1f} "
-                     f"| {u['peer_miw_steps_per_s']} | {u['ratio_miw_vs_peer']:.2f}x |")
+                     f"| {u['peer_miw_steps_per_s']} (2026-11-23) | {u['ratio_miw_vs_peer']:.2f}x (days apart) |")
         lines.append(f"| compile s: fused interleaved / no MIW / unfused | {u['fused_interleaved']['compile_s']:.1f} / "
                      f"{u['fused_no_miw']['compile_s']:.1f} / {u['unfused_interleaved']['compile_s']:.1f} | | |")
-        lines.append(f"| peak RSS MB (whole bench process) | {u['peak_rss_mb']:.0f} | about 1000 | |")
+        lines.append(f"| peak RSS MB (whole bench process) | {u['peak_rss_mb']:.0f} | about 1000 (2026-11-23) | |")
     sd = results.get("seeds")
     if sd:
         for k, v in sd.items():
@@ -122,10 +151,13 @@ def main(argv) -> None:
     unknown = [s for s in names if s not in SUITES]
     if unknown:
         raise app.UsageError(f"unknown suites {unknown}; known: {sorted(SUITES)}")
+    if FLAGS.authors_its is not None and FLAGS.authors_its <= 0:
+        raise app.UsageError("--authors_its must be a positive iterations/s figure")
     results: dict[str, Any] = {"env": environment(), "quick": FLAGS.quick}
     for name in names:
         print(f"running suite {name} ...", flush=True)
         results[name] = SUITES[name](FLAGS.quick)
+    authors_reference(results, FLAGS.authors_its)
     print(markdown(results))
     print(json.dumps(results["env"]))
     if FLAGS.out:
@@ -140,6 +172,9 @@ def _define_flags() -> None:
     flags.DEFINE_string("suite", "model,rollout", "comma-separated suites to run")
     flags.DEFINE_string("out", "bench_results/bench.json", "JSON output path ('' = none)")
     flags.DEFINE_bool("quick", False, "tiny smoke version (seconds)")
+    flags.DEFINE_float("authors_its", None, "the authors' code's policy iterations/s (no MIW, paper sizes, h = 5), "
+                       "measured beside this run: the update suite's ratio is then taken to it instead of to "
+                       "the 2026-11-23 figure of another machine")
 
 
 if __name__ == "__main__":

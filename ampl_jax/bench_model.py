@@ -14,8 +14,16 @@ import jax.numpy as jnp
 import numpy as np
 
 
-OBS_DIM, ACT_DIM = 17, 6  # Walker2d shapes, as peers.md
+OBS_DIM, ACT_DIM = 17, 6  # Walker2d shapes, as the authors' figures below
 
+# The authors' PyTorch code, measured on 2026-11-23 on a 2-core AMD EPYC cloud machine (the kind
+# this project ran on), NOT beside any run of this bench, so a ratio to these mixes days and
+# machines: on 2026-12-07 (2-core Zen 4 EPYC, paper sizes, h = 5) the authors' code ran 22.0 it/s
+# beside the fused step without MIW at 55.0 / 53.9 it/s, 2.45x, where the ratio to 16.1 read 3.4x.
+# A same-sitting figure (`python -m ampl_jax.bench --authors_its=...`) replaces the policy it/s.
+PEERS_SOURCE = ("the authors' PyTorch code, measured 2026-11-23 on a 2-core AMD EPYC machine, not beside this run: "
+                "a ratio to it mixes days and machines (on 2026-12-07 the ratio to 16.1 it/s read 3.4x where one "
+                "sitting gave 2.45x)")
 PEERS = {
     "model_steps_per_s": 72.5,  # authors' code, ensemble minibatch steps/s
     "rollout_32k_s": (1.2, 1.6),  # authors' code, seconds per 32,000-transition rollout
