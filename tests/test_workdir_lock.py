@@ -61,3 +61,18 @@ def test_main_on_a_folder_in_use_exits_with_one_line_and_changes_nothing(tmp_pat
     finally:
         holder.send_signal(signal.SIGKILL)
         holder.wait(timeout=60)
+
+
+def test_a_reader_works_on_a_run_in_progress(tmp_path_factory, tmp_path):
+    """Readers take no lock: the report reads a run folder whose lock a writer holds."""
+    from ampl_jax import report
+
+    ref = runs.session_dirs(tmp_path_factory)["ref"]
+    run = runs.copy_run(ref, tmp_path / "runs" / "tiny" / "method=ampl" / "seed0")
+    holder = _hold(run)
+    try:
+        curves = report.load_run(str(run))
+        assert curves and [int(s) for s in curves[0].steps][-1] == runs.TOTAL_STEPS
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(timeout=60)
