@@ -63,16 +63,21 @@ def test_main_on_a_folder_in_use_exits_with_one_line_and_changes_nothing(tmp_pat
         holder.wait(timeout=60)
 
 
-def test_a_reader_works_on_a_run_in_progress(tmp_path_factory, tmp_path):
-    """Readers take no lock: the report reads a run folder whose lock a writer holds."""
+
+def test_a_reader_works_on_a_run_in_progress(tmp_path):
+    """Readers take no lock: the report tabulates a run folder whose lock a writer holds."""
     from ampl_jax import report
 
-    ref = runs.session_dirs(tmp_path_factory)["ref"]
-    run = runs.copy_run(ref, tmp_path / "runs" / "tiny" / "method=ampl" / "seed0")
+    run = tmp_path / "runs" / "ampl_tiny-v0" / "method=ampl" / "seed0"
+    run.mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps({"seed": 0, "num_seeds": 1, "method": "ampl",
+                                                 "dataset": {"id": "ampl/tiny-v0"}}))
+    (run / "metrics.csv").write_text("step,return_mean,normalized_score\n8,10.0,1.0\n16,20.0,2.0\n")
     holder = _hold(run)
     try:
-        curves = report.load_run(str(run))
-        assert curves and [int(s) for s in curves[0].steps][-1] == runs.TOTAL_STEPS
+        result = report.make_report(str(tmp_path / "runs"), str(tmp_path / "out"), last_k=2)
+        assert result and (tmp_path / "out" / "report.md").exists()
+        assert "1.5" in (tmp_path / "out" / "report.md").read_text()  # the last-2 mean of 1.0 and 2.0
     finally:
         holder.send_signal(signal.SIGKILL)
         holder.wait(timeout=60)
