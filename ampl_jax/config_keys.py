@@ -1,9 +1,9 @@
 """Every config key in one line: its meaning, and the listing `python -m ampl_jax.main --list_keys` prints.
 
 DESCRIPTIONS holds one line per key of ampl_jax/config_default.py (the longer story stays in that
-file's comments). A key added there without a line here gets the comment at the end of its line
-in get_config() instead; tests/test_first_run.py fails when a key has neither, or when a line here
-is left for a key that is gone.
+file's comments). A key added there without a line here gets its comment in get_config() instead
+(at the end of its line, else right above it or above its group of lines); tests/test_first_run.py
+fails when a key has neither, or when a line here is left for a key that is gone.
 """
 
 from __future__ import annotations
@@ -185,34 +185,45 @@ DESCRIPTIONS: dict[str, str] = {
 
 @functools.cache
 def inline_comments() -> dict[str, str]:
-    """{dotted key: its comment in config_default.get_config()}: the comment at the end of its
-    assignment line, else the comment lines right above it (joined)."""
+    """{dotted key: its comment in config_default.get_config()} (`comments_of`)."""
     from ampl_jax import config_default
 
-    source = inspect.getsource(config_default)
+    return comments_of(inspect.getsource(config_default))
+
+
+def comments_of(source: str) -> dict[str, str]:
+    """{dotted key: its comment} in the get_config() of a config module's `source`: the comment at
+    the end of its assignment line, else the comment lines right above it (joined), else those
+    above the run of assignments (no blank line between) that it belongs to."""
     fn = next(n for n in ast.parse(source).body if isinstance(n, ast.FunctionDef) and n.name == "get_config")
     trailing, whole_line = {}, {}
     for tok in tokenize.generate_tokens(io.StringIO(source).readline):
         if tok.type == tokenize.COMMENT and fn.lineno <= tok.start[0] <= fn.end_lineno:
             text = tok.string.lstrip("#").strip()
-            (trailing if tok.line[:tok.start[1]].strip() else whole_line)[tok.start[0]] = text
-    out = {}
-    for node in ast.walk(fn):
+            if not text.startswith("---"):  # a section rule ("--- data ----") says nothing of a key
+                (trailing if tok.line[:tok.start[1]].strip() else whole_line)[tok.start[0]] = text
+    out: dict[str, str] = {}
+    group, previous_end = None, None
+    for node in fn.body:
         if not (isinstance(node, ast.Assign) and len(node.targets) == 1):
-            continue
-        target = ast.unparse(node.targets[0])
-        if not target.startswith("c."):
-            continue
-        line = next((n for n in range(node.lineno, node.end_lineno + 1) if n in trailing), None)
-        if line is not None:
-            out[target[2:]] = trailing[line]
+            group, previous_end = None, None
             continue
         above, n = [], node.lineno - 1
         while n in whole_line:
             above.insert(0, whole_line[n])
             n -= 1
         if above:
-            out[target[2:]] = " ".join(above)
+            group = " ".join(above)
+        elif previous_end != node.lineno - 1:  # a blank line ends a run of assignments
+            group = None
+        previous_end = node.end_lineno
+        target = ast.unparse(node.targets[0])
+        if not target.startswith("c."):
+            continue
+        line = next((n for n in range(node.lineno, node.end_lineno + 1) if n in trailing), None)
+        text = trailing[line] if line is not None else group
+        if text:
+            out[target[2:]] = text
     return out
 
 

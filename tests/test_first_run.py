@@ -196,3 +196,24 @@ def test_complete_needs_the_summary_to_reach_total_steps(tmp_path):
     assert files.completed(40) is None
     (tmp_path / "summary.json").write_text("{not json")
     assert files.completed(24) is None
+
+
+def test_a_key_without_a_description_line_gets_its_comment():
+    source = '''
+def get_config():
+    c = ml_collections.ConfigDict()
+    # --- section ------------------------------------------------------
+    c.a = ml_collections.ConfigDict()
+    c.a.own = 1  # its own comment
+    # the block above
+    # one key
+    c.a.below = 2
+    # a group of keys
+    c.a.first = 3
+    c.a.second = 4
+
+    c.a.after_blank = 5
+'''
+    assert config_keys.comments_of(source) == {
+        "a.own": "its own comment", "a.below": "the block above one key",
+        "a.first": "a group of keys", "a.second": "a group of keys"}
