@@ -462,8 +462,9 @@ def test_reward_test_function_uses_model_rewards_not_q():
     def by_hand(state):
         """The same samples: a model sample r^ at the data (s, a), at (s0, pi(s0)) and (s', pi(s')),
         as the authors' reward trainer; and the Q version's lhs = mean(w Q1)."""
-        b, s0, a0, a1 = _miw_batches(agent, state, data, key)
-        k_r, k_r0, k_r1 = jax.random.split(jax.random.fold_in(key, 1), 3)
+        k_batches, k_reward = jax.random.split(key)  # independent keys (issue #31, N6)
+        b, s0, a0, a1 = _miw_batches(agent, state, data, k_batches)
+        k_r, k_r0, k_r1 = jax.random.split(k_reward, 3)
         r_hat = functools.partial(miw_step_lib.model_reward_sample, agent, state.model)
         w = agent.miw.apply(state.miw, b.observations, b.actions)
         w_t = agent.miw.apply(state.miw_target, b.observations, b.actions)

@@ -135,3 +135,55 @@ def test_gaussian_bounds_are_checked_and_old_gaussian_runs_refused():
     assert configuration.differences(old, new) == []
     old["agent"]["policy"] = new["agent"]["policy"] = "tanh_gaussian"
     assert [d.split(":")[0] for d in configuration.differences(old, new)] == ["agent.gaussian_log_std_bounds"]
+
+
+# --- N6: the reward test function and td_dice_multi draw independent keys ---------------------------
+
+
+def _split_family(key):
+    """Every key _miw_batches derives from `key` (split(key, 4)) and each of those split in 3."""
+    import jax
+
+    subs = list(jax.random.split(key, 4))
+    return {tuple(int(x) for x in k) for k in subs + [kk for s in subs for kk in jax.random.split(s, 3)]}
+
+
+@pytest.mark.parametrize("variant", ["reward", "td_dice_multi"])
+def test_miw_step_keys_never_reuse_the_batch_keys(monkeypatch, variant):
+    """fold_in(key, i) equals split(key, n)[i] in this JAX: the reward samples used to draw from the
+    key of the mu0 indices, td_dice_multi's test functions from the key of the actor's noise at s0."""
+    import jax
+
+    from ampl_jax.methods.ampl import miw as miw_lib
+    from ampl_jax.methods.ampl import miw_step as miw_step_lib
+    from tests.test_ablations import _setup
+
+    k = jax.random.PRNGKey(7)
+    assert (jax.random.fold_in(k, 2) == jax.random.split(k, 4)[2]).all()  # the collision, as measured
+    over = {"miw__test_function": "reward"} if variant == "reward" else {"miw__estimator": "td_dice_multi"}
+    _, agent, data, state = _setup(**over)
+    seen = {"batches": [], "other": []}
+    batches, reward, features = (miw_step_lib._miw_batches, miw_step_lib.model_reward_sample,
+                                 miw_lib.random_test_functions)
+
+    def spy_batches(agent, state, data, key):
+        seen["batches"].append(key)
+        return batches(agent, state, data, key)
+
+    def spy_reward(agent, model, key, obs, act):
+        seen["other"].append(key)
+        return reward(agent, model, key, obs, act)
+
+    def spy_features(key, *a, **kw):
+        seen["other"].append(key)
+        return features(key, *a, **kw)
+
+    monkeypatch.setattr(miw_step_lib, "_miw_batches", spy_batches)
+    monkeypatch.setattr(miw_step_lib, "model_reward_sample", spy_reward)
+    monkeypatch.setattr(miw_lib, "random_test_functions", spy_features)
+    with jax.disable_jit():
+        miw_step_lib.miw_step(agent, state, data, jax.random.PRNGKey(3))
+    assert len(seen["batches"]) == 1 and len(seen["other"]) == (3 if variant == "reward" else 1)
+    family = _split_family(seen["batches"][0])
+    for key in seen["other"]:
+        assert tuple(int(x) for x in key) not in family  # before: each one was in it

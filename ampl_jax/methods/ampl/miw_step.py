@@ -94,9 +94,14 @@ def miw_step(agent: Agent, state: TrainState, data: OfflineData, key: jax.Array)
     if agent.hp.miw.estimator != "td_dice":
         return _miw_step_minimax(agent, state, data, key)
     m, g = agent.hp.miw, agent.hp.agent.gamma
-    b, s0, a0, a1 = _miw_batches(agent, state, data, key)
+    k_batches = key  # TD-DICE with Q: the step's key draws the batches
+    if m.test_function == "reward":
+        # Independent keys for the batches and the reward samples (issue #31, N6): fold_in(key, 1),
+        # used before, equals split(key, 4)[1], the key that drew the mu0 indices.
+        k_batches, k_reward = jax.random.split(key)
+    b, s0, a0, a1 = _miw_batches(agent, state, data, k_batches)
     if m.test_function == "reward":  # a model sample of r^ at all three, as the authors' reward trainer
-        k_r, k_r0, k_r1 = jax.random.split(jax.random.fold_in(key, 1), 3)
+        k_r, k_r0, k_r1 = jax.random.split(k_reward, 3)
         q = model_reward_sample(agent, state.model, k_r, b.observations, b.actions)
         q0 = model_reward_sample(agent, state.model, k_r0, s0, a0)
         q_next = model_reward_sample(agent, state.model, k_r1, b.next_observations, a1)
@@ -125,8 +130,11 @@ def _miw_step_multi(agent: Agent, state: TrainState, data: OfflineData, key: jax
     """
     m, g = agent.hp.miw, agent.hp.agent.gamma
     e = m.td_dice_multi
-    b, s0, a0, a1 = _miw_batches(agent, state, data, key)
-    k_f = jax.random.fold_in(key, 2) if e.resample else jax.random.PRNGKey(e.seed)
+    # Independent keys for the batches and the test functions (issue #31, N6): fold_in(key, 2),
+    # used before, equals split(key, 4)[2], the key of the actor's noise at s0.
+    k_batches, k_f = jax.random.split(key)
+    b, s0, a0, a1 = _miw_batches(agent, state, data, k_batches)
+    k_f = k_f if e.resample else jax.random.PRNGKey(e.seed)
     inputs = [jnp.concatenate(x, -1) for x in ((b.observations, b.actions), (s0, a0), (b.next_observations, a1))]
     fs = miw_lib.random_test_functions(k_f, inputs, e.num_functions, e.features, e.scale)
     if e.with_q:
