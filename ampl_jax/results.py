@@ -72,4 +72,15 @@ def summary(info: DatasetInfo, all_seeds: tuple[int, ...], steps: int, last_eval
         "score_scales": score_scales(info),
         **({"processes": processes} if processes > 1 else {}),
         "wall_seconds": wall_seconds,
+        "compute": compute_platform(),
     }
+
+
+def compute_platform() -> dict[str, Any]:
+    """What the run computed on: JAX's backend ("cpu", "gpu", "tpu"), the device kind (e.g.
+    "NVIDIA H100 80GB HBM3", "TPU v4") and the device counts, so a summary shows whether the run
+    was on the accelerator it was meant for (docs/accelerators.md)."""
+    import jax
+
+    return {"backend": jax.default_backend(), "device_kind": jax.devices()[0].device_kind,
+            "devices": jax.device_count(), "local_devices": jax.local_device_count(), "jax": jax.__version__}

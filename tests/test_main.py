@@ -85,6 +85,7 @@ def test_main_writes_all_outputs(tiny_run):
     assert "dataset scale" in scales["final_normalized_score"]
     assert "D4RL v2 scale" in scales["final_d4rl_normalized_score"] and "v5" in scales["final_d4rl_normalized_score"]
     assert summary["wall_seconds"] > 0
+    assert summary["compute"]["backend"] in ("cpu", "gpu", "tpu") and summary["compute"]["devices"] >= 1
     assert os.path.getsize(workdir / "learning_curve.png") > 1000
     assert any(f.startswith("events.out.tfevents") for _, _, fs in os.walk(workdir) for f in fs)
 
