@@ -173,6 +173,12 @@ def get_config() -> ml_collections.ConfigDict:
     c.miw.td_dice_multi.resample = True
     c.miw.td_dice_multi.seed = 0
     c.miw.td_dice_multi.with_q = False
+    # The constant test function f_0 = 1 as well: its equation fixes the scale E_D[w] (= 1 without
+    # terminals), which random features leave nearly free (issue #31: the batch mean w drifted up);
+    # through the target w' it restores that scale slowly (rate 1 - gamma), so mass_penalty also
+    # pulls E_b[w] to the mass the equation implies (miw.mass_gap; tests/test_miw_tabular.py).
+    c.miw.td_dice_multi.constant = True
+    c.miw.td_dice_multi.mass_penalty = 0.1
     c.miw.td_dice_multi.split_batch_gradient = True
     c.miw.td_dice_multi.lr = 1e-4
     # Each ablation estimator's own settings, the authors' defaults (VPM_trainer.py, DICE_trainer.py).

@@ -76,7 +76,7 @@ _POSITIVE_FLOAT = (
 _NON_NEGATIVE_FLOAT = (
     "miw.vpm.norm_penalty", "miw.vpm.grad_clip_value", "miw.gendice.norm_penalty",
     "miw.gendice.grad_clip_value", "miw.dualdice.grad_clip_value", "td3bc.alpha", "td3bc.policy_noise",
-    "td3bc.noise_clip", "mopo.penalty_coef",
+    "td3bc.noise_clip", "mopo.penalty_coef", "miw.td_dice_multi.mass_penalty",
 )
 
 _UNIT_INTERVAL = (
@@ -136,7 +136,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
         if not v >= 0:
             raise ConfigError(f"config.{key}={v!r} must be >= 0")
     for key in ("miw.td_dice_multi.resample", "miw.td_dice_multi.with_q", "miw.td_dice_multi.split_batch_gradient",
-                "miw.vpm.output_clipping", "miw.gendice.output_clipping", "miw.dualdice.output_clipping"):
+                "miw.vpm.output_clipping", "miw.gendice.output_clipping", "miw.dualdice.output_clipping",
+                "miw.td_dice_multi.constant"):
         if not isinstance(_get(config, key), bool):
             raise ConfigError(f"config.{key}={_get(config, key)!r} must be True or False")
     if not isinstance(config.miw.td_dice_multi.seed, int) or isinstance(config.miw.td_dice_multi.seed, bool):
@@ -346,6 +347,9 @@ ADDED_KEYS = {
     # The Gaussian-policy ablation's log std: clamped into [-20, 2] as the authors' (was squashed into [-5, 2]).
     "agent.gaussian_log_std_bounds": lambda saved: ("tanh squash into [-5, 2] (before #31)"
                                                     if saved.get("agent.policy") == "tanh_gaussian" else [-20.0, 2.0]),
+    # td_dice_multi tests the constant too (and draws its keys independently, N6).
+    "miw.td_dice_multi.constant": lambda saved: saved.get("miw.estimator") != "td_dice_multi",
+    "miw.td_dice_multi.mass_penalty": lambda saved: 0.0 if saved.get("miw.estimator") == "td_dice_multi" else 0.1,
 }
 
 

@@ -187,3 +187,38 @@ def test_miw_step_keys_never_reuse_the_batch_keys(monkeypatch, variant):
     family = _split_family(seen["batches"][0])
     for key in seen["other"]:
         assert tuple(int(x) for x in key) not in family  # before: each one was in it
+
+
+# --- item 3: td_dice_multi tests the constant f_0 = 1 and pulls E_b[w] to the mass it implies -------
+
+
+def test_td_dice_multi_step_tests_the_constant_and_the_mass(monkeypatch):
+    import jax
+    import numpy as np
+
+    from ampl_jax.methods.ampl import miw as miw_lib
+    from ampl_jax.methods.ampl import miw_step as miw_step_lib
+    from tests.test_ablations import _setup
+
+    _, agent, data, state = _setup(miw__estimator="td_dice_multi")
+    e = agent.hp.miw.td_dice_multi
+    assert e.constant and e.mass_penalty == 0.1
+    seen = {}
+    loss = miw_lib.td_dice_multi_loss
+
+    def spy(w, f, f0_pi, f_next_pi, *args, **kw):
+        seen.update(f=f, f0=f0_pi, f1=f_next_pi, kw=kw)
+        return loss(w, f, f0_pi, f_next_pi, *args, **kw)
+
+    monkeypatch.setattr(miw_lib, "td_dice_multi_loss", spy)
+    with jax.disable_jit():
+        _, metrics = miw_step_lib.miw_step(agent, state, data, jax.random.PRNGKey(3))
+    for name in ("f", "f0", "f1"):  # K random functions and the constant first (before: K only)
+        assert seen[name].shape[-1] == e.num_functions + 1
+        np.testing.assert_array_equal(np.asarray(seen[name][:, 0]), 1.0)
+    assert seen["kw"]["mass_penalty"] == 0.1 and "miw_mass_gap" in metrics
+    # the gap: E_b[w] minus (1 - g) E_b[w] / (E_b[w] - g E_b[(1 - d) w]); 0 at the ratio's mass
+    w, d, g = jax.numpy.asarray([1.0, 2.0, 3.0]), jax.numpy.asarray([0.0, 0.0, 1.0]), 0.9
+    mass = (1 - g) * 2.0 / (2.0 - g * 1.0)
+    np.testing.assert_allclose(float(miw_lib.mass_gap(w, d, g)), 2.0 - mass, rtol=1e-6)
+    np.testing.assert_allclose(float(miw_lib.mass_gap(jax.numpy.ones(4), jax.numpy.zeros(4), g)), 0.0, atol=1e-6)

@@ -67,6 +67,8 @@ class TDDiceMultiHP:
     seed: int
     with_q: bool
     split_batch_gradient: bool
+    constant: bool  # the constant test function f_0 = 1 (fixes the scale E_D[w])
+    mass_penalty: float  # pull of E_b[w] to the mass the constant's equation implies (0: none)
 
 
 @dataclasses.dataclass(frozen=True)

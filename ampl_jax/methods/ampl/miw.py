@@ -19,8 +19,9 @@ player (an extra network nu and/or a scalar multiplier u, held in TrainState.miw
 - "td_dice_multi": the same fixed-point equation tested against K random functions of the
   standardised (s, a) at once (`random_test_functions`, `td_dice_multi_loss`). One test function
   is one linear constraint on w, which does not identify it (on tabular MDPs TD-DICE with Q learns
-  a w ANTI-correlated with the ratio); K of them, drawn afresh each step, pin it down. No dual;
-  TD-DICE's target w' and mean(w) <= bound correction.
+  a w ANTI-correlated with the ratio); K of them, drawn afresh each step, pin it down, and the
+  constant f_0 = 1 (`with_constant`) pins the scale E_D[w]. No dual; TD-DICE's target w' and
+  mean(w) <= bound correction.
 - "vpm" (variational power method, Wen et al. 2020): T power iterations of M steps each; step t
   of a run takes one damped power step w <- (1 - alpha_t) w' + alpha_t T w' of the normalised
   flow operator T, solved in L2(d_D), alpha_t = 1 / sqrt(t), w' a hard copy of w refreshed
@@ -82,8 +83,9 @@ def td_dice_loss(w: jax.Array, q: jax.Array, q0_pi: jax.Array, q_next_pi: jax.Ar
 
 def td_dice_multi_loss(w: jax.Array, f: jax.Array, f0_pi: jax.Array, f_next_pi: jax.Array, w_target: jax.Array,
                        dones: jax.Array, gamma: float, huber_delta: float = 1.0,
-                       split_batch: bool = True) -> tuple[jax.Array, dict[str, jax.Array]]:
-    """mean_k Huber(lhs_k - rhs_k): `td_dice_loss` against K test functions at once.
+                       split_batch: bool = True, mass_penalty: float = 0.0) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """mean_k Huber(lhs_k - rhs_k): `td_dice_loss` against K test functions at once, plus
+    `mass_penalty` * `mass_gap`^2 (0: none).
 
     w, w_target, dones: [B]; f, f_next_pi: [B, K] (f_k at the data (s, a) and at (s', pi(s')));
     f0_pi: [M, K] at (s0, pi(s0)). lhs_k = E_D[w f_k], rhs_k = (1 - gamma) E_mu0[f_k] +
@@ -102,8 +104,26 @@ def td_dice_multi_loss(w: jax.Array, f: jax.Array, f0_pi: jax.Array, f_next_pi: 
         surrogate = jnp.mean(slope * jnp.mean(w[half:2 * half, None] * f[half:2 * half], axis=0))
         loss = surrogate + jax.lax.stop_gradient(loss - surrogate)
     residual = lhs - rhs
+    gap = mass_gap(w, dones, gamma)
+    if mass_penalty:
+        loss = loss + mass_penalty * gap**2
     return loss, {"miw_residual_rms": jnp.sqrt(jnp.mean(residual**2)),
-                  "miw_residual_max": jnp.max(jnp.abs(residual))}
+                  "miw_residual_max": jnp.max(jnp.abs(residual)), "miw_mass_gap": gap}
+
+
+def mass_gap(w: jax.Array, dones: jax.Array, gamma: float) -> jax.Array:
+    """E_b[w] - m, m = (1 - gamma) E_b[w] / (E_b[w] - gamma E_b[(1 - d) w]) taken without gradient.
+
+    The fixed-point equation tested against a constant, E_D[w] = (1 - gamma) + gamma E_D[(1 - d) w],
+    fixes the scale of w: for w = c v, c = (1 - gamma) / (E_D[v] - gamma E_D[(1 - d) v]), so the
+    ratio's mass E_D[w] is m (1 when no row terminates). Tested through the TD residual with its
+    target w', that scale moves only at the fixed point's rate, (1 - gamma) per target update
+    (tests/test_miw_tabular.py: from w = 3 at gamma = 0.99, E_D[w] is still 2.3 after 1,000
+    steps); a penalty on this gap pulls it directly.
+    """
+    mean_w = jnp.mean(w)
+    mass = (1.0 - gamma) * mean_w / (mean_w - gamma * jnp.mean((1.0 - dones) * w))  # > 0: (1 - d) w <= w
+    return mean_w - jax.lax.stop_gradient(mass)
 
 
 def random_test_functions(
@@ -137,6 +157,17 @@ def random_test_functions(
         centre = jnp.mean(feats[0], axis=0)
         return [h - centre for h in feats]
     raise ValueError(f"unknown test-function kind {kind!r}; one of {', '.join(map(repr, MULTI_FEATURES))}")
+
+
+def with_constant(fs: Sequence[jax.Array]) -> list[jax.Array]:
+    """The test functions [n_i, K] of every input with the constant f_0 = 1 prepended: [n_i, K + 1].
+
+    Tested against f_0, the fixed-point equation reads E_D[w] = (1 - gamma) E_mu0[1] + gamma
+    E_D[(1 - d) w'], which holds for the true ratio and fixes the scale of w (E_D[w] = 1 when no row
+    terminates); random features (zero mean over the data, as "relu"'s, or nearly so, as
+    "fourier"'s) leave that scale free. Its mean square, 1, is that of the Fourier features.
+    """
+    return [jnp.concatenate([jnp.ones((f.shape[0], 1), f.dtype), f], -1) for f in fs]
 
 
 def constrained_direction(grad_f, grad_g, g: jax.Array, bound: float, per_tensor: bool = False):

@@ -124,9 +124,13 @@ def _miw_step_multi(agent: Agent, state: TrainState, data: OfflineData, key: jax
 
     One test function (Q1) is one linear constraint on w and does not identify it; K functions,
     drawn afresh from the step's key (or one fixed draw, `resample=False`), do (tests/
-    test_miw_tabular.py). Optionally Q1 (scaled by the batch's mean |Q1|) is one more. Everything
-    else is TD-DICE's: the batches, the target w', the mean(w) <= bound correction, the Polyak
-    updates of w' and Q1'.
+    test_miw_tabular.py). With `constant` the constant f_0 = 1 is one more: its equation
+    E_D[w] = (1 - gamma) + gamma E_D[(1 - d) w'] fixes the scale of w (E_D[w] = 1 without
+    terminals), which the random functions leave nearly free; through the target w' it restores
+    that scale only at the fixed point's slow rate, so `mass_penalty` also pulls E_b[w] to the mass
+    it implies (`miw.mass_gap`). Optionally Q1 (scaled by the batch's mean |Q1|) is one more.
+    Everything else is TD-DICE's: the batches, the target w', the mean(w) <= bound correction, the
+    Polyak updates of w' and Q1'.
     """
     m, g = agent.hp.miw, agent.hp.agent.gamma
     e = m.td_dice_multi
@@ -137,6 +141,8 @@ def _miw_step_multi(agent: Agent, state: TrainState, data: OfflineData, key: jax
     k_f = k_f if e.resample else jax.random.PRNGKey(e.seed)
     inputs = [jnp.concatenate(x, -1) for x in ((b.observations, b.actions), (s0, a0), (b.next_observations, a1))]
     fs = miw_lib.random_test_functions(k_f, inputs, e.num_functions, e.features, e.scale)
+    if e.constant:
+        fs = miw_lib.with_constant(fs)
     if e.with_q:
         q = _q1(agent, state.critic, b.observations, b.actions)
         qs = (q, _q1(agent, state.miw_critic, s0, a0), _q1(agent, state.miw_critic, b.next_observations, a1))
@@ -145,7 +151,8 @@ def _miw_step_multi(agent: Agent, state: TrainState, data: OfflineData, key: jax
     w_target = agent.miw.apply(state.miw_target, b.observations, b.actions)
 
     w, vjp_fn = jax.vjp(lambda p: agent.miw.apply(p, b.observations, b.actions), state.miw)
-    loss_fn = functools.partial(miw_lib.td_dice_multi_loss, split_batch=e.split_batch_gradient)
+    loss_fn = functools.partial(miw_lib.td_dice_multi_loss, split_batch=e.split_batch_gradient,
+                                mass_penalty=e.mass_penalty)
     (loss, aux), dloss_dw = jax.value_and_grad(loss_fn, has_aux=True)(
         w, *fs, w_target, b.dones, g, m.huber_delta)
     return _fixed_point_update(agent, state, w, vjp_fn, dloss_dw, loss, aux)
