@@ -252,12 +252,25 @@ def get_config() -> ml_collections.ConfigDict:
     c.bc.lr = 1e-3
     c.bc.batch_size = 256
 
-    # MOPO (Yu et al. 2020): SAC on minibatches mixing real data with model rollouts whose
-    # reward is r~ - penalty_coef * max_elites ||std(s, a)||. The rollouts reuse `rollout`
-    # (horizon, period, transitions_per_rollout, buffer_capacity) and the ensemble of `model`.
+    # MOPO (Yu et al. 2020) as its authors ran it (ampl_jax/methods/mopo.py): SAC on minibatches
+    # mixing real data with model rollouts whose reward is r - lambda * max_members ||std(s, a)||,
+    # in raw reward and state units. Shares the ensemble of `model` and rollout.period; its own
+    # horizon, penalty, rollout volume and pool below (rollout.horizon, transitions_per_rollout and
+    # buffer_capacity are AMPL's).
     c.mopo = ml_collections.ConfigDict()
+    # "published": horizon and lambda are MOPO's for the dataset trained on (mopo.PUBLISHED, from
+    # tianheyu927/mopo examples/config/d4rl); "config": mopo.horizon and mopo.penalty_coef below.
+    c.mopo.settings = "published"
+    c.mopo.horizon = 5  # rollout horizon with settings="config"
     c.mopo.real_ratio = 0.05  # fraction of each minibatch from the offline data (MOPO: 0.05)
-    c.mopo.penalty_coef = 1.0  # lambda; the penalty is in the model's output units (see mopo.py)
+    c.mopo.penalty_coef = 1.0  # lambda with settings="config"; the penalty in MOPO's units (see mopo.py)
+    # MOPO's rollout volume: rollout_batch_size start states every rollout_every iterations (its
+    # model_train_freq), the pool holding model_retain_epochs epochs of epoch_length iterations.
+    c.mopo.rollout_batch_size = 50_000
+    c.mopo.rollout_every = 1000
+    c.mopo.model_retain_epochs = 5
+    c.mopo.epoch_length = 1000
+    c.mopo.target_entropy = -3.0  # SAC's temperature target (MOPO's d4rl base config: -3 for every task)
     c.mopo.hidden_dims = (256, 256)  # actor and every critic
     c.mopo.num_critics = 2  # Q ensemble size; the target and the actor use the min over them
     c.mopo.batch_size = 256

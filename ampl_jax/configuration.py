@@ -43,6 +43,7 @@ _CHOICES = {
     "miw.constraint": ("per_tensor", "global"),
     "agent.policy": ("implicit", "tanh_gaussian"),
     "method": ("ampl", "bc", "mopo", "td3bc"),
+    "mopo.settings": ("published", "config"),
     "agent.regularizer": ("jsd", "none"),
     "model.rollout_elite_sampling": ("iid", "balanced"),
     "model.fake_elite_sampling": ("iid", "balanced"),
@@ -62,6 +63,7 @@ _POSITIVE_INT = (
     "train.total_steps", "train.epoch_length",
     "train.model_retrain_epochs", "train.eval_every", "eval.episodes", "eval.num_action_samples",
     "checkpoint.every", "checkpoint.keep", "td3bc.batch_size", "td3bc.policy_delay",
+    "mopo.horizon", "mopo.rollout_batch_size", "mopo.rollout_every", "mopo.model_retain_epochs", "mopo.epoch_length",
 )
 
 _POSITIVE_FLOAT = (
@@ -123,6 +125,12 @@ def validate(config: ml_collections.ConfigDict) -> None:
         raise ConfigError(
             f"config.rollout.period={config.rollout.period} must be a multiple of "
             f"config.agent.actor_update_every={config.agent.actor_update_every}"
+        )
+    if config.method == "mopo" and (config.mopo.rollout_batch_size * config.rollout.period) % config.mopo.rollout_every:
+        raise ConfigError(
+            f"config.mopo.rollout_batch_size={config.mopo.rollout_batch_size} start states every "
+            f"config.mopo.rollout_every={config.mopo.rollout_every} iterations is no whole number per "
+            f"config.rollout.period={config.rollout.period}"
         )
     if config.method == "td3bc" and config.rollout.period % config.td3bc.policy_delay:
         raise ConfigError(
@@ -350,6 +358,16 @@ ADDED_KEYS = {
     # td_dice_multi tests the constant too (and draws its keys independently, N6).
     "miw.td_dice_multi.constant": lambda saved: saved.get("miw.estimator") != "td_dice_multi",
     "miw.td_dice_multi.mass_penalty": lambda saved: 0.0 if saved.get("miw.estimator") == "td_dice_multi" else 0.1,
+    # MOPO as its authors ran it: its horizon, penalty (all members, MOPO's units), termination,
+    # rollout volume and SAC details; MOPO runs saved before are refused, nothing else reads these.
+    "mopo.settings": lambda saved: ("AMPL's horizon, penalty_coef, elites' penalty in scaled units (before #31)"
+                                    if saved.get("method") == "mopo" else "published"),
+    "mopo.horizon": 5,
+    "mopo.rollout_batch_size": 50_000,
+    "mopo.rollout_every": 1000,
+    "mopo.model_retain_epochs": 5,
+    "mopo.epoch_length": 1000,
+    "mopo.target_entropy": -3.0,
 }
 
 

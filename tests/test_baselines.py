@@ -21,12 +21,15 @@ from tests.test_world_model import _hopper
 
 
 def _config(**mopo_over):
+    """Tiny; MOPO with its settings from the config (the test data are no MOPO dataset): h = 2,
+    16 rollouts per period of 4 iterations, a pool of 5 epochs of 4 iterations."""
     c = tiny_config.get_config()
     c.bc.hidden_dims = (64, 64)
     c.bc.batch_size = 64
     c.rollout.period = 4
     c.mopo.hidden_dims = (32, 32)
     c.mopo.batch_size = 32
+    c.mopo.update(dict(settings="config", horizon=2, rollout_batch_size=16, rollout_every=4, epoch_length=4))
     c.mopo.update(mopo_over)
     return c
 
@@ -128,19 +131,74 @@ def test_bc_fits_a_deterministic_policy():
 
 
 # --------------------------------------------------------------------------------------------
-# MOPO: the penalty
+# MOPO: its published settings, its penalty in its own units
 
 
-def test_penalty_is_the_max_over_elites_of_the_std_norm(mopo_setup):
-    _, _, data, model, _ = mopo_setup
-    model = model.replace(elites=jnp.asarray([2, 0], jnp.int32))  # not the first members, not sorted
+def test_mopo_picks_its_published_settings_per_benchmark_cell():
+    """configs/benchmark.py:<cell> with --config.method=mopo gets MOPO's own horizon and lambda
+    (tianheyu927/mopo examples/config/d4rl), whatever rollout.horizon AMPL uses there."""
+    from ampl_jax import configuration
+    from configs import benchmark
+
+    expected = {"hopper-medium": (5, 5.0), "hopper-medium_replay": (5, 1.0), "hopper-medium_expert": (5, 1.0),
+                "walker-medium": (5, 5.0), "walker-medium_replay": (1, 1.0), "walker-medium_expert": (1, 2.0)}
+    for cell, (h, coef) in expected.items():
+        for suffix in ("", "-long"):
+            c = benchmark.get_config(cell + suffix)
+            c.method = "mopo"
+            configuration.validate(c)
+            got = mopo.resolve_settings(c.mopo, c.dataset.id)
+            assert got[:2] == (h, coef), cell  # before: rollout.horizon (1, 3 or 5) and lambda 1 everywhere
+            assert "tianheyu927/mopo" in got[2]
+    assert mopo.dataset_key("mujoco/walker2d/medium-replay-v0") == ("walker2d", "medium-replay")
+    c = _config()
+    c.mopo.settings = "published"
+    with pytest.raises(configuration.ConfigError, match="MOPO published no settings for dataset 'ampl/test/x-v0'"):
+        mopo.resolve_settings(c.mopo, "ampl/test/x-v0")
+    c.mopo.update(settings="config", horizon=2, penalty_coef=0.25)
+    assert mopo.resolve_settings(c.mopo, "ampl/test/x-v0")[:2] == (2, 0.25)
+
+
+def test_mopo_rollout_volume_pool_and_real_rows_are_mopos():
+    from ampl_jax import config_default, configuration
+
+    c = config_default.get_config()
+    c.method = "mopo"
+    starts, pool = mopo.rollout_volume(c.mopo, c.rollout.period, 5)
+    assert (starts, pool) == (12_500, 1_250_000)  # 50,000 every 1,000 iterations; 5 epochs of 50,000 h
+    assert mopo.rollout_volume(c.mopo, 250, 1) == (12_500, 250_000)
+    data, info = _data()
+    agent = _agent(mopo, _config(), data, info)
+    assert mopo.n_real(agent) == int(agent.hp.batch_size * 0.05)
+    assert mopo.n_real(dataclasses_replace(agent, batch_size=256)) == 12  # int(12.8), before: round -> 13
+    c.mopo.rollout_every = 300  # 50,000 * 250 / 300 is no whole number of starts
+    with pytest.raises(configuration.ConfigError, match="config.mopo.rollout_every=300"):
+        configuration.validate(c)
+
+
+def dataclasses_replace(agent, **hp):
+    import dataclasses
+
+    return dataclasses.replace(agent, hp=dataclasses.replace(agent.hp, **hp))
+
+
+def test_penalty_is_the_max_over_all_members_in_mopos_units(mopo_setup):
+    """u = max over ALL members (not the elites) of the std's norm over (reward, s' - s) in raw
+    units: the reward's std in raw reward units (r~'s times r_max - r_min)."""
+    _, agent, data, model, _ = mopo_setup
+    model = model.replace(elites=jnp.asarray([2], jnp.int32))  # one elite: the max must still see all 3
     obs, act = data.observations[:64] * 3.0, data.actions[:64]
-    pen = mopo.aleatoric_penalty(model, obs, act)
+    span = agent.reward_span
+    assert span == pytest.approx(float(jnp.max(data.rewards) - jnp.min(data.rewards)))
+    pen = mopo.aleatoric_penalty(model, obs, act, span)
     _, logstd = ensemble_apply(model.params, model.input_norm(jnp.concatenate([obs, act], -1)))  # [M, B, D]
     std = np.exp(np.asarray(logstd, np.float64)) * np.asarray(model.target_norm.std)
-    expected = np.max(np.linalg.norm(std[[2, 0]], axis=-1), axis=0)
+    std[..., 0] *= span
+    expected = np.max(np.linalg.norm(std, axis=-1), axis=0)
     assert pen.shape == (64,) and bool(jnp.all(pen >= 0))
     np.testing.assert_allclose(np.asarray(pen), expected, rtol=1e-5)
+    elites_only = np.max(np.linalg.norm(std[[2]], axis=-1), axis=0)
+    assert np.any(np.abs(np.asarray(pen) - elites_only) > 1e-3 * expected)  # the old rule differs here
 
 
 def test_penalty_larger_off_the_data():
@@ -156,15 +214,87 @@ def test_penalty_larger_off_the_data():
                     batch_size=128, epoch_steps=100, max_epochs=20, patience=100))
     model = jax.jit(lambda k: init_model_state(k, train, cfg))(jax.random.PRNGKey(0))
     model, _ = fit(model, jax.random.PRNGKey(1), train, None, cfg)
-    pen_in = float(jnp.mean(mopo.aleatoric_penalty(model, train.observations, train.actions)))
+    pen_in = float(jnp.mean(mopo.aleatoric_penalty(model, train.observations, train.actions, 1.0)))
     d = np.random.default_rng(0).normal(size=train.observations.shape).astype(np.float32)
     d /= np.linalg.norm(d, axis=1, keepdims=True)
     sd = jnp.std(train.observations, axis=0)
-    pen_far = [float(jnp.mean(mopo.aleatoric_penalty(model, train.observations + r * sd * d, train.actions)))
+    pen_far = [float(jnp.mean(mopo.aleatoric_penalty(model, train.observations + r * sd * d, train.actions, 1.0)))
                for r in (10.0, 30.0)]
     print(f"mean penalty: data {pen_in:.3f}, 10 std away {pen_far[0]:.3f}, 30 std away {pen_far[1]:.3f}")
     assert pen_in < pen_far[0] < pen_far[1]
     assert pen_far[1] > 1.2 * pen_in
+
+
+def test_model_step_samples_an_elite_in_raw_units(mopo_setup):
+    """model_step's s' and r are a Gaussian draw of an elite, mapped back to raw units (r = the
+    un-scaled r~); its penalty is aleatoric_penalty's."""
+    _, agent, data, model, _ = mopo_setup
+    obs, act = data.observations[:32], data.actions[:32]
+    key = jax.random.PRNGKey(5)
+    nxt, rew, pen = mopo.model_step(agent, model, key, obs, act)
+    # the same draw by hand
+    k_member, k_noise = jax.random.split(key)
+    member = np.asarray(model.elites)[np.asarray(jax.random.randint(k_member, (32,), 0, model.elites.shape[0]))]
+    mean, logstd = ensemble_apply(model.params, model.input_norm(jnp.concatenate([obs, act], -1)))
+    rows = np.arange(32)
+    z = np.asarray(mean)[member, rows] + np.exp(np.asarray(logstd))[member, rows] * np.asarray(
+        jax.random.normal(k_noise, (32, mean.shape[-1])))
+    y = z * np.asarray(model.target_norm.std) + np.asarray(model.target_norm.mean)
+    r_min, r_max = float(jnp.min(data.rewards)), float(jnp.max(data.rewards))
+    np.testing.assert_allclose(np.asarray(rew), y[:, 0] * (r_max - r_min) + r_min - 1e-3, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(np.asarray(nxt), np.asarray(obs) + y[:, 1:], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(pen), np.asarray(mopo.aleatoric_penalty(model, obs, act, agent.reward_span)),
+                               rtol=1e-5)
+
+
+def test_mopo_rollouts_end_by_the_env_rule_only():
+    """A model state far outside the data's range ends an AMPL rollout (rollout.py's extra rules)
+    but not a MOPO one: its dones are the env rule's, and a rollout goes on exactly while it is
+    alive; a hopper whose height falls below 0.7 stops after that step."""
+    config = _config(penalty_coef=0.0, horizon=3)
+    data, info = _data()
+    agent = _agent(mopo, config, data, info)
+    model = _model(config, data)
+    mean0 = np.asarray(model.target_norm.mean)
+    term = termination_fn(info.env_id)
+    obs_range = np.asarray(preprocess.obs_range(data.observations, data.next_observations))
+
+    def roll(shift):
+        m = model.replace(target_norm=model.target_norm._replace(mean=jnp.asarray(mean0 + shift)))
+        state = _init(mopo, agent, 0, m)
+        out = jax.jit(lambda s, k: mopo.model_rollout(agent, s, data, k))(state, jax.random.PRNGKey(2))
+        return jax.device_get(out)
+
+    # the joints (obs[2:], targets 3:) move by 5 per step: |s'| > obs_range, healthy for hopper
+    shift = np.zeros_like(mean0)
+    shift[3:] = 5.0
+    trans, valid, _ = roll(shift)
+    done = np.asarray(term(trans.observations, trans.actions, trans.next_observations))
+    np.testing.assert_array_equal(trans.dones, done.astype(np.float32))
+    out_of_range = ~np.all(np.abs(trans.next_observations) <= obs_range, axis=-1)
+    assert (valid & out_of_range & ~done).sum() > 0.5 * valid.sum()  # AMPL would stop all of these
+    v, d = valid.reshape(3, -1), done.reshape(3, -1)
+    np.testing.assert_array_equal(v[1:], v[:-1] & ~d[:-1])
+    assert v[2].sum() > 0.5 * v[0].sum()
+    # the height (obs[0], target 1) falls by 5: every rollout ends after its first step
+    shift = np.zeros_like(mean0)
+    shift[1] = -5.0
+    trans, valid, _ = roll(shift)
+    v, d = valid.reshape(3, -1), np.asarray(trans.dones).reshape(3, -1)
+    assert v[0].all() and d[0].all() and not v[1:].any()
+
+
+def test_mopo_runs_saved_before_are_refused_on_resume():
+    from ampl_jax import config_default, configuration
+
+    new = configuration.to_dict(config_default.get_config())
+    old = configuration.to_dict(config_default.get_config())
+    for key in ("settings", "horizon", "rollout_batch_size", "rollout_every", "model_retain_epochs", "epoch_length",
+                "target_entropy"):
+        del old["mopo"][key]
+    assert configuration.differences(old, new) == []  # an AMPL run resumes
+    old["method"] = new["method"] = "mopo"
+    assert [d.split(":")[0] for d in configuration.differences(old, new)] == ["mopo.settings"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -189,7 +319,7 @@ def _run(setup, seed, chunks=2):
 
 
 def test_mopo_step_deterministic_finite_and_scheduled(mopo_setup):
-    config, _, _, model, _ = mopo_setup
+    config, agent, _, model, _ = mopo_setup
     s1, m1 = _run(mopo_setup, seed=0)
     s2, m2 = _run(mopo_setup, seed=0)
     s3, _ = _run(mopo_setup, seed=1)
@@ -198,30 +328,22 @@ def test_mopo_step_deterministic_finite_and_scheduled(mopo_setup):
     period = config.rollout.period
     assert int(s1.step) == 2 * period
     assert int(s1.critic_opt[0].count) == 2 * period and int(s1.actor_opt[0].count) == 2 * period
-    assert 0 < int(s1.buffer.size) <= 2 * config.rollout.transitions_per_rollout
+    assert agent.hp.starts_per_rollout == 16 and agent.hp.horizon == 2 and agent.hp.buffer_capacity == 160
+    assert 0 < int(s1.buffer.size) <= 2 * 16 * 2
     for name in ("critic_loss", "actor_loss", "alpha", "entropy", "penalty_mean", "rollout_valid_fraction"):
         assert name in m1 and np.isfinite(m1[name]), name
     assert m1["penalty_mean"] > 0  # computed (and logged) even when it is not applied
+    assert (m1["rollout_horizon"], m1["penalty_coef"]) == (2.0, 0.0)
     assert _leaves_equal(s1.model, model)  # the step never changes the world model
 
 
-def test_zero_penalty_buffer_rewards_are_the_model_rewards(mopo_setup):
-    """penalty_coef = 0: the buffer gets exactly what AMPL's `rollout` returns for the same keys.
-
-    Also: model_rollout's penalty is u(s, a) of those very transitions, and a nonzero lambda
-    inserts r - lambda * u row for row.
-    """
+def test_buffer_holds_the_rollout_with_rewards_minus_lambda_u(mopo_setup):
+    """The buffer gets exactly model_rollout's valid transitions for the step's keys (lambda = 0),
+    and a nonzero lambda inserts r - lambda * u row for row; real rows carry the raw reward."""
     config, agent, data, model, step = mopo_setup
     state0 = _init(mopo, agent, 3, model)
-    # the keys update_step derives, replayed by hand through the shared rollout()
-    r = config.rollout
     _, k_roll, _ = jax.random.split(state0.key, 3)
-    k_start, k_r = jax.random.split(k_roll)
-    n_starts = max(1, r.transitions_per_rollout // r.horizon)
-    start = data.observations[jax.random.randint(k_start, (n_starts,), 0, data.observations.shape[0])]
-    trans, valid = rollout(k_r, state0.model, lambda k, o: agent.sample(state0.actor, k, o)[0], start, r.horizon,
-                           agent.termination_fn, agent.obs_range, agent.reward_bound,
-                           elite_sampling=config.model.rollout_elite_sampling)
+    trans, valid, pen = mopo.model_rollout(agent, state0, data, k_roll)
     state, _ = step(_copy(state0), data)
     v = np.asarray(valid)
     n = int(v.sum())
@@ -229,13 +351,13 @@ def test_zero_penalty_buffer_rewards_are_the_model_rewards(mopo_setup):
     np.testing.assert_array_equal(np.asarray(state.buffer.data.rewards[:n]), np.asarray(trans.rewards)[v])
     np.testing.assert_array_equal(np.asarray(state.buffer.data.next_observations[:n]),
                                   np.asarray(trans.next_observations)[v])
-
-    trans2, valid2, pen = mopo.model_rollout(agent, state0, data, k_roll)
-    assert _leaves_equal((trans2, valid2), (trans, valid))
-    np.testing.assert_array_equal(pen, mopo.aleatoric_penalty(model, trans.observations, trans.actions))
-    buf = buffer_insert(buffer_init(config.rollout.buffer_capacity, OBS, ACT), mopo.penalise(trans, pen, 2.5), valid)
+    buf = buffer_insert(buffer_init(config.mopo.model_retain_epochs * 64, OBS, ACT), mopo.penalise(trans, pen, 2.5),
+                        valid)
     np.testing.assert_allclose(np.asarray(buf.data.rewards[:n]), (np.asarray(trans.rewards) - 2.5 * np.asarray(pen))[v],
                                rtol=1e-6, atol=1e-6)
+    batch = mopo._batch(agent, state, data, jax.random.PRNGKey(0))
+    nr = mopo.n_real(agent)
+    assert set(np.asarray(batch.rewards[:nr]).tolist()) <= set(np.asarray(data.rewards).tolist())
 
 
 def test_select_action_and_seed_vmap(mopo_setup):
@@ -252,6 +374,12 @@ def test_select_action_and_seed_vmap(mopo_setup):
     bc_states = jax.eval_shape(jax.vmap(lambda k: bc.init_state(bc_agent, k, None)), keys)
     _, bc_metrics = jax.eval_shape(jax.vmap(bc.build_update_step(bc_agent), in_axes=(0, None)), bc_states, data)
     assert bc_metrics["bc_loss"].shape == (2,)
+
+
+def test_mopo_actor_clamps_its_log_std_as_softlearning(mopo_setup):
+    _, agent, data, model, _ = mopo_setup
+    assert agent.actor.clamp_log_std and (agent.actor.log_std_min, agent.actor.log_std_max) == (-20.0, 2.0)
+    assert agent.hp.target_entropy == -3.0
 
 
 # --------------------------------------------------------------------------------------------

@@ -196,6 +196,7 @@ def test_baselines_run_in_the_same_job(tmp_path_factory, tmp_path, method):
     proc = _main(["--config=tests/tiny_config.py", f"--workdir={tmp_path / 'w'}", "--noprogress",
                   f"--config.method={method}", "--config.train.total_steps=8",
                   "--config.mopo.hidden_dims=(32, 32)", "--config.mopo.batch_size=32",
+                  "--config.mopo.settings=config", "--config.mopo.rollout_batch_size=1000",  # no MOPO dataset; 4 starts
                   "--config.bc.hidden_dims=(32, 32)", "--config.bc.batch_size=32",
                   "--config.td3bc.hidden_dims=(32, 32)", "--config.td3bc.batch_size=32"], runs.tiny_store(tmp_path_factory))
     assert proc.returncode == 0, proc.stderr[-3000:]

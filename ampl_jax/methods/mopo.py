@@ -1,15 +1,41 @@
-"""MOPO (Yu et al. 2020): SAC on real data mixed with uncertainty-penalised model rollouts.
+"""MOPO (Yu et al. 2020) as published: SAC on real data mixed with uncertainty-penalised model rollouts.
 
-The point of this baseline is that it differs from AMPL only in the method: it uses the same
-offline data (the same min-max scaled rewards r~), the same world model (ModelState, fitted by
-the loop exactly as for AMPL), the same `rollout` function and the same FIFO buffer. What
-changes:
+Sources: the authors' repository tianheyu927/mopo (commit 3d632fc): `examples/config/d4rl/base.py`,
+`base_mopo.py` and `<env>_<dataset>.py` (the settings per dataset), `mopo/algorithms/mopo.py`
+(rollouts, model pool, batch mix), `mopo/models/fake_env.py` (sampling, penalty, termination), and
+softlearning's GaussianPolicy that it trains. OfflineRL-Kit re-tuned MOPO for the D4RL v2 datasets
+with other horizons and coefficients; this module follows MOPO's own repository.
 
-* rewards of model transitions are penalised, r~ - lambda * u(s, a), with MOPO's max-aleatoric
-  u(s, a) = max over elites of || std_e(s, a) ||_2 (see `aleatoric_penalty` for the units);
-* the agent is SAC (tanh-Gaussian actor, an ensemble of `num_critics` Q heads whose min forms
-  the target, temperature tuned towards entropy -act_dim), trained on minibatches of which a
-  fixed fraction `real_ratio` is real data and the rest comes from the model buffer.
+Shared with AMPL: the offline data, the world model (ModelState, fitted by the loop with plain
+MLE exactly as AMPL's first fit, never refitted), the FIFO buffer and the loop. MOPO's own:
+
+* rollout horizon h and penalty coefficient lambda per dataset (`PUBLISHED`; `mopo.settings =
+  "published"` picks them by the dataset's id, e.g. configs/benchmark.py:hopper-medium_expert with
+  --config.method=mopo gets h = 5, lambda = 1; `"config"` takes mopo.horizon and mopo.penalty_coef);
+* penalty u(s, a) = max over ALL ensemble members (not the elites) of || std_m(s, a) ||_2, the std
+  of every output (reward and next-state delta): fake_env.py with penalty_learned_var=True,
+  `np.amax(np.linalg.norm(ensemble_model_stds, axis=2), axis=0)` over every network `predict`
+  returns; the sample itself comes from a uniformly drawn elite, as theirs (`random_inds`);
+* UNITS, MOPO's own. MOPO's model standardises its inputs only: its std, penalty and reward are
+  in raw environment units (reward, and s' - s), and SAC learns from r - lambda u with the raw
+  reward. This ensemble predicts standardised (r~, s' - s) with the spec's r~ = (r - r_min +
+  1e-3) / (r_max - r_min), so both are mapped back: std_m * target_norm.std (times r_max - r_min
+  for the reward), the sampled r~ to r, and the real rows carry the dataset's raw reward. Then
+  lambda means what it means in MOPO's configs. (Before, u was taken in those mixed units and
+  subtracted from r~ in (0, 1]: lambda = 1 weighed the penalty as if it were r_max - r_min;
+  SAC's temperature also balances its entropy target against the reward's scale.)
+* termination: the environment's rule only (MOPO's static termination_fn); no out-of-range state
+  or reward rule (AMPL's). A sample or penalty that is not finite is not stored and ends its
+  rollout (MOPO's hopper rule ends it too, but stores the NaN);
+* rollout volume: `mopo.rollout_batch_size` (50,000) start states every `mopo.rollout_every`
+  (1,000) iterations, i.e. rollout_batch_size * rollout.period / rollout_every per rollout period
+  (12,500 every 250), all members on every state; the pool keeps `mopo.model_retain_epochs` (5)
+  epochs of `mopo.epoch_length` (1,000) iterations: 5 * 50,000 * h transitions (`_reallocate_model_pool`);
+* SAC as softlearning's in MOPO: two 256-256 ReLU Q networks whose min forms the target, a
+  tanh-Gaussian actor with its log std clamped into [-20, 2], Adam 3e-4 throughout, tau 5e-3,
+  temperature from 1 tuned towards entropy `mopo.target_entropy` (-3, MOPO's d4rl base config),
+  minibatches of 256 of which int(0.05 * 256) = 12 rows are real (`_training_batch`), the rest
+  from the model pool.
 
 update_step(state, data) = one rollout of the current actor into the buffer, then
 `rollout.period` SAC iterations in a lax.scan, as AMPL's. Every iteration updates critic,
@@ -20,6 +46,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from typing import Any, Callable
 
 import flax.struct
@@ -30,18 +57,63 @@ import numpy as np
 import optax
 
 from ampl_jax import configuration, networks, precision
-from ampl_jax.methods import no_diagnostics, no_hook
 from ampl_jax.buffer import Buffer, buffer_init, buffer_insert, buffer_sample
+from ampl_jax.data import preprocess
+from ampl_jax.methods import no_diagnostics, no_hook
 from ampl_jax.types import DatasetInfo, OfflineData, Transitions
 from ampl_jax.world_model.ensemble import ModelState, ensemble_apply
-from ampl_jax.world_model.rollout import rollout
 
-NEEDS_MODEL = True  # the loop fits the ensemble first and may refit it (state.model is replaceable)
+NEEDS_MODEL = True  # the loop fits the ensemble first (state.model is replaceable)
 
 Params = Any
 Metrics = dict[str, jax.Array]
 
 RELU = 0.0  # LeakyReLU slope 0: SAC's plain ReLU networks
+
+# (env family, dataset) -> (rollout horizon h, penalty coefficient lambda): the authors' configs,
+# tianheyu927/mopo examples/config/d4rl/<env>_<dataset>.py ("mixed" is medium-replay), commit 3d632fc.
+SOURCE = "tianheyu927/mopo examples/config/d4rl, commit 3d632fc"
+PUBLISHED: dict[tuple[str, str], tuple[int, float]] = {
+    ("halfcheetah", "random"): (5, 0.5),
+    ("halfcheetah", "medium"): (1, 1.0),
+    ("halfcheetah", "medium-replay"): (5, 1.0),
+    ("halfcheetah", "medium-expert"): (5, 5.0),
+    ("hopper", "random"): (5, 1.0),
+    ("hopper", "medium"): (5, 5.0),
+    ("hopper", "medium-replay"): (5, 1.0),
+    ("hopper", "medium-expert"): (5, 1.0),
+    ("walker2d", "random"): (1, 1.0),
+    ("walker2d", "medium"): (5, 5.0),
+    ("walker2d", "medium-replay"): (1, 1.0),
+    ("walker2d", "medium-expert"): (1, 2.0),
+}
+
+
+def dataset_key(dataset_id: str) -> tuple[str, str] | None:
+    """(env family, dataset) of a Minari-style id: "ampl/hopper/medium-expert-v1" and
+    "mujoco/hopper/medium-expert-v0" -> ("hopper", "medium-expert"); None for another shape."""
+    parts = dataset_id.split("/")
+    if len(parts) < 2:
+        return None
+    return parts[-2], re.sub(r"-v\d+$", "", parts[-1])
+
+
+def resolve_settings(cfg_mopo, dataset_id: str) -> tuple[int, float, str]:
+    """(horizon, penalty coefficient, where they come from) for a run on `dataset_id`.
+
+    `mopo.settings="published"`: MOPO's values for the dataset (`PUBLISHED`); a dataset MOPO did not
+    publish settings for is a ConfigError naming the fix. "config": mopo.horizon and mopo.penalty_coef.
+    """
+    if cfg_mopo.settings == "config":
+        return int(cfg_mopo.horizon), float(cfg_mopo.penalty_coef), "mopo.horizon and mopo.penalty_coef"
+    key = dataset_key(dataset_id)
+    if key not in PUBLISHED:
+        known = ", ".join(f"{e}/{d}" for e, d in PUBLISHED)
+        raise configuration.ConfigError(
+            f"MOPO published no settings for dataset {dataset_id!r} (it has {known}): set "
+            "--config.mopo.settings=config with --config.mopo.horizon and --config.mopo.penalty_coef")
+    h, coef = PUBLISHED[key]
+    return h, coef, f"MOPO's published {key[0]} {key[1]} settings: {SOURCE}"
 
 
 @flax.struct.dataclass
@@ -55,26 +127,28 @@ class MOPOState:
     critic_opt: optax.OptState
     log_alpha: jax.Array  # log temperature (scalar)
     alpha_opt: optax.OptState
-    model: ModelState  # the world model; the loop fits/refits it and swaps it in, as for AMPL
-    buffer: Buffer  # FIFO of penalised model transitions
+    model: ModelState  # the world model the loop fitted
+    buffer: Buffer  # FIFO of penalised model transitions (raw reward units)
 
 
 @dataclasses.dataclass(frozen=True)
 class MOPOHP:
-    """What MOPO's step reads of the config: config.mopo's SAC and penalty, rollout, the model's use."""
+    """What MOPO's step reads: config.mopo's SAC settings, and what `make_agent` resolved."""
 
     batch_size: int
     gamma: float
     tau: float
     real_ratio: float
-    penalty_coef: float
     init_temperature: float
-    horizon: int  # rollout.*
-    transitions_per_rollout: int
-    period: int
-    buffer_capacity: int
-    rollout_elite_sampling: str  # model.rollout_elite_sampling
+    target_entropy: float
+    horizon: int  # resolved: MOPO's published value for the dataset, or mopo.horizon
+    penalty_coef: float  # resolved likewise (lambda)
+    starts_per_rollout: int  # rollout_batch_size * period / rollout_every
+    period: int  # rollout.period: SAC iterations between rollouts
+    buffer_capacity: int  # model_retain_epochs * int(h * rollout_batch_size * epoch_length / rollout_every)
     model_dtype: str  # compute.model_dtype
+    reward_min: float  # the dataset's raw reward range: r~ back to r
+    reward_max: float
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -89,11 +163,14 @@ class MOPOAgent:
     obs_dim: int
     act_dim: int
     max_action: float
-    target_entropy: float
     termination_fn: Callable[[jax.Array, jax.Array, jax.Array], jax.Array]
-    obs_range: np.ndarray  # [obs_dim]
-    reward_bound: float
     hp: MOPOHP
+
+    @property
+    def reward_span(self) -> float:
+        """r_max - r_min: one unit of r~ in raw reward units (preprocess.reward_scale)."""
+        span = self.hp.reward_max - self.hp.reward_min
+        return span if span > 0 else 1.0
 
     def sample(self, params: Params, key: jax.Array, obs: jax.Array) -> tuple[jax.Array, jax.Array]:
         """(a, log pi(a|s)) with a = max_action * tanh(u), u ~ N(mean, std): the change of variables."""
@@ -103,9 +180,19 @@ class MOPOAgent:
         return a, logp
 
     def mode(self, params: Params, obs: jax.Array) -> jax.Array:
-        """The deterministic evaluation action max_action * tanh(mean)."""
+        """The deterministic evaluation action max_action * tanh(mean) (MOPO's eval_deterministic)."""
         mean, _ = self.actor.apply(params, obs, method="distribution")
         return self.max_action * jnp.tanh(mean)
+
+
+def rollout_volume(cfg_mopo, period: int, horizon: int) -> tuple[int, int]:
+    """(start states per rollout period, pool capacity) of MOPO's rollouts at this loop's period:
+    rollout_batch_size starts every rollout_every iterations, and the pool of
+    `_reallocate_model_pool`, model_retain_epochs * int(h * rollout_batch_size * epoch_length / rollout_every)."""
+    m = cfg_mopo
+    starts = int(m.rollout_batch_size) * int(period) // int(m.rollout_every)  # exact: configuration.validate
+    per_epoch = int(horizon * int(m.rollout_batch_size) * int(m.epoch_length) / int(m.rollout_every))
+    return starts, int(m.model_retain_epochs) * per_epoch
 
 
 def make_agent(
@@ -117,11 +204,19 @@ def make_agent(
     *,
     data: OfflineData | None = None,
 ) -> MOPOAgent:
-    """The methods' make_agent signature (termination, obs range and bound drive the rollouts)."""
+    """The methods' make_agent signature. obs_range and reward_bound (AMPL's extra termination rules)
+    are not used: MOPO ends a rollout by the environment's rule only."""
+    del obs_range, reward_bound
     m = config.mopo
     hidden = tuple(m.hidden_dims)
+    horizon, coef, source = resolve_settings(m, info.dataset_id)
+    starts, capacity = rollout_volume(m, config.rollout.period, horizon)
+    print(f"MOPO on {info.dataset_id}: horizon {horizon}, penalty coefficient {coef} ({source}); "
+          f"{starts} rollouts every {config.rollout.period} iterations, pool of {capacity} transitions", flush=True)
+    lo, hi = networks.CLAMPED_LOG_STD  # softlearning's GaussianPolicy: log std clipped into [-20, 2]
     return MOPOAgent(
-        actor=networks.TanhGaussianActor(info.act_dim, float(info.max_action), hidden, RELU),
+        actor=networks.TanhGaussianActor(info.act_dim, float(info.max_action), hidden, RELU, lo, hi,
+                                         clamp_log_std=True),
         critic=networks.TwinCritic(hidden, RELU, int(m.num_critics)),
         actor_tx=optax.adam(float(m.actor_lr)),
         critic_tx=optax.adam(float(m.critic_lr)),
@@ -129,15 +224,11 @@ def make_agent(
         obs_dim=info.obs_dim,
         act_dim=info.act_dim,
         max_action=float(info.max_action),
-        target_entropy=-float(info.act_dim),
         termination_fn=termination_fn,
-        obs_range=np.asarray(obs_range, np.float32),
-        reward_bound=float(reward_bound),
-        hp=configuration.take(MOPOHP, m, horizon=config.rollout.horizon,
-                              transitions_per_rollout=config.rollout.transitions_per_rollout,
-                              period=config.rollout.period, buffer_capacity=config.rollout.buffer_capacity,
-                              rollout_elite_sampling=config.model.rollout_elite_sampling,
-                              model_dtype=config.compute.model_dtype),
+        hp=configuration.take(MOPOHP, m, horizon=horizon, penalty_coef=coef, starts_per_rollout=starts,
+                              period=int(config.rollout.period), buffer_capacity=capacity,
+                              model_dtype=config.compute.model_dtype, reward_min=float(info.reward_min),
+                              reward_max=float(info.reward_max)),
     )
 
 
@@ -167,49 +258,79 @@ def init_state(agent: MOPOAgent, key: jax.Array, model: ModelState | None) -> MO
 
 
 # --------------------------------------------------------------------------------------------
-# the uncertainty penalty and the penalised rollout
+# the model in MOPO's units: sampling and the uncertainty penalty
 
 
-def aleatoric_penalty(model: ModelState, obs: jax.Array, act: jax.Array, dtype: Any = jnp.float32) -> jax.Array:
-    """MOPO's u(s, a) = max_e || std_e(s, a) ||_2 over the elites: [B], >= 0.
+def output_units(model: ModelState, reward_span: float) -> jax.Array:
+    """[1 + obs_dim]: one standardised unit of each model output in MOPO's units (raw reward, s' - s)."""
+    return model.target_norm.std * jnp.concatenate([jnp.asarray([reward_span], jnp.float32),
+                                                    jnp.ones(model.obs_dim, jnp.float32)])
 
-    Units: the std is taken in the model's un-standardised output space, std_e * target_norm.std,
-    i.e. the same space `predict` samples in: the first component in scaled-reward (r~) units,
-    the others in observation-delta units. As in MOPO, the norm runs over all of them
-    (reward and next-state). Penalised rewards therefore are r~ - lambda * u. `dtype`: the
-    ensemble's matmul inputs (compute.model_dtype).
-    """
+
+def _penalty(std: jax.Array, units: jax.Array) -> jax.Array:
+    """max over members of || std_m * units ||_2: std [M, B, D] standardised -> [B]."""
+    return jnp.max(jnp.linalg.norm(std * units, axis=-1), axis=0)
+
+
+def aleatoric_penalty(model: ModelState, obs: jax.Array, act: jax.Array, reward_span: float,
+                      dtype: Any = jnp.float32) -> jax.Array:
+    """MOPO's u(s, a) = max over ALL members of || std_m(s, a) ||_2 in raw reward and state units: [B] >= 0."""
     x = model.input_norm(jnp.concatenate([obs, act], axis=-1))
-    elite_params = jax.tree.map(lambda p: p[model.elites], model.params)
-    _, logstd = ensemble_apply(elite_params, x, dtype)  # [E, B, D]
-    std = jnp.exp(logstd) * model.target_norm.std
-    return jnp.max(jnp.linalg.norm(std, axis=-1), axis=0)
+    _, logstd = ensemble_apply(model.params, x, dtype)  # [M, B, D], every member
+    return _penalty(jnp.exp(logstd), output_units(model, reward_span))
+
+
+def model_step(agent: MOPOAgent, model: ModelState, key: jax.Array, obs: jax.Array,
+               act: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """One MOPO model step for a batch (fake_env.step): every member on every input (the penalty
+    needs them all), the sample from a uniformly drawn elite per input. Returns s' [B, obs_dim],
+    the raw reward r [B] (not penalised) and u(s, a) [B]."""
+    x = model.input_norm(jnp.concatenate([obs, act], axis=-1))
+    mean, logstd = ensemble_apply(model.params, x, precision.dtype(agent.hp.model_dtype))  # [M, B, D]
+    std = jnp.exp(logstd)
+    k_member, k_noise = jax.random.split(key)
+    b = obs.shape[0]
+    member = model.elites[jax.random.randint(k_member, (b,), 0, model.elites.shape[0])]
+    rows = jnp.arange(b)
+    sample = mean[member, rows] + std[member, rows] * jax.random.normal(k_noise, (b, mean.shape[-1]), mean.dtype)
+    y = model.target_norm.inverse(sample)  # (r~, s' - s)
+    reward = preprocess.unscale_rewards(y[:, 0], agent.hp.reward_min, agent.hp.reward_max)
+    return obs + y[:, 1:], reward, _penalty(std, output_units(model, agent.reward_span))
 
 
 def model_rollout(agent: MOPOAgent, state: MOPOState, data: OfflineData,
                   key: jax.Array) -> tuple[Transitions, jax.Array, jax.Array]:
-    """AMPL's rollout of the current (stochastic) actor from dataset states, plus u(s, a).
+    """h model steps of the current (stochastic) actor from `starts_per_rollout` dataset states.
 
-    Returns the unpenalised transitions exactly as `rollout` gives them, the valid mask, and the
-    penalty of every transition's (s, a) (the same pairs the model stepped from).
+    A rollout stops at the environment's termination rule (its terminal step is kept, done = 1) or
+    at a non-finite sample or penalty (that step is dropped). Returns the transitions (raw,
+    unpenalised rewards), the valid mask and u(s, a) of every transition, flattened to [h * B]
+    step-major.
     """
-    r = agent.hp
-    n_starts = max(1, r.transitions_per_rollout // r.horizon)  # as AMPL's update_step
+    hp = agent.hp
     k_start, k_roll = jax.random.split(key)
-    start_obs = data.observations[jax.random.randint(k_start, (n_starts,), 0, data.observations.shape[0])]
-    policy_fn = lambda k, obs: agent.sample(state.actor, k, obs)[0]
-    model_dtype = precision.dtype(agent.hp.model_dtype)  # the world model's matmul inputs
-    trans, valid = rollout(
-        k_roll, state.model, policy_fn, start_obs, r.horizon, agent.termination_fn,
-        agent.obs_range, agent.reward_bound, elite_sampling=agent.hp.rollout_elite_sampling,
-        dtype=model_dtype,
-    )
-    penalty = aleatoric_penalty(state.model, trans.observations, trans.actions, model_dtype)
-    return trans, valid, penalty
+    start_obs = data.observations[jax.random.randint(k_start, (hp.starts_per_rollout,), 0, data.observations.shape[0])]
+
+    def step(carry, k):
+        obs, alive = carry
+        k_pi, k_model = jax.random.split(k)
+        act = agent.sample(state.actor, k_pi, obs)[0]
+        next_obs, rew, pen = model_step(agent, state.model, k_model, obs, act)
+        finite = jnp.all(jnp.isfinite(next_obs), axis=-1) & jnp.isfinite(rew) & jnp.isfinite(pen)
+        next_obs = jnp.where(finite[:, None], next_obs, obs)  # stored rows stay finite
+        done = agent.termination_fn(obs, act, next_obs)
+        valid = alive & finite
+        tr = Transitions(obs, act, jnp.where(finite, rew, 0.0), next_obs, done.astype(jnp.float32))
+        return (next_obs, valid & ~done), (tr, valid, jnp.where(finite, pen, 0.0))
+
+    alive0 = jnp.ones((hp.starts_per_rollout,), bool)
+    _, (trs, valid, pen) = jax.lax.scan(step, (start_obs, alive0), jax.random.split(k_roll, hp.horizon))
+    flat = jax.tree.map(lambda a: a.reshape((-1,) + a.shape[2:]), trs)
+    return flat, valid.reshape(-1), pen.reshape(-1)
 
 
 def penalise(trans: Transitions, penalty: jax.Array, coef: float) -> Transitions:
-    """MOPO's reward r~ - lambda * u(s, a); everything else as the model produced it."""
+    """MOPO's reward r - lambda * u(s, a); everything else as the model produced it."""
     return trans._replace(rewards=trans.rewards - coef * penalty)
 
 
@@ -218,13 +339,14 @@ def penalise(trans: Transitions, penalty: jax.Array, coef: float) -> Transitions
 
 
 def _gather(data: OfflineData, idx: jax.Array) -> Transitions:
-    return Transitions(data.observations[idx], data.actions[idx], data.scaled_rewards[idx],
+    """Real rows with the dataset's raw reward (MOPO's units)."""
+    return Transitions(data.observations[idx], data.actions[idx], data.rewards[idx],
                        data.next_observations[idx], data.dones[idx])
 
 
 def n_real(agent: MOPOAgent) -> int:
-    """Real rows per minibatch: a static count, so batches need no masks."""
-    return int(round(agent.hp.real_ratio * agent.hp.batch_size))
+    """Real rows per minibatch, MOPO's int(batch_size * real_ratio): 12 of 256 at 0.05 (truncated)."""
+    return int(agent.hp.batch_size * agent.hp.real_ratio)
 
 
 def _batch(agent: MOPOAgent, state: MOPOState, data: OfflineData, key: jax.Array) -> Transitions:
@@ -270,7 +392,7 @@ def _actor_and_alpha_step(agent: MOPOAgent, state: MOPOState, obs: jax.Array, ke
     actor = optax.apply_updates(state.actor, updates)
 
     # temperature: raise alpha when the entropy -E[log pi] is below the target, lower it above
-    gap = jax.lax.stop_gradient(jnp.mean(logp) + agent.target_entropy)
+    gap = jax.lax.stop_gradient(jnp.mean(logp) + agent.hp.target_entropy)
     t_loss, t_grad = jax.value_and_grad(lambda la: -la * gap)(state.log_alpha)
     t_updates, t_opt = agent.alpha_tx.update(t_grad, state.alpha_opt, state.log_alpha)
     log_alpha = optax.apply_updates(state.log_alpha, t_updates)
@@ -307,11 +429,15 @@ def build_update_step(agent: MOPOAgent) -> Callable[[MOPOState, OfflineData], tu
         state, metrics = jax.lax.scan(lambda s, k: iteration(agent, s, data, k), state,
                                       jax.random.split(k_scan, period))
         metrics = jax.tree.map(jnp.mean, metrics)
+        starts = agent.hp.starts_per_rollout
         metrics["penalty_mean"] = _masked_mean(penalty, valid)
         metrics["penalty_max"] = jnp.max(jnp.where(valid, penalty, 0.0))
-        metrics["model_reward_mean"] = _masked_mean(trans.rewards, valid)  # before the penalty
+        metrics["model_reward_mean"] = _masked_mean(trans.rewards, valid)  # raw, before the penalty
         metrics["rollout_valid_fraction"] = jnp.mean(valid.astype(jnp.float32))
+        metrics["rollout_mean_length"] = jnp.sum(valid.astype(jnp.float32)) / starts
         metrics["buffer_size"] = state.buffer.size.astype(jnp.float32)
+        metrics["rollout_horizon"] = jnp.asarray(agent.hp.horizon, jnp.float32)  # the settings in use
+        metrics["penalty_coef"] = jnp.asarray(coef, jnp.float32)
         return state, metrics
 
     return update_step
