@@ -125,8 +125,11 @@ def get_config() -> ml_collections.ConfigDict:
     c.agent.disc_lr = 2e-4
     c.agent.disc_b1 = 0.4
     c.agent.true_label_low = 0.8
-    c.agent.regularizer = "jsd"  # "jsd" | "none"
+    # "jsd" | "none" | "kl_dual" (the authors' --use_kl_dual: a linear critic D(true) - D(fake) in
+    # place of the GAN's cross-entropies; with weighted_regularizer only, as theirs)
+    c.agent.regularizer = "jsd"
     c.agent.weighted_regularizer = False  # WPR ablation: weight GAN losses by w * (1 - done)
+    c.agent.kl_dual_weighted = True  # kl_dual: weigh its means by w * (1 - done) (the authors' --use_weight_wpr)
     # Policy class: "implicit" (pi(s, eps), the paper's) | "tanh_gaussian" (squashed Gaussian ablation)
     c.agent.policy = "implicit"
     # tanh_gaussian: its log std is clamped into these bounds (the authors' GaussianPolicy: [-20, 2])

@@ -44,7 +44,7 @@ _CHOICES = {
     "agent.policy": ("implicit", "tanh_gaussian"),
     "method": ("ampl", "bc", "mopo", "td3bc"),
     "mopo.settings": ("published", "config"),
-    "agent.regularizer": ("jsd", "none"),
+    "agent.regularizer": ("jsd", "none", "kl_dual"),
     "model.rollout_elite_sampling": ("iid", "balanced"),
     "model.fake_elite_sampling": ("iid", "balanced"),
     "model.seed_batching": ("map", "vmap"),
@@ -153,6 +153,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
     bounds = tuple(config.agent.gaussian_log_std_bounds)
     if len(bounds) != 2 or not bounds[0] < bounds[1]:
         raise ConfigError(f"config.agent.gaussian_log_std_bounds={bounds!r} must be (low, high) with low < high")
+    if config.agent.regularizer == "kl_dual" and not config.agent.weighted_regularizer:
+        raise ConfigError("config.agent.regularizer='kl_dual' needs config.agent.weighted_regularizer=True "
+                          "(the authors' KL-dual exists in their weighted trainer only)")
+    if not isinstance(config.agent.kl_dual_weighted, bool):
+        raise ConfigError(f"config.agent.kl_dual_weighted={config.agent.kl_dual_weighted!r} must be True or False")
     if config.miw.test_function == "reward" and config.miw.estimator != "td_dice":
         raise ConfigError("config.miw.test_function='reward' needs config.miw.estimator='td_dice' "
                           "(the other estimators learn their own test function)")
@@ -368,6 +373,7 @@ ADDED_KEYS = {
     "mopo.model_retain_epochs": 5,
     "mopo.epoch_length": 1000,
     "mopo.target_entropy": -3.0,
+    "agent.kl_dual_weighted": True,  # read by agent.regularizer="kl_dual" only, new with it
 }
 
 

@@ -222,3 +222,57 @@ def test_td_dice_multi_step_tests_the_constant_and_the_mass(monkeypatch):
     mass = (1 - g) * 2.0 / (2.0 - g * 1.0)
     np.testing.assert_allclose(float(miw_lib.mass_gap(w, d, g)), 2.0 - mass, rtol=1e-6)
     np.testing.assert_allclose(float(miw_lib.mass_gap(jax.numpy.ones(4), jax.numpy.zeros(4), g)), 0.0, atol=1e-6)
+
+
+# --- N5: the KL-dual policy regulariser (the authors' --use_kl_dual, with and without weights) -------
+
+
+def test_kl_dual_needs_wpr_and_its_losses_are_the_authors():
+    import jax.numpy as jnp
+    import numpy as np
+
+    from ampl_jax.methods.ampl import discriminator as disc_lib
+
+    c = config_default.get_config()
+    c.agent.regularizer = "kl_dual"  # before: not a choice
+    with pytest.raises(configuration.ConfigError, match="weighted_regularizer=True"):
+        configuration.validate(c)
+    c.agent.weighted_regularizer = True
+    configuration.validate(c)
+    # by hand: real = mean(D(true) w), fake = mean(-D(fake) w) over the live rows (count), loss -(real + fake)
+    t, f = jnp.asarray([1.0, 2.0, 3.0]), jnp.asarray([0.5, -1.0, 4.0])
+    w = jnp.asarray([2.0, 0.0, 1.0])  # the middle row is dead
+    loss, m = disc_lib.kl_dual_discriminator_loss(t, f, w, w, jnp.asarray(2.0))
+    np.testing.assert_allclose(float(loss), -((2 * 1 + 3) / 2 - (2 * 0.5 + 4) / 2))
+    np.testing.assert_allclose(float(disc_lib.kl_dual_generator_loss(f, w, jnp.asarray(2.0))), -(2 * 0.5 + 4) / 2)
+
+
+@pytest.mark.parametrize("weighted", [True, False])
+def test_kl_dual_step_trains_disc_and_actor_on_wpr_pairs(weighted):
+    import jax
+    import numpy as np
+
+    from ampl_jax.methods.ampl import update as update_lib
+    from tests.test_ablations import _equal, _setup
+
+    _, agent, data, state = _setup(agent__regularizer="kl_dual", agent__weighted_regularizer=True,
+                                   agent__kl_dual_weighted=weighted, agent__warm_start_epochs=0)
+    pairs = update_lib._wpr_pairs(agent, state, data, jax.random.PRNGKey(1))
+    fake_w, true_w = update_lib._kl_dual_weights(agent, pairs)
+    if weighted:
+        assert fake_w is pairs.fake_w and true_w is pairs.true_w
+    else:  # every live row counts 1, whatever its weight
+        np.testing.assert_array_equal(np.asarray(fake_w), np.asarray(pairs.live))
+    before = jax.device_get(state)
+    new, metrics = jax.device_get(jax.jit(lambda s: update_lib.iteration(agent, s, data, jax.random.PRNGKey(2),
+                                                                         with_actor=True))(state))
+    assert all(np.isfinite(v) for v in metrics.values())
+    assert not _equal(new.disc, before.disc) and not _equal(new.actor, before.actor)
+    # the discriminator's step is the KL-dual one (not the cross-entropy's), on the pre-step D
+    from ampl_jax.methods.ampl import discriminator as disc_lib
+
+    _, m = update_lib._disc_step(agent, state, pairs, jax.random.PRNGKey(0))
+    tv = agent.disc.apply(state.disc, pairs.true_obs, pairs.true_raw)
+    fv = agent.disc.apply(state.disc, pairs.fake_obs, pairs.fake_raw)
+    expected, _ = disc_lib.kl_dual_discriminator_loss(tv, fv, true_w, fake_w, pairs.count)
+    np.testing.assert_allclose(float(m["disc_loss"]), float(expected), rtol=1e-5, atol=1e-6)

@@ -26,8 +26,8 @@ def loss_scales(
 ) -> tuple[jax.Array, jax.Array]:
     """(q_scale, gen_scale) of `actor_loss` for this epoch: selects, no cond.
 
-    "jsd": (0, 1) in the warm start, then (q_coef / |Q|avg, 1). "none": (0, 1) in the warm
-    start, then (1, 0): an unscaled -mean Q, as the authors' remove_reg.
+    "jsd" (and "kl_dual"): (0, 1) in the warm start, then (q_coef / |Q|avg, 1). "none": (0, 1) in
+    the warm start, then (1, 0): an unscaled -mean Q, as the authors' remove_reg.
     """
     warm = step_epoch <= warm_start_epochs
     if regularizer == "none":

@@ -57,6 +57,32 @@ def discriminator_loss(
     }
 
 
+def kl_dual_discriminator_loss(
+    true_values: jax.Array,
+    fake_values: jax.Array,
+    true_weights: jax.Array,
+    fake_weights: jax.Array,
+    count: jax.Array | None = None,
+) -> tuple[jax.Array, dict]:
+    """The authors' KL-dual regulariser (weighted_actor_critic_trainer.py
+    `_get_generator_and_discriminator_loss_kl_dual`, `--use_kl_dual`): D is the network's raw output
+    (their DiscriminatorWithoutSigmoid), real = mean(D(true) w), fake = mean(-D(fake) w), and the
+    discriminator minimises -(real + fake). Means over the live rows as theirs (`count`)."""
+    real = _weighted_mean(true_values, true_weights, count)
+    fake = -_weighted_mean(fake_values, fake_weights, count)
+    loss = -(real + fake)
+    return loss, {
+        "disc_loss": loss,
+        "disc_true_prob": _weighted_mean(jax.nn.sigmoid(true_values), true_weights),
+        "disc_fake_prob": _weighted_mean(jax.nn.sigmoid(fake_values), fake_weights),
+    }
+
+
+def kl_dual_generator_loss(fake_values: jax.Array, fake_weights: jax.Array, count: jax.Array | None = None) -> jax.Array:
+    """The KL-dual generator loss mean(-D(fake) w): the policy raises D on its pairs."""
+    return -_weighted_mean(fake_values, fake_weights, count)
+
+
 def generator_loss(fake_logits: jax.Array, fake_weights: jax.Array, count: jax.Array | None = None) -> jax.Array:
     """BCE(D(fake), 1): the policy is rewarded for pairs the discriminator takes for data."""
     return _weighted_mean(

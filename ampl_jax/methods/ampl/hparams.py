@@ -37,6 +37,7 @@ class AgentHP:
     true_label_low: float
     regularizer: str
     weighted_regularizer: bool
+    kl_dual_weighted: bool
     policy: str
 
 

@@ -107,6 +107,7 @@ class GanPairs(NamedTuple):
     true_raw: jax.Array
     true_w: jax.Array
     count: jax.Array | None = None
+    live: jax.Array | None = None  # WPR: 1 on the live rows (the unweighted KL-dual's weights)
 
 
 def _gan_pairs(agent: Agent, state: TrainState, data: OfflineData, key: jax.Array, n_real: jax.Array) -> GanPairs:
@@ -166,10 +167,30 @@ def _wpr_pairs(agent: Agent, state: TrainState, data: OfflineData, key: jax.Arra
         true_raw=disc_lib.action_to_raw(data.next_actions[idx], agent.max_action),
         true_w=w,
         count=jnp.sum(alive.astype(jnp.float32)),
+        live=alive.astype(jnp.float32),
     )
 
 
+def _kl_dual_weights(agent: Agent, pairs: GanPairs) -> tuple[jax.Array, jax.Array]:
+    """(fake, true) weights of the KL-dual losses: the WPR weights w * (1 - done) (the authors'
+    use_weight_wpr=True, `agent.kl_dual_weighted`), else 1 on every live row."""
+    if agent.hp.agent.kl_dual_weighted:
+        return pairs.fake_w, pairs.true_w
+    return pairs.live, pairs.live
+
+
 def _disc_step(agent: Agent, state: TrainState, pairs: GanPairs, key: jax.Array):
+    if agent.hp.agent.regularizer == "kl_dual":  # the authors' --use_kl_dual (with WPR's pairs)
+        fake_w, true_w = _kl_dual_weights(agent, pairs)
+
+        def kl_loss_fn(params):
+            true_values = agent.disc.apply(params, pairs.true_obs, pairs.true_raw)
+            fake_values = agent.disc.apply(params, pairs.fake_obs, pairs.fake_raw)
+            return disc_lib.kl_dual_discriminator_loss(true_values, fake_values, true_w, fake_w, pairs.count)
+
+        grads, metrics = jax.grad(kl_loss_fn, has_aux=True)(state.disc)
+        updates, opt = agent.disc_tx.update(grads, state.disc_opt, state.disc)
+        return state.replace(disc=optax.apply_updates(state.disc, updates), disc_opt=opt), metrics
     labels = jax.random.uniform(key, (pairs.true_obs.shape[0],), minval=agent.hp.agent.true_label_low, maxval=1.0)
 
     def loss_fn(params):
@@ -196,7 +217,11 @@ def _policy_loss(agent: Agent, state: TrainState, params, q_obs: jax.Array, q_no
     q_scale, gen_scale = actor_lib.loss_scales(_epoch(agent, state.step), a.warm_start_epochs, a.q_coef,
                                                q_avg, a.regularizer)
     _, raw = agent.actor.apply(params, pairs.fake_obs, pairs.fake_noise)
-    gen = disc_lib.generator_loss(agent.disc.apply(state.disc, pairs.fake_obs, raw), pairs.fake_w, pairs.count)
+    if a.regularizer == "kl_dual":
+        gen = disc_lib.kl_dual_generator_loss(agent.disc.apply(state.disc, pairs.fake_obs, raw),
+                                              _kl_dual_weights(agent, pairs)[0], pairs.count)
+    else:
+        gen = disc_lib.generator_loss(agent.disc.apply(state.disc, pairs.fake_obs, raw), pairs.fake_w, pairs.count)
     loss, metrics = actor_lib.actor_loss(q_min, gen, q_scale, gen_scale)
     return loss, (metrics, q_abs)
 
