@@ -1,7 +1,7 @@
 """Bad input: one clear line on stderr, exit status 1, no traceback, and nothing lost.
 
 Each test points `ampl_jax.main` at a copy of a finished run (checkpoints, metrics.csv,
-TensorBoard, model_fits.jsonl) and, where the data is the bad input, at a tampered copy of the
+TensorBoard, model_fits.jsonl), asking it to go one period further, and, where the data is the bad input, at a tampered copy of the
 dataset store; afterwards every file of both is byte-identical. The loader's own refusals are
 tested in test_data.py; the missing-dataset message on a fresh workdir in test_main.py.
 """
@@ -48,7 +48,10 @@ def _refused(workdir, extra_args, needles, store=None):
     """Run main on `workdir` with `extra_args`; assert the one-line refusal and nothing changed."""
     watched = [workdir] + ([store] if store is not None else [])
     before = runs.snapshot(*watched)
-    proc = runs.main(runs.RUN_ARGS + [f"--workdir={workdir}", *extra_args], minari=store)
+    # one period past the finished run: a complete run run again reads nothing (test_first_run.py),
+    # an extended one must pass every check before it changes anything
+    extend = [f"--config.train.total_steps={runs.TOTAL_STEPS + 4}"]
+    proc = runs.main(runs.RUN_ARGS + extend + [f"--workdir={workdir}", *extra_args], minari=store)
     line = runs.assert_one_line_error(proc, *needles)
     assert runs.snapshot(*watched) == before, "a refused run changed files"
     return line
