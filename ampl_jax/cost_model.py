@@ -41,6 +41,7 @@ import json
 import math
 import os
 import re
+import warnings
 from typing import Any
 
 import jax
@@ -299,10 +300,13 @@ def component_costs(config: ml_collections.ConfigDict, data, info, seeds: int) -
     for name, ag in (("iteration", agent), ("iteration_no_miw", agent_no_miw)):
         for with_actor in (True, False):
             fn = vm(lambda s, d, k, ag=ag, a=with_actor: iteration(ag, s, d, k, a), (0, None, 0))
-            bodies[f"{name}_{'actor' if with_actor else 'plain'}"] = (jax.jit(fn), (a_state, a_data, key))
-    bodies["miw_step"] = (jax.jit(vm(lambda s, d, k: miw_step(agent, s, d, k), (0, None, 0))), (a_state, a_data, key))
-    bodies["rollout_batch"] = (jax.jit(vm(lambda s, d, k: model_rollouts(agent, s, d, k), (0, None, 0))),
-                               (a_state, a_data, key))
+            bodies[f"{name}_{'actor' if with_actor else 'plain'}"] = (jax.jit(fn, donate_argnums=0),
+                                                                     (a_state, a_data, key))
+    # the state donated, as the update step donates it (else XLA copies every leaf it returns unchanged)
+    bodies["miw_step"] = (jax.jit(vm(lambda s, d, k: miw_step(agent, s, d, k), (0, None, 0)), donate_argnums=0),
+                          (a_state, a_data, key))
+    bodies["rollout_batch"] = (jax.jit(vm(lambda s, d, k: model_rollouts(agent, s, d, k), (0, None, 0)),
+                                       donate_argnums=0), (a_state, a_data, key))
     weights = make_dataset_weights(agent, chunk=max(int(data.observations.shape[0]), 1))  # one chunk: no loop
     bodies["refit_weights"] = (jax.jit(vm(weights, (0, None, None))),
                                (a_state.miw, a_data.observations, a_data.actions))
@@ -321,7 +325,9 @@ def component_costs(config: ml_collections.ConfigDict, data, info, seeds: int) -
         bodies[f"fit_epoch_{steps}_steps"] = (fn, args)
 
     out = {}
-    with _unrolled_loops():
+    with _unrolled_loops(), warnings.catch_warnings():
+        # a body returns part of the state (the rollout: the buffer): the rest of the donation goes unused
+        warnings.filterwarnings("ignore", message="Some donated buffers were not usable")
         lowered = {name: fn.lower(*args) for name, (fn, args) in bodies.items()}
     for name, low in lowered.items():
         out[name] = analyse(low.compile())
@@ -498,12 +504,15 @@ def projection_markdown(result: dict[str, Any], utilisation: float, overhead_us:
         if not {"1", "8"} <= set(entry["seeds"]):
             continue
         one, eight = entry["seeds"]["1"], entry["seeds"]["8"]
+        worst = max(project(eight["per_call"], entry["counts"], d, "fp32", utilisation,
+                            overhead_us[d.kind] * 1e-6)["projection_s"] for d in DEVICES)
+        unit, per = ("h", 3600.0) if worst >= 3600 else ("min", 60.0)
         lines += ["", f"**PROJECTION, not a measurement** ({entry['description']}; whole run: "
                   f"{int(entry['counts']['iterations']):,} iterations, {entry['counts']['refits']} refits; "
                   f"utilisation {utilisation:.0%} of peak; op floor {overhead_us['gpu']:g} us per op on a GPU, "
                   f"{overhead_us['tpu']:g} us on a TPU):", "",
-                  "| device | float32 matmuls at | peak TFLOP/s | 1 seed: roofline h | 1 seed: op floor h | "
-                  "1 seed: projection h | 8 seeds: projection h (per seed) | seeds that fit in HBM |",
+                  f"| device | float32 matmuls at | peak TFLOP/s | 1 seed: roofline {unit} | 1 seed: op floor {unit} | "
+                  f"1 seed: projection {unit} | 8 seeds: projection {unit} (per seed) | seeds that fit in HBM |",
                   "|---|---|---|---|---|---|---|---|"]
         for d in DEVICES:
             fit = seeds_that_fit(one["memory"], eight["memory"], d.memory)
@@ -512,9 +521,10 @@ def projection_markdown(result: dict[str, Any], utilisation: float, overhead_us:
                          (" (TF32)" if d.kind == "gpu" else " (1 bf16 pass)"), "bf16": "bfloat16 inputs"}[mode]
                 p1 = project(one["per_call"], entry["counts"], d, mode, utilisation, overhead_us[d.kind] * 1e-6)
                 p8 = project(eight["per_call"], entry["counts"], d, mode, utilisation, overhead_us[d.kind] * 1e-6)
-                lines.append(f"| {d.name} | {label} | {getattr(d, mode) / 1e12:.0f} | {p1['roofline_s'] / 3600:.2f} | "
-                             f"{p1['ops_floor_s'] / 3600:.2f} | {p1['projection_s'] / 3600:.2f} | "
-                             f"{p8['projection_s'] / 3600:.2f} ({p8['projection_s'] / 8 / 3600:.2f}) | {fit} |")
+                h = lambda sec: f"{sec / per:.2g}"
+                lines.append(f"| {d.name} | {label} | {getattr(d, mode) / 1e12:.0f} | {h(p1['roofline_s'])} | "
+                             f"{h(p1['ops_floor_s'])} | {h(p1['projection_s'])} | "
+                             f"{h(p8['projection_s'])} ({h(p8['projection_s'] / 8)}) | {fit} |")
     return "\n".join(lines)
 
 
@@ -553,10 +563,17 @@ def main(argv=None) -> None:
                          "ampl_jax.bench --suite=update: fused_no_miw), read through the model")
     ap.add_argument("--measured_label", default="measured", help="what and where --measured_its was measured")
     ap.add_argument("--out", default="", help="write the JSON here too")
+    ap.add_argument("--from_json", default="", help="print the tables of an earlier --out (no compiling): "
+                                                    "e.g. at another --utilisation or op overhead")
     args = ap.parse_args(argv)
-    result = model([s.strip() for s in args.sizes.split(",") if s.strip()],
-                   [int(s) for s in args.seeds.split(",") if s.strip()], args.first_fit_epochs, args.refit_epochs,
-                   args.transitions)
+    if args.from_json:
+        with open(args.from_json) as f:
+            result = json.load(f)
+        args.transitions = result["dataset"]["transitions"]
+    else:
+        result = model([s.strip() for s in args.sizes.split(",") if s.strip()],
+                       [int(s) for s in args.seeds.split(",") if s.strip()], args.first_fit_epochs,
+                       args.refit_epochs, args.transitions)
     overhead = {"gpu": args.gpu_op_us, "tpu": args.tpu_op_us}
     result["assumptions"] = {"utilisation": args.utilisation, "op_overhead_us": overhead,
                              "devices": [dataclasses.asdict(d) for d in DEVICES]}
