@@ -68,16 +68,19 @@ def lowering_problems(fn, args, platforms=PLATFORMS, modules: dict | None = None
 
 # (method, seeds, config changes): every method alone and with two seeds; AMPL's two-seed run is
 # "phased" (the MIW phase program and the no-MIW step), MOPO's fits its seeds with "vmap" (AMPL's
-# with the default "map"), so both fit_seeds programs are covered; one AMPL run takes the ablations
-# that change the step's structure (a saddle-point MIW estimator with its dual player, the
-# tanh-Gaussian policy, the w-weighted regulariser).
+# with the default "map"), so both fit_seeds programs are covered; two AMPL runs take the ablations
+# that change the step's structure (saddle-point MIW estimators with their dual players, VPM's
+# power-method counters, the tanh-Gaussian policy, the w-weighted regulariser, the KL-dual one).
+MOPO = {"mopo.settings": "config", "mopo.rollout_batch_size": 1000}  # no published settings here; 4 starts a period
 CASES = {
     "ampl-1": ("ampl", 1, {}),
     "ampl-2-phased": ("ampl", 2, {"miw.schedule": "phased"}),
     "ampl-1-ablations": ("ampl", 1, {"miw.estimator": "gendice", "agent.policy": "tanh_gaussian",
                                      "agent.weighted_regularizer": True}),
-    "mopo-1": ("mopo", 1, {}),
-    "mopo-2-vmap-fit": ("mopo", 2, {"model.seed_batching": "vmap"}),
+    "ampl-1-kl-dual": ("ampl", 1, {"miw.estimator": "vpm", "agent.regularizer": "kl_dual",
+                                   "agent.weighted_regularizer": True}),
+    "mopo-1": ("mopo", 1, MOPO),
+    "mopo-2-vmap-fit": ("mopo", 2, {**MOPO, "model.seed_batching": "vmap"}),
     "td3bc-1": ("td3bc", 1, {}),
     "td3bc-2": ("td3bc", 2, {}),
     "bc-1": ("bc", 1, {}),
@@ -136,3 +139,37 @@ def test_the_check_catches_callbacks_cpu_kernels_and_dynamic_shapes():
     dynamic = jax.ShapeDtypeStruct(jax.export.symbolic_shape("b, 3"), jnp.float32)
     assert lowering_problems(jax.jit(lambda v: jnp.sum(v, axis=0)), (dynamic,))
     assert lowering_problems(jax.jit(lambda v: jnp.sum(v, axis=0)), (x,)) == []
+
+
+# Every jax.jit of the modules a training run executes, per file: a new one fails here until
+# ampl_jax/programs.py yields it (or it is listed as not compiled by a run) and the count is updated.
+RUN_MODULES = ("ampl_jax/train.py", "ampl_jax/runtime.py", "ampl_jax/distributed.py", "ampl_jax/methods",
+               "ampl_jax/world_model")
+JITS = {
+    "ampl_jax/train.py": 1,  # make_nonfinite_check's `finite`: nonfinite_guard
+    "ampl_jax/distributed.py": 2,  # make_seeded_step, with and without a mesh: update_step (several seeds)
+    "ampl_jax/runtime.py": 1,  # SeedRuntime.compile, one seed: update_step
+    "ampl_jax/world_model/fit.py": 3,  # make_epoch_fn, make_seeds_epoch_fn map / vmap: fit_epoch
+    "ampl_jax/methods/ampl/__init__.py": 2,  # the hook's weights over seeds, vmap / map: refit_weights
+    "ampl_jax/methods/ampl/miw_step.py": 2,  # make_miw_phase (tools; runs compile build_miw_phase), weights
+    "ampl_jax/methods/ampl/update.py": 2,  # make_update_step (tools), select: select_action(_one_sample)
+    "ampl_jax/methods/ampl/diagnostics.py": 2,  # on_data, on_policy
+    "ampl_jax/methods/bc.py": 2,  # make_update_step (tools), select_action
+    "ampl_jax/methods/td3bc.py": 2,
+    "ampl_jax/methods/mopo.py": 2,
+}
+
+
+def test_every_jit_of_a_run_is_accounted_for():
+    import pathlib
+
+    root = pathlib.Path(__file__).resolve().parents[1]
+    found = {}
+    for entry in RUN_MODULES:
+        path = root / entry
+        for f in sorted([path] if path.is_file() else path.rglob("*.py")):
+            n = len(re.findall(r"\bjax\.jit\b", f.read_text()))
+            if n:
+                found[str(f.relative_to(root))] = n
+    assert found == JITS, ("jax.jit calls changed in the modules a run executes: make ampl_jax/programs.py "
+                           f"yield the new program and update JITS here; found {found}")
