@@ -24,6 +24,7 @@ import numpy as np
 
 CKPT_DIR = "checkpoints"
 CORRUPT_DIR = "checkpoints.corrupt"
+FIT_DIR = "model_fit_checkpoint"  # the first model fit's progress (world_model.fit.FitCheckpoint)
 
 
 class CheckpointError(RuntimeError):
@@ -80,10 +81,10 @@ class Checkpoints:
     gathers the whole state to it first (distributed.gather_seeds).
     """
 
-    def __init__(self, workdir: str, keep: int):
+    def __init__(self, workdir: str, keep: int, subdir: str = CKPT_DIR):
         ocp = _ocp()
         self.workdir = workdir
-        self.directory = os.path.abspath(os.path.join(workdir, CKPT_DIR))
+        self.directory = os.path.abspath(os.path.join(workdir, subdir))
         self._keep = keep
         multiprocessing = {}
         if jax.process_count() > 1:  # orbax cannot create the directory itself for a subset of processes
@@ -176,12 +177,12 @@ def _first_line(e: BaseException) -> str:
     return f"{type(e).__name__}: {text.splitlines()[0][:200]}" if text else type(e).__name__
 
 
-def read_extra(workdir: str, step: int | None = None) -> dict[str, Any] | None:
+def read_extra(workdir: str, step: int | None = None, subdir: str = CKPT_DIR) -> dict[str, Any] | None:
     """The JSON sidecar of checkpoint `step` (default newest) without touching the arrays; None if absent."""
     import json
 
-    directory = os.path.join(workdir, CKPT_DIR)
-    steps = list_steps(workdir)
+    directory = os.path.join(workdir, subdir)
+    steps = list_steps(workdir, subdir)
     if not steps:
         return None
     step = steps[-1] if step is None else step
@@ -196,9 +197,9 @@ def read_extra(workdir: str, step: int | None = None) -> dict[str, Any] | None:
     return None
 
 
-def list_steps(workdir: str) -> list[int]:
+def list_steps(workdir: str, subdir: str = CKPT_DIR) -> list[int]:
     """Committed checkpoint steps in workdir (directories named by an integer), ascending."""
-    directory = os.path.join(workdir, CKPT_DIR)
+    directory = os.path.join(workdir, subdir)
     if not os.path.isdir(directory):
         return []
     return sorted(int(n) for n in os.listdir(directory) if n.isdigit() and os.path.isdir(os.path.join(directory, n)))

@@ -78,6 +78,10 @@ def get_config() -> ml_collections.ConfigDict:
     # bit-identical to a run of that seed alone), "vmap" batches them (parallel on an accelerator;
     # equal up to float32 rounding; no faster on a 2-core CPU, where one seed's matmuls fill it).
     c.model.seed_batching = "map"
+    # Another run's workdir whose finished first fit (its model_fit_checkpoint) this run starts
+    # from instead of fitting again: e.g. NW (miw.schedule=none) beside AMPL, whose first fits are
+    # the same plain-MLE fit. Refused unless data, seeds and every model setting are the same.
+    c.model.first_fit_from = ""
 
     # --- rollouts and data mix -------------------------------------------------------------------
     warm_start_epochs = ml_collections.FieldReference(40)  # agent.warm_start_epochs, read by the rollout schedule
@@ -246,6 +250,10 @@ def get_config() -> ml_collections.ConfigDict:
     c.checkpoint = ml_collections.ConfigDict()
     c.checkpoint.every = 50_000
     c.checkpoint.keep = 3
+    # The first model fit saves its progress this often (wall seconds; 0: after every epoch) to
+    # <workdir>/model_fit_checkpoint and resumes from it bit for bit: with the paper's early
+    # stopping on a large dataset it runs for hours. A fit shorter than this writes nothing.
+    c.checkpoint.fit_every_seconds = 600
 
     # --- baselines (ampl_jax/baselines; used only when `method` names them) ---------------------
     # BC: a deterministic max_action * tanh(MLP(s)) fitted to the dataset actions by MSE.

@@ -78,7 +78,7 @@ _POSITIVE_FLOAT = (
 _NON_NEGATIVE_FLOAT = (
     "miw.vpm.norm_penalty", "miw.vpm.grad_clip_value", "miw.gendice.norm_penalty",
     "miw.gendice.grad_clip_value", "miw.dualdice.grad_clip_value", "td3bc.alpha", "td3bc.policy_noise",
-    "td3bc.noise_clip", "mopo.penalty_coef", "miw.td_dice_multi.mass_penalty",
+    "td3bc.noise_clip", "mopo.penalty_coef", "miw.td_dice_multi.mass_penalty", "checkpoint.fit_every_seconds",
 )
 
 _UNIT_INTERVAL = (
@@ -156,6 +156,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
     if config.agent.regularizer == "kl_dual" and not config.agent.weighted_regularizer:
         raise ConfigError("config.agent.regularizer='kl_dual' needs config.agent.weighted_regularizer=True "
                           "(the authors' KL-dual exists in their weighted trainer only)")
+    if not isinstance(config.model.first_fit_from, str):
+        raise ConfigError(f"config.model.first_fit_from={config.model.first_fit_from!r} must be a run's workdir (or '')")
     if not isinstance(config.agent.kl_dual_weighted, bool):
         raise ConfigError(f"config.agent.kl_dual_weighted={config.agent.kl_dual_weighted!r} must be True or False")
     if config.miw.test_function == "reward" and config.miw.estimator != "td_dice":
@@ -340,6 +342,8 @@ def _exit_with(message: str, status: int) -> NoReturn:
 RESUMABLE_KEYS = frozenset({
     "train.total_steps", "train.log_every", "checkpoint.every", "checkpoint.keep", "dataset.download",
     "eval.one_sample_too",  # extra evaluation columns only
+    # where the first fit's progress is saved, or read from: the fit is the same bit for bit
+    "checkpoint.fit_every_seconds", "model.first_fit_from",
 })
 
 # Keys added after runs were already saved, with the value that reproduces those runs: a saved
@@ -374,6 +378,8 @@ ADDED_KEYS = {
     "mopo.epoch_length": 1000,
     "mopo.target_entropy": -3.0,
     "agent.kl_dual_weighted": True,  # read by agent.regularizer="kl_dual" only, new with it
+    "checkpoint.fit_every_seconds": 600,
+    "model.first_fit_from": "",
 }
 
 

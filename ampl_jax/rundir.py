@@ -26,7 +26,7 @@ from ampl_jax.runtime import SeedRuntime
 FITS_NAME = "model_fits.jsonl"
 # What a run writes in its workdir, besides the checkpoints: all of it goes on --overwrite.
 RUN_FILES = ("config.json", CSV_NAME, FITS_NAME, "summary.json", "learning_curve.png")
-RUN_DIRS = (checkpoint.CKPT_DIR, checkpoint.CORRUPT_DIR, TB_DIR)
+RUN_DIRS = (checkpoint.CKPT_DIR, checkpoint.CORRUPT_DIR, checkpoint.FIT_DIR, TB_DIR)
 
 
 LOCK_NAME = ".lock"  # held (flock) by the one process that writes the workdir, for the whole run

@@ -34,7 +34,7 @@ from ampl_jax.metrics import D4RL_COLUMN, fit_row
 from ampl_jax.rundir import Progress, RunFiles, WorkdirError
 from ampl_jax.runtime import SeedRuntime
 from ampl_jax.types import DatasetInfo, OfflineData
-from ampl_jax.world_model.fit import fit_seeds, init_model_state
+from ampl_jax.world_model.fit import FitCheckpoint, fit_seeds, init_model_state
 
 __all__ = ["EXIT_PREEMPTED", "TrainingError", "WorkdirError", "load_data", "make_nonfinite_check", "run"]
 
@@ -175,6 +175,7 @@ def _restore_or_start(config, rt: SeedRuntime, files: RunFiles, method, agent, d
     """The newest checkpoint's state and progress; else the first model fit of every seed and a fresh state."""
     transitions = data.transitions()
     new_model = lambda k: init_model_state(k[0], transitions, config.model) if method.NEEDS_MODEL else None
+    fit_ckpt = first_fit_checkpoint(config, rt, files.workdir, transitions) if method.NEEDS_MODEL else None
     # the last check that can refuse: nothing changed before it
     target = jax.eval_shape(lambda: rt.stack([method.init_state(agent, k[2], new_model(k)) for k in rt.all_keys],
                                              place=False))
@@ -188,13 +189,67 @@ def _restore_or_start(config, rt: SeedRuntime, files: RunFiles, method, agent, d
         fitted, infos = fit_seeds(distributed.stack_seeds([new_model(k) for k in rt.keys]),
                                   jnp.stack([k[1] for k in rt.keys]), transitions, None, config.model,
                                   progress=progress and rt.is_main, dtype=config.compute.model_dtype,
-                                  batching=config.model.seed_batching)
+                                  batching=config.model.seed_batching,
+                                  checkpoint=fit_ckpt)
         models = [distributed.unstack_seed(fitted, i) for i in range(len(rt.seeds))]
         fit_epochs = [info.get("epochs") for info in infos]
         rows = [fit_row(0, info, {"seed": seed} if rt.stacked else None) for seed, info in zip(rt.seeds, infos)]
     files.write_fits(rows)
     state = rt.stack([method.init_state(agent, k[2], m) for k, m in zip(rt.keys, models)])
     return state, Progress.fresh(len(rt.seeds), fit_epochs, started=start)
+
+
+def first_fit_checkpoint(config, rt: SeedRuntime, workdir: str, transitions) -> FitCheckpoint | None:
+    """Where the first model fit saves its progress (<workdir>/model_fit_checkpoint) and resumes
+    from: its own newest save, else config.model.first_fit_from's (another run's finished first
+    fit of the same data, seeds and model settings). None in a multi-process job, where every
+    process fits its own seeds: there a fit that is interrupted starts again."""
+    if jax.process_count() > 1:
+        if config.model.first_fit_from:
+            raise configuration.ConfigError("config.model.first_fit_from works in a one-process run only")
+        return None
+    source = config.model.first_fit_from
+    if source and not checkpoint.list_steps(source, checkpoint.FIT_DIR):
+        raise configuration.ConfigError(
+            f"config.model.first_fit_from={source!r} holds no saved model fit "
+            f"({os.path.join(source, checkpoint.FIT_DIR)} is missing or empty): name the workdir of a run "
+            "whose first fit lasted longer than checkpoint.fit_every_seconds, or leave it empty to fit here")
+    model = {k: v for k, v in configuration.to_dict(config)["model"].items() if k != "first_fit_from"}
+    identity = {"dataset": config.dataset.id, "transitions": int(transitions.observations.shape[0]),
+                "seeds": list(rt.seeds), "model": model, "model_dtype": config.compute.model_dtype,
+                "matmul_precision": config.compute.matmul_precision}
+    own: list[checkpoint.Checkpoints] = []
+
+    def mine() -> checkpoint.Checkpoints:  # made on the first save: a short fit leaves no folder
+        if not own:
+            own.append(checkpoint.Checkpoints(workdir, keep=1, subdir=checkpoint.FIT_DIR))
+        return own[0]
+
+    def where() -> str | None:  # this run's own saved fit first, else the one it starts from
+        if checkpoint.list_steps(workdir, checkpoint.FIT_DIR):
+            return workdir
+        return source or None
+
+    def meta():
+        run = where()
+        if run is None:
+            return None
+        extra = checkpoint.read_extra(run, subdir=checkpoint.FIT_DIR)
+        if extra is None:
+            raise checkpoint.CheckpointError(
+                f"the saved model fit in {os.path.join(run, checkpoint.FIT_DIR)} is unreadable: remove that "
+                "folder to fit again")
+        return extra
+
+    def load(target):
+        run = where()
+        with checkpoint.Checkpoints(run, keep=1, subdir=checkpoint.FIT_DIR) as saved:
+            return saved.restore(saved.steps()[-1], target)[0]
+
+    def save(epoch, carry, meta):
+        mine().save(epoch, carry, meta)
+
+    return FitCheckpoint(meta, load, save, float(config.checkpoint.fit_every_seconds), identity)
 
 
 def _accumulate(metrics: dict, prog: Progress, rt: SeedRuntime, step: int, last_good: str) -> str | None:

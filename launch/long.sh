@@ -18,9 +18,18 @@ mirror="${MIRROR:-benchmarks/long/grid}"
 cells="${CELLS:-hopper-medium_expert-long hopper-medium_replay-long}"
 variants="${VARIANTS:-method=ampl method=ampl;miw.schedule=none method=td3bc}"
 for cell in ${cells}; do
+  folder=$(python -c "from launch.sweep import config_dataset_id as c, dataset_folder as f; \
+print(f(c('configs/benchmark.py:${cell}')))")
+  ampl="${runs}/${folder}/method=ampl/seed0"
   for variant in ${variants}; do
+    extra=()
+    # NW's first fit is AMPL's (one plain-MLE fit of the same data, seeds and settings): start
+    # from AMPL's saved first fit instead of fitting again for hours (model.first_fit_from).
+    if [ "${variant}" = "method=ampl;miw.schedule=none" ] && [ -d "${ampl}/model_fit_checkpoint" ]; then
+      extra=(-- "--config.model.first_fit_from=${ampl}")
+    fi
     python -m launch.sweep --config="configs/benchmark.py:${cell}" --seeds=0 --grid="${variant}" \
-      --root="${runs}" || echo "warning: ${cell} ${variant} failed (see its stderr.log)" >&2
+      --root="${runs}" "${extra[@]}" || echo "warning: ${cell} ${variant} failed (see its stderr.log)" >&2
     bash launch/mirror_runs.sh "${runs}" "${mirror}"
     if [ -n "${COMMIT:-}" ]; then
       bash launch/commit_runs.sh "${mirror}" || echo "warning: committing finished runs failed" >&2

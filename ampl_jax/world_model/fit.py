@@ -18,18 +18,26 @@ Elites are the `num_elites` members with the lowest snapshot losses.
 `fit_seeds` fits S seeds' ensembles at once, each with its own split, weights and early
 stopping, one device call per epoch for all of them (the epoch vmapped over a seed axis); `fit`
 is its one-seed case.
+
+A fit with the paper's early stopping on a 2M-transition dataset runs for hours (issue #29), so
+`fit_seeds` can save its progress (`FitCheckpoint`) and resume it bit for bit: the split, the
+standardisation and every epoch's key are functions of the seed's key, so the carry and the
+host-side counters are all a fit holds between epochs.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import json
 import time
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ampl_jax.checkpoint import CheckpointError
 from ampl_jax.types import Transitions
 from ampl_jax.world_model.ensemble import (  # noqa: F401  (ModelState, init re-exported)
     SHARED_KEYS,
@@ -74,6 +82,33 @@ class EpochCarry(NamedTuple):
     best_params: Any  # per-member snapshot: the member's last epoch that improved by > threshold
     best_loss: jax.Array  # [M] lowest holdout loss seen (diagnostics only)
     ref_loss: jax.Array  # [M] holdout loss of the snapshot: the reference of the next improvement
+
+
+class FitCheckpointError(CheckpointError):
+    """A saved fit that cannot be continued here (another fit's, or of other seeds or data)."""
+
+
+@dataclasses.dataclass
+class FitCheckpoint:
+    """Where `fit_seeds` saves its progress and resumes from.
+
+    meta() -> the newest save's JSON record, or None when nothing is saved; load(target) -> its
+    carry in the structure of `target` (called only once meta's identity matched);
+    save(epoch, carry, meta): write one (the caller keeps the newest). `every_seconds`: the wall
+    time between saves (0: after every epoch); the end of a fit that saved along the way is saved
+    too, so a finished fit is read back instead of being run again. `identity`: what the fit
+    is a function of (data, seeds, model config, dtypes); a saved fit with another is refused.
+    """
+
+    meta: Callable[[], dict | None]
+    load: Callable[[Any], Any]
+    save: Callable[[int, Any, dict], None]
+    every_seconds: float
+    identity: dict
+
+
+def _jsonable(x: Any) -> Any:
+    return np.asarray(x).tolist()
 
 
 def static_from_config(cfg_model, dtype: Any = "float32") -> _Static:
@@ -233,7 +268,8 @@ def fit(state: ModelState, key: jax.Array, data: Transitions, weights: jax.Array
 
 def fit_seeds(states: ModelState, keys: jax.Array, data: Transitions, weights: jax.Array | None, cfg_model, *,
               max_epochs: int | None = None, progress: bool = False, dtype: Any = "float32",
-              batching: str = "vmap") -> tuple[ModelState, list[dict[str, Any]]]:
+              batching: str = "vmap", checkpoint: FitCheckpoint | None = None,
+              ) -> tuple[ModelState, list[dict[str, Any]]]:
     """`fit` for S seeds at once: every epoch is ONE device call for all seeds.
 
     states: S ModelStates stacked on a leading seed axis (`distributed.stack_seeds`); keys
@@ -259,6 +295,9 @@ def fit_seeds(states: ModelState, keys: jax.Array, data: Transitions, weights: j
     A stopped seed is masked, not skipped: under "vmap" its epoch is still computed, so the call
     lasts as long as its longest seed. Memory: every seed holds its own standardised, permuted
     copy of the data (S copies; 2S briefly while they are stacked).
+    `checkpoint`: save the progress every `checkpoint.every_seconds` and start from the newest
+    saved one; the result equals the uninterrupted fit's bit for bit ("seconds" counts the
+    wall time of every attempt).
     """
     static = static_from_config(cfg_model, dtype)
     if batching not in SEED_BATCHING:
@@ -323,6 +362,31 @@ def fit_seeds(states: ModelState, keys: jax.Array, data: Transitions, weights: j
     active = np.asarray([lim > 0 for lim in limits])
     t0 = time.perf_counter()
     epoch = 0
+    saved_at = None
+    if checkpoint is not None:
+        identity = json.loads(json.dumps({**checkpoint.identity, "num_seeds": num_seeds, "limits": limits,
+                                          "num_fits": num_fits.tolist(), "weighted": weights is not None}))
+        meta = checkpoint.meta()
+        if meta is not None:
+            if meta.get("identity") != identity:
+                raise FitCheckpointError(_identity_mismatch(meta.get("identity"), identity))
+            carry = checkpoint.load(carry)
+            epoch, since, epochs = int(meta["epoch"]), list(meta["since"]), list(meta["epochs"])
+            seconds, active = list(meta["seconds"]), np.asarray(meta["active"], bool)
+            hold_hist = [[np.asarray(h, np.float32) for h in hs] for hs in meta["holdout_history"]]
+            train_hist = [[np.asarray(h, np.float32) for h in hs] for hs in meta["train_loss_history"]]
+            t0 -= float(meta["elapsed"])
+            saved_at = time.perf_counter()
+            if progress:
+                print(f"[model fit] resumed at epoch {epoch} from a saved fit", flush=True)
+
+    def save_progress():
+        checkpoint.save(epoch, carry, {
+            "identity": identity, "epoch": epoch, "since": since, "epochs": epochs, "seconds": seconds,
+            "active": active.tolist(), "elapsed": time.perf_counter() - t0,
+            "holdout_history": [[_jsonable(h) for h in hs] for hs in hold_hist],
+            "train_loss_history": [[_jsonable(h) for h in hs] for hs in train_hist]})
+
     while active.any():
         carry, improved, hold, train_loss = run_epoch(carry, epoch, jnp.asarray(active))
         epoch += 1
@@ -338,6 +402,12 @@ def fit_seeds(states: ModelState, keys: jax.Array, data: Transitions, weights: j
             if since[s] >= patience or epoch >= limits[s]:
                 active[s] = False
                 seconds[s] = time.perf_counter() - t0
+        if checkpoint is not None:
+            now = time.perf_counter()
+            due = now - (t0 if saved_at is None else saved_at) >= checkpoint.every_seconds
+            if (active.any() and due) or (not active.any() and saved_at is not None):
+                save_progress()
+                saved_at = time.perf_counter()
 
     carry = stacked(carry)
     best = carry.ref_loss  # [S, M] the snapshots' holdout losses
@@ -362,3 +432,12 @@ def fit_seeds(states: ModelState, keys: jax.Array, data: Transitions, weights: j
         "seconds": seconds[s],
     } for s in range(num_seeds)]
     return new_states, infos
+
+
+def _identity_mismatch(saved: Any, ours: dict) -> str:
+    if not isinstance(saved, dict):
+        return "the saved model fit has no identity record; remove it (or use --overwrite) to fit again"
+    keys = sorted(set(saved) | set(ours), key=str)
+    diffs = [f"{k}: saved {saved.get(k)!r}, here {ours.get(k)!r}" for k in keys if saved.get(k) != ours.get(k)]
+    shown = "; ".join(d[:160] for d in diffs[:3]) + (f"; and {len(diffs) - 3} more" if len(diffs) > 3 else "")
+    return f"the saved model fit is of another fit ({shown}); remove it (or use --overwrite) to fit again"
