@@ -177,6 +177,11 @@ def _define_flags() -> None:
                        "the 2026-11-23 figure of another machine")
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """The console script (pyproject.toml), as `python -m ampl_jax.bench`."""
     _define_flags()
     app.run(main)
+
+
+if __name__ == "__main__":
+    cli()

@@ -459,6 +459,11 @@ def _define_flags() -> None:
     flags.DEFINE_list("ignore_keys", [], "Config keys that do not make a variant (seed, num_seeds and dataset.id never do).")
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """The console script (pyproject.toml), as `python -m ampl_jax.report`."""
     _define_flags()
     app.run(main)
+
+
+if __name__ == "__main__":
+    cli()

@@ -179,6 +179,11 @@ def main(argv) -> None:
     sys.exit(0 if same else 1)
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """The console script (pyproject.toml), as `python -m ampl_jax.repro`."""
     define_flags()
     app.run(main, flags_parser=lambda argv: configuration.parse_flags(argv, exit_status=2, program="ampl_jax.repro"))
+
+
+if __name__ == "__main__":
+    cli()
