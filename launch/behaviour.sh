@@ -6,7 +6,7 @@
 #
 # Each env's run lives in $AMPL_SAC_ROOT/<env>-s<seed> (default ~/.cache/ampl_jax/sac); running the
 # same line again resumes every run from its newest checkpoint (a finished run just re-ships its
-# snapshots). Every checkpoint is also exported to benchmarks/sac/state/<env>-s<seed> (actions,
+# snapshots). Every checkpoint is also exported to assets/sac-state/<env>-s<seed> (actions,
 # learner state, eval actors: a few MB, meant to be committed), from which the same line rebuilds
 # the run on a fresh machine whose run folder is gone (ampl_jax/behaviour/mirror.py). On finishing, the run writes the expert/medium snapshots into the package
 # (medium.json names the mirror the medium-replay buffer is regenerated from) and its curve into benchmarks/sac/. XLA is kept to one thread per run so that two
@@ -27,6 +27,6 @@ mkdir -p benchmarks/sac
 for env in "$@"; do
   nice -n 19 python -m ampl_jax.behaviour.train_sac --env="$env" --steps="$STEPS" --seed="$SEED" \
     --eval_every=10000 --checkpoint_every=50000 --curve_out="benchmarks/sac/$env-s$SEED.json" \
-    --mirror="benchmarks/sac/state/$env-s$SEED" \
+    --mirror="assets/sac-state/$env-s$SEED" \
     --verbosity=-1
 done

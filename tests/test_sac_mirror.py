@@ -106,7 +106,7 @@ def test_mirrored_evals_keep_early_ones_and_each_new_best():
 
 
 def test_medium_replay_regenerated_from_the_mirror(runs, tmp_path, monkeypatch):
-    """A mirror inside the repository replaces the shipped npz: the buffer comes back bit for bit."""
+    """A mirror in the SAC state folder replaces the shipped npz: the buffer comes back bit for bit."""
     import warnings
 
     import gymnasium
@@ -115,7 +115,7 @@ def test_medium_replay_regenerated_from_the_mirror(runs, tmp_path, monkeypatch):
     from ampl_jax.behaviour.train_sac import ship
 
     root, _, first = runs
-    monkeypatch.setattr(snapshots, "REPO_ROOT", root)
+    monkeypatch.setenv(snapshots.SAC_STATE_ENV, str(root))
     monkeypatch.setenv("AMPL_REPLAY_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "snap"
     stale = snapshots.medium_replay_path(ENV, out)
@@ -135,10 +135,10 @@ def test_medium_replay_regenerated_from_the_mirror(runs, tmp_path, monkeypatch):
     for k in want:
         np.testing.assert_array_equal(got[k], want[k])
     assert len(list((tmp_path / "cache").glob("*.npz"))) == 1
-    # Without the repository's mirror (and nothing cached) the error says where it is expected.
+    # Without the mirror (and nothing cached) the error says where it is expected and how to point there.
     monkeypatch.setenv("AMPL_REPLAY_CACHE", str(tmp_path / "cache2"))
-    monkeypatch.setattr(snapshots, "REPO_ROOT", tmp_path / "elsewhere")
-    with pytest.raises(snapshots.SnapshotError, match="not here: use a clone of the repository"):
+    monkeypatch.setenv(snapshots.SAC_STATE_ENV, str(tmp_path / "elsewhere"))
+    with pytest.raises(snapshots.SnapshotError, match=r"not here: set \$AMPL_SAC_STATE to the folder that holds m "):
         snapshots.load_replay(ENV, out)
 
 

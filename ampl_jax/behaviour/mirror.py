@@ -19,9 +19,9 @@ buffer row for row; each chunk's hash says whether it is bit-identical (it is on
 different MuJoCo build may differ in the last bits, which is reported, not fatal). Actions are
 ~12-24 bytes per step, so a 1M-step run mirrors in ~12-24 MB plus ~3 MB of learner state.
 
-    python -m ampl_jax.behaviour.mirror export --workdir=RUN --mirror=benchmarks/sac/state/Hopper-v5-s0
-    python -m ampl_jax.behaviour.mirror restore --workdir=RUN --mirror=benchmarks/sac/state/Hopper-v5-s0
-    python -m ampl_jax.behaviour.mirror check --mirror=benchmarks/sac/state/Hopper-v5-s0   # before a commit
+    python -m ampl_jax.behaviour.mirror export --workdir=RUN --mirror=assets/sac-state/Hopper-v5-s0
+    python -m ampl_jax.behaviour.mirror restore --workdir=RUN --mirror=assets/sac-state/Hopper-v5-s0
+    python -m ampl_jax.behaviour.mirror check --mirror=assets/sac-state/Hopper-v5-s0   # before a commit
 """
 
 from __future__ import annotations
@@ -317,6 +317,6 @@ if __name__ == "__main__":
     from absl import app, flags
 
     flags.DEFINE_string("workdir", "", "The SAC run folder (train_sac's --workdir; not needed by check).")
-    flags.DEFINE_string("mirror", None, "The mirror folder (e.g. benchmarks/sac/state/<env>-s<seed>).", required=True)
+    flags.DEFINE_string("mirror", None, "The mirror folder (e.g. assets/sac-state/<env>-s<seed>).", required=True)
     flags.DEFINE_integer("keep_all_until", KEEP_ALL_UNTIL, "Mirror every evaluation's actor up to this step.")
     app.run(main)

@@ -23,7 +23,9 @@ from flax import serialization
 from ampl_jax.behaviour.sac import actor_layers
 
 SNAPSHOT_DIR = Path(__file__).resolve().parent / "snapshots"
-REPO_ROOT = Path(__file__).resolve().parents[2]  # mirrors live in the repository (benchmarks/sac/state)
+# Where the SAC runs' mirrors live (medium.json's `replay_mirror` names a folder in it): an input,
+# $AMPL_SAC_STATE, defaulting to a clone's assets/sac-state (112 MB, not part of the package).
+SAC_STATE_ENV = "AMPL_SAC_STATE"
 SNAPSHOT_NAMES: tuple[str, ...] = ("medium", "expert")
 
 
@@ -124,6 +126,13 @@ def replay_digest(episodes: dict[str, np.ndarray]) -> str:
     return h.hexdigest()
 
 
+def sac_state_root() -> Path:
+    """The folder of the SAC runs' mirrors: $AMPL_SAC_STATE, else assets/sac-state of the clone this
+    package is installed from (pip install -e .)."""
+    root = os.environ.get(SAC_STATE_ENV)
+    return Path(root) if root else Path(__file__).resolve().parents[2] / "assets" / "sac-state"
+
+
 def replay_cache_dir() -> Path:
     root = os.environ.get("AMPL_REPLAY_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "ampl_jax", "replay")
     return Path(root)
@@ -149,7 +158,7 @@ def load_replay(env_id: str, root: Path | None = None) -> dict[str, np.ndarray]:
             f"no medium-replay buffer is shipped for {env_id} ({path}); regenerate it with "
             f"`python -m ampl_jax.behaviour.train_sac --env={env_id}` (see README)"
         )
-    mirror = REPO_ROOT / meta["replay_mirror"]
+    mirror = sac_state_root() / meta["replay_mirror"]
     n, digest = int(meta["replay_transitions"]), meta["replay_sha256"]
     cached = replay_cache_dir() / f"{env_id}-{digest[:16]}.npz"
     if cached.exists():
@@ -158,7 +167,8 @@ def load_replay(env_id: str, root: Path | None = None) -> dict[str, np.ndarray]:
     if not mirror.exists():
         raise SnapshotError(
             f"the medium-replay buffer of {env_id} is regenerated from the SAC run's mirror {mirror}, which "
-            "is not here: use a clone of the repository (pip install -e .), where benchmarks/sac/state holds it"
+            f"is not here: set ${SAC_STATE_ENV} to the folder that holds {meta['replay_mirror']} (a clone's "
+            "assets/sac-state), or install from a clone of the repository (pip install -e .)"
         )
     from ampl_jax.behaviour.mirror import MirrorError, replay_prefix
 

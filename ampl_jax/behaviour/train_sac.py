@@ -278,12 +278,10 @@ def ship(
     replay_meta: dict[str, Any] = {}
     eps = result.replay.episodes(chosen["medium"], low, high) if save_replay else None
     if eps is not None and mirror is not None:
-        try:
-            where = Path(mirror).resolve().relative_to(snapshots.REPO_ROOT.resolve())
-        except ValueError:
-            where = None  # a mirror outside the repository cannot travel with it: ship the npz
-        if where is not None:
-            replay_meta = {"replay_mirror": str(where), "replay_transitions": int(chosen["medium"]),
+        where = Path(mirror).resolve()
+        # a mirror outside the SAC state folder cannot travel with the repository: ship the npz
+        if where.parent == snapshots.sac_state_root().resolve():
+            replay_meta = {"replay_mirror": where.name, "replay_transitions": int(chosen["medium"]),
                            "replay_sha256": snapshots.replay_digest(eps)}
     for name, step in chosen.items():
         params = result.params[step]

@@ -39,9 +39,9 @@ def ampl_config(opts: dict[str, Any]) -> ml_collections.ConfigDict:
     evaluation at the end, the check's MIW batch sizes (also those of the run's own interleaved
     TD-DICE), and a smaller world model than the quick start's 7 x 4x200 (its fit dominated the
     run's CPU time; the check needs the run's policies, not a good score)."""
-    from configs import quickstart
+    from ampl_jax import config_default
 
-    c = quickstart.get_config()
+    c = config_default.cpu_budget(config_default.get_config())  # the quick start's budget; its dataset is set below
     c.seed = opts["seed"]
     c.dataset.id = dataset_id(opts["env"], opts["behaviour"], opts["dataset_steps"], opts["seed"])
     c.dataset.create_if_missing = True
