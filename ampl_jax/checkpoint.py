@@ -81,7 +81,7 @@ class Checkpoints:
     gathers the whole state to it first (distributed.gather_seeds).
     """
 
-    def __init__(self, workdir: str, keep: int, subdir: str = CKPT_DIR):
+    def __init__(self, workdir: str, keep: int, subdir: str = CKPT_DIR, keep_steps: tuple[int, ...] = ()):
         ocp = _ocp()
         self.workdir = workdir
         self.directory = os.path.abspath(os.path.join(workdir, subdir))
@@ -91,9 +91,15 @@ class Checkpoints:
             os.makedirs(self.directory, exist_ok=True)
             multiprocessing["multiprocessing_options"] = ocp.options.MultiprocessingOptions(
                 primary_host=0, active_processes={0})
+        if keep_steps:  # the newest `keep` and these steps (e.g. the ones a diagnosis reads later)
+            policies = ocp.checkpoint_managers
+            kept = {"preservation_policy": policies.AnyPreservationPolicy(
+                [policies.LatestN(keep), policies.CustomSteps(sorted(int(s) for s in keep_steps))])}
+        else:
+            kept = {"max_to_keep": keep}
         options = ocp.CheckpointManagerOptions(
-            max_to_keep=keep, create=not multiprocessing, enable_async_checkpointing=False, cleanup_tmp_directories=True,
-            **multiprocessing,
+            create=not multiprocessing, enable_async_checkpointing=False, cleanup_tmp_directories=True,
+            **kept, **multiprocessing,
         )
         self._manager = ocp.CheckpointManager(self.directory, options=options)
 

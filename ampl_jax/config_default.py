@@ -250,6 +250,8 @@ def get_config() -> ml_collections.ConfigDict:
     c.checkpoint = ml_collections.ConfigDict()
     c.checkpoint.every = 50_000
     c.checkpoint.keep = 3
+    # Steps whose checkpoints are kept besides the newest `keep` (e.g. for critic_check later).
+    c.checkpoint.keep_steps = ()
     # The first model fit saves its progress this often (wall seconds; 0: after every epoch) to
     # <workdir>/model_fit_checkpoint and resumes from it bit for bit: with the paper's early
     # stopping on a large dataset it runs for hours. A fit shorter than this writes nothing.

@@ -156,6 +156,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
     if config.agent.regularizer == "kl_dual" and not config.agent.weighted_regularizer:
         raise ConfigError("config.agent.regularizer='kl_dual' needs config.agent.weighted_regularizer=True "
                           "(the authors' KL-dual exists in their weighted trainer only)")
+    steps = config.checkpoint.keep_steps
+    if not isinstance(steps, (tuple, list)) or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0
+                                                       for s in steps):
+        raise ConfigError(f"config.checkpoint.keep_steps={steps!r} must be a tuple of steps, e.g. (40000, 100000)")
     if not isinstance(config.model.first_fit_from, str):
         raise ConfigError(f"config.model.first_fit_from={config.model.first_fit_from!r} must be a run's workdir (or '')")
     if not isinstance(config.agent.kl_dual_weighted, bool):
@@ -343,7 +347,7 @@ RESUMABLE_KEYS = frozenset({
     "train.total_steps", "train.log_every", "checkpoint.every", "checkpoint.keep", "dataset.download",
     "eval.one_sample_too",  # extra evaluation columns only
     # where the first fit's progress is saved, or read from: the fit is the same bit for bit
-    "checkpoint.fit_every_seconds", "model.first_fit_from",
+    "checkpoint.fit_every_seconds", "model.first_fit_from", "checkpoint.keep_steps",
 })
 
 # Keys added after runs were already saved, with the value that reproduces those runs: a saved
@@ -380,6 +384,7 @@ ADDED_KEYS = {
     "agent.kl_dual_weighted": True,  # read by agent.regularizer="kl_dual" only, new with it
     "checkpoint.fit_every_seconds": 600,
     "model.first_fit_from": "",
+    "checkpoint.keep_steps": [],
 }
 
 

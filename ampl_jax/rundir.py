@@ -106,8 +106,8 @@ class Progress:
 class RunFiles:
     """The workdir of one run: checks, checkpoints, metrics, model-fit log and summary."""
 
-    def __init__(self, workdir: str, resolved: dict, runtime: SeedRuntime, keep: int):
-        self.workdir, self.resolved, self.rt, self.keep = workdir, resolved, runtime, keep
+    def __init__(self, workdir: str, resolved: dict, runtime: SeedRuntime, keep: int, keep_steps: tuple[int, ...] = ()):
+        self.workdir, self.resolved, self.rt, self.keep, self.keep_steps = workdir, resolved, runtime, keep, keep_steps
         self.ckpts: checkpoint.Checkpoints | None = None
         self.writer: MetricsWriter | None = None
         self.last_saved: int | None = None
@@ -150,7 +150,7 @@ class RunFiles:
 
     def restore(self, target: Any) -> tuple[int, Any, dict] | None:
         """Open the checkpoints and load the newest: (step, this process's state, extra), or None."""
-        self.ckpts = self.rt.on_main(lambda: checkpoint.Checkpoints(self.workdir, self.keep))
+        self.ckpts = self.rt.on_main(lambda: checkpoint.Checkpoints(self.workdir, self.keep, keep_steps=self.keep_steps))
         restored = self.rt.on_main(lambda: self.ckpts.restore_latest(target))
         restored = self.rt.share_restored(restored, target)
         self.last_saved = None if restored is None else restored[0]

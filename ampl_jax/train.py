@@ -74,7 +74,8 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = Tru
         note = rounding_note(config)
         if note:
             say(note)
-        files = RunFiles(workdir, configuration.to_dict(config), rt, config.checkpoint.keep)
+        files = RunFiles(workdir, configuration.to_dict(config), rt, config.checkpoint.keep,
+                         tuple(config.checkpoint.keep_steps))
         try:  # close() releases the workdir's lock, whatever fails after prepare() took it
             files.prepare(overwrite)
             total = _whole_periods(config.train.total_steps, config.rollout.period)

@@ -63,7 +63,8 @@ def long_protocol(c):
       beyond the 1,000 safety cap of the defaults (the 20k protocol stops at 15 epochs of 200);
     - w-weighted refits every 50 epochs: at 50k, 100k and 150k, three refits after the warm
       start (the paper's period of 100 epochs would give one in 200k; none at the end, as theirs);
-    - evaluations and checkpoints every 10k iterations (20 points a curve, resumable every 10k).
+    - evaluations and checkpoints every 10k iterations (20 points a curve, resumable every 10k);
+      the checkpoints at 40k (end of the warm start), 100k and 200k are kept for `critic_check`.
     Every method gets this config; BC and TD3+BC read only the budget and evaluation settings.
     """
     c = protocol(c)
@@ -80,6 +81,7 @@ def long_protocol(c):
     c.train.model_retrain_epochs = 50
     c.train.eval_every = 10_000
     c.checkpoint.every = 10_000
+    c.checkpoint.keep_steps = (40_000, 100_000, 200_000)  # the critic is checked at these (issue #29)
     return c
 
 

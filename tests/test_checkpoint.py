@@ -29,6 +29,22 @@ def _bitwise_equal(a, b) -> bool:
     return repro.first_leaf_difference(a, b) is None
 
 
+def test_keep_steps_are_kept_beside_the_newest(tmp_path):
+    """checkpoint.keep_steps: the long protocol keeps 40k/100k/200k for critic_check while keep=3
+    rotates the others; a reopened manager keeps them too."""
+    with checkpoint.Checkpoints(str(tmp_path), keep=2, keep_steps=(20, 40)) as ck:
+        for step in range(10, 70, 10):
+            ck.save(step, _tree(step), {})
+        assert ck.steps() == [20, 40, 50, 60]
+    with checkpoint.Checkpoints(str(tmp_path), keep=2, keep_steps=(20, 40)) as ck:
+        ck.save(70, _tree(70.0), {})
+        assert ck.steps() == [20, 40, 60, 70]
+    c = default.get_config()
+    c.checkpoint.keep_steps = (40_000, -1)
+    with pytest.raises(configuration.ConfigError, match="keep_steps"):
+        configuration.validate(c)
+
+
 def test_save_restore_keep_and_extra(tmp_path):
     with checkpoint.Checkpoints(str(tmp_path), keep=2) as ck:
         for step in (0, 4, 8):
