@@ -30,6 +30,14 @@ _CACHE_ENV = {  # cache every program, however small or quick to compile
 }
 _OWN_CACHE: list[str] = []
 
+# The tests compile many small programs and run each briefly: XLA's backend optimisations (LLVM -O2
+# and its expensive passes) cost more than they save. jax_disable_most_optimizations compiles at -O0
+# (about a third less compile time for AMPL's fused step; the same results in every test here).
+# Set in os.environ, so subprocesses (runs, CLIs) compile the same programs and share the cache;
+# it is part of the compile options, hence of the cache key. JAX_DISABLE_MOST_OPTIMIZATIONS=0 (or
+# false) in your environment runs the suite on fully optimised programs.
+_FAST_COMPILE_ENV = "JAX_DISABLE_MOST_OPTIMIZATIONS"
+
 
 def pytest_configure(config: pytest.Config) -> None:
     """One compilation cache for the session, in os.environ so that subprocesses share it."""
@@ -37,7 +45,11 @@ def pytest_configure(config: pytest.Config) -> None:
         _OWN_CACHE.append(tempfile.mkdtemp(prefix="ampl-jax-test-xla-cache-"))
         os.environ["JAX_COMPILATION_CACHE_DIR"] = _OWN_CACHE[0]
     os.environ.update(_CACHE_ENV)
+    os.environ.setdefault(_FAST_COMPILE_ENV, "1")
     import jax  # the environment is read when jax is imported; update it in case it already was
+
+    jax.config.update("jax_disable_most_optimizations",
+                      os.environ[_FAST_COMPILE_ENV].strip().lower() in ("1", "true", "yes", "on"))
 
     jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
