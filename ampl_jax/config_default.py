@@ -26,7 +26,20 @@ def get_config() -> ml_collections.ConfigDict:
     # pipeline, world model and loop: "bc" (behaviour cloning), "mopo" (SAC on penalised rollouts),
     # "td3bc" (TD3+BC: TD3 with a behaviour-cloning term on the data alone).
     c.method = "ampl"
+    # agent.warm_start_epochs, also read by the rollout schedule (rollout.real_full_epochs)
+    warm_start_epochs = ml_collections.FieldReference(40)
+    _data(c)  # one function per section below
+    _dynamics(c)
+    _rollouts(c, warm_start_epochs)
+    _agent(c, warm_start_epochs)
+    _miw(c)
+    _compute(c)
+    _schedule(c)
+    _baselines(c)
+    return c
 
+
+def _data(c: ml_collections.ConfigDict) -> None:
     # --- data -------------------------------------------------------------------------------
     c.dataset = ml_collections.ConfigDict()
     c.dataset.id = "mujoco/walker2d/medium-v0"
@@ -42,6 +55,8 @@ def get_config() -> ml_collections.ConfigDict:
     c.dataset.mu0 = "dataset"  # "dataset": first state of every episode; "env": env.reset() samples
     c.dataset.mu0_env_samples = 100_000
 
+
+def _dynamics(c: ml_collections.ConfigDict) -> None:
     # --- dynamics ensemble --------------------------------------------------------------------
     c.model = ml_collections.ConfigDict()
     c.model.num_members = 7
@@ -83,8 +98,9 @@ def get_config() -> ml_collections.ConfigDict:
     # the same plain-MLE fit. Refused unless data, seeds and every model setting are the same.
     c.model.first_fit_from = ""
 
+
+def _rollouts(c: ml_collections.ConfigDict, warm_start_epochs: ml_collections.FieldReference) -> None:
     # --- rollouts and data mix -------------------------------------------------------------------
-    warm_start_epochs = ml_collections.FieldReference(40)  # agent.warm_start_epochs, read by the rollout schedule
     c.rollout = ml_collections.ConfigDict()
     c.rollout.horizon = 3
     c.rollout.batch_size = 2048  # start states per rollout batch
@@ -101,6 +117,8 @@ def get_config() -> ml_collections.ConfigDict:
     c.rollout.real_min = 0.5
     c.rollout.fixed_real_fraction = -1.0  # >= 0 overrides the schedule (1.0 = real data only)
 
+
+def _agent(c: ml_collections.ConfigDict, warm_start_epochs: ml_collections.FieldReference) -> None:
     # --- agent ------------------------------------------------------------------------------------
     c.agent = ml_collections.ConfigDict()
     c.agent.batch_size = 512
@@ -139,6 +157,8 @@ def get_config() -> ml_collections.ConfigDict:
     # tanh_gaussian: its log std is clamped into these bounds (the authors' GaussianPolicy: [-20, 2])
     c.agent.gaussian_log_std_bounds = (-20.0, 2.0)
 
+
+def _miw(c: ml_collections.ConfigDict) -> None:
     # --- MIW (TD-DICE) -----------------------------------------------------------------------------
     c.miw = ml_collections.ConfigDict()
     c.miw.schedule = "interleaved"  # "interleaved" | "phased" | "none" (NW: never reweight)
@@ -222,6 +242,8 @@ def get_config() -> ml_collections.ConfigDict:
     c.miw.dualdice.mask_terminals = False
     c.miw.dualdice.output_clipping = True  # as the authors' README runs it
 
+
+def _compute(c: ml_collections.ConfigDict) -> None:
     # --- compute precision -----------------------------------------------------------------------
     # Only the INPUTS of matmuls change, accumulation is float32: parameters, optimiser states,
     # targets, losses, reductions, the buffer and the checkpoint stay float32 whatever is set here.
@@ -232,6 +254,8 @@ def get_config() -> ml_collections.ConfigDict:
     # "BF16_BF16_F32", ...: float32 matmuls on TPU/GPU); "default" leaves JAX's setting alone.
     c.compute.matmul_precision = "default"
 
+
+def _schedule(c: ml_collections.ConfigDict) -> None:
     # --- schedule, evaluation, logging ------------------------------------------------------------
     c.train = ml_collections.ConfigDict()
     c.train.total_steps = 1_000_000
@@ -257,6 +281,8 @@ def get_config() -> ml_collections.ConfigDict:
     # stopping on a large dataset it runs for hours. A fit shorter than this writes nothing.
     c.checkpoint.fit_every_seconds = 600
 
+
+def _baselines(c: ml_collections.ConfigDict) -> None:
     # --- baselines (ampl_jax/baselines; used only when `method` names them) ---------------------
     # BC: a deterministic max_action * tanh(MLP(s)) fitted to the dataset actions by MSE.
     c.bc = ml_collections.ConfigDict()
@@ -310,8 +336,6 @@ def get_config() -> ml_collections.ConfigDict:
     c.td3bc.policy_noise = 0.2  # target policy smoothing: N(0, (0.2 max_action)^2) ...
     c.td3bc.noise_clip = 0.5  # ... clipped to +-0.5 max_action
     c.td3bc.policy_delay = 2  # critic steps per actor (and target) step; divides rollout.period
-
-    return c
 
 
 def medium_task(env_id: str, family: str, horizon: int) -> ml_collections.ConfigDict:

@@ -206,19 +206,23 @@ def inline_comments() -> dict[str, str]:
 
 
 def comments_of(source: str) -> dict[str, str]:
-    """{dotted key: its comment} in the get_config() of a config module's `source`: the comment at
-    the end of its assignment line, else the comment lines right above it (joined), else those
-    above the run of assignments (no blank line between) that it belongs to."""
-    fn = next(n for n in ast.parse(source).body if isinstance(n, ast.FunctionDef) and n.name == "get_config")
+    """{dotted key: its comment} in the get_config() of a config module's `source` and the module's
+    functions it calls (its sections): the comment at the end of its assignment line, else the
+    comment lines right above it (joined), else those above the run of assignments (no blank line
+    between) that it belongs to."""
+    functions = {n.name: n for n in ast.parse(source).body if isinstance(n, ast.FunctionDef)}
+    fn = functions["get_config"]
+    called = [c.func.id for c in ast.walk(fn) if isinstance(c, ast.Call) and isinstance(c.func, ast.Name)]
+    fns = [fn] + [functions[name] for name in dict.fromkeys(called) if name in functions]
     trailing, whole_line = {}, {}
     for tok in tokenize.generate_tokens(io.StringIO(source).readline):
-        if tok.type == tokenize.COMMENT and fn.lineno <= tok.start[0] <= fn.end_lineno:
+        if tok.type == tokenize.COMMENT and any(f.lineno <= tok.start[0] <= f.end_lineno for f in fns):
             text = tok.string.lstrip("#").strip()
             if not text.startswith("---"):  # a section rule ("--- data ----") says nothing of a key
                 (trailing if tok.line[:tok.start[1]].strip() else whole_line)[tok.start[0]] = text
     out: dict[str, str] = {}
     group, previous_end = None, None
-    for node in fn.body:
+    for node in (node for f in fns for node in f.body):
         if not (isinstance(node, ast.Assign) and len(node.targets) == 1):
             group, previous_end = None, None
             continue

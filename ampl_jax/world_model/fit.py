@@ -300,69 +300,12 @@ def fit_seeds(states: ModelState, keys: jax.Array, data: Transitions, weights: j
     wall time of every attempt).
     """
     static = static_from_config(cfg_model, dtype)
-    if batching not in SEED_BATCHING:
-        raise ValueError(f"fit_seeds: batching must be one of {SEED_BATCHING}, got {batching!r}")
-    num_members = int(states.holdout_losses.shape[-1])
-    if static.num_members != num_members:
-        raise ValueError("fit: cfg.num_members differs from the state's ensemble size")
     keys = jnp.asarray(keys)
-    if states.holdout_losses.ndim != 2 or keys.ndim < 1 or keys.shape[0] != states.holdout_losses.shape[0]:
-        raise ValueError(f"fit_seeds: states need a leading seed axis and keys one key per seed; got "
-                         f"holdout_losses {states.holdout_losses.shape}, keys {keys.shape}")
-    num_seeds = int(keys.shape[0])
-    n = int(data.observations.shape[0])
-    if weights is not None and tuple(jnp.shape(weights)) != (num_seeds, n):
-        raise ValueError(f"fit_seeds: weights must have shape ({num_seeds}, {n}), got {jnp.shape(weights)}")
-    patience = int(cfg_model.patience)
-    num_fits = np.asarray(states.num_fits).reshape(num_seeds)
-    if max_epochs is None:
-        limits = [int(cfg_model.max_epochs if f == 0 else cfg_model.refit_max_epochs) for f in num_fits]
-    else:
-        limits = [int(max_epochs)] * num_seeds
-
-    # per seed, as `fit` always did: split, standardise, permute; the initial carry
-    per_seed, inf = [], jnp.full((num_members,), jnp.inf, jnp.float32)
-    for s in range(num_seeds):
-        state = jax.tree.map(lambda x: x[s], states)
-        k_split, k_train = jax.random.split(keys[s])
-        d = prepare_fit_data(state, k_split, data, None if weights is None else weights[s],
-                             float(cfg_model.holdout_fraction), int(cfg_model.max_holdout))
-        carry = EpochCarry(state.params, state.opt_state, state.params, inf, inf)
-        per_seed.append((carry, d, jax.random.split(k_train, max(limits[s], 1))))
-
-    if num_seeds == 1:  # the unbatched program (vmap changes XLA's reduction shapes, docstring)
-        carry, d, epoch_keys = per_seed[0]
-        epoch_fn = make_epoch_fn(static)
-
-        def run_epoch(carry, epoch, active):
-            carry, *out = epoch_fn(carry, epoch_keys[epoch], d)
-            return carry, *(np.asarray(x)[None] for x in out)  # the one host sync per epoch
-
-        def stacked(carry):
-            return jax.tree.map(lambda x: jnp.expand_dims(x, 0), carry)
-    else:
-        stack = lambda trees: jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
-        carry, d = stack([c for c, _, _ in per_seed]), stack([x for _, x, _ in per_seed])
-        horizon = max(max(limits), 1)
-        # [S, horizon] keys; a seed with fewer epochs repeats its last key (never used: it has stopped)
-        epoch_keys = jnp.stack([k[np.minimum(np.arange(horizon), k.shape[0] - 1)] for _, _, k in per_seed])
-        epoch_fn = make_seeds_epoch_fn(static, batching)
-
-        def run_epoch(carry, epoch, active):
-            carry, *out = epoch_fn(carry, epoch_keys[:, epoch], d, active)
-            return carry, *(np.asarray(x) for x in out)  # the one host sync per epoch
-
-        def stacked(carry):
-            return carry
-    del per_seed
-
-    hold_hist = [[] for _ in range(num_seeds)]
-    train_hist = [[] for _ in range(num_seeds)]
-    since, epochs, seconds = [0] * num_seeds, [0] * num_seeds, [0.0] * num_seeds
-    active = np.asarray([lim > 0 for lim in limits])
-    t0 = time.perf_counter()
-    epoch = 0
-    saved_at = None
+    num_seeds, num_fits, limits = _checked_seeds(static, states, keys, data, weights, cfg_model, max_epochs, batching)
+    patience, num_members = int(cfg_model.patience), static.num_members
+    carry, d, run_epoch, stacked = _epoch_runner(static, states, keys, data, weights, cfg_model, limits, batching)
+    log = _FitLog.fresh(limits)
+    t0, saved_at, identity = time.perf_counter(), None, None
     if checkpoint is not None:
         identity = json.loads(json.dumps({**checkpoint.identity, "num_seeds": num_seeds, "limits": limits,
                                           "num_fits": num_fits.tolist(), "weighted": weights is not None}))
@@ -370,43 +313,31 @@ def fit_seeds(states: ModelState, keys: jax.Array, data: Transitions, weights: j
         if meta is not None:
             if meta.get("identity") != identity:
                 raise FitCheckpointError(_identity_mismatch(meta.get("identity"), identity))
-            carry = checkpoint.load(carry)
-            epoch, since, epochs = int(meta["epoch"]), list(meta["since"]), list(meta["epochs"])
-            seconds, active = list(meta["seconds"]), np.asarray(meta["active"], bool)
-            hold_hist = [[np.asarray(h, np.float32) for h in hs] for hs in meta["holdout_history"]]
-            train_hist = [[np.asarray(h, np.float32) for h in hs] for hs in meta["train_loss_history"]]
-            t0 -= float(meta["elapsed"])
-            saved_at = time.perf_counter()
+            carry, log = checkpoint.load(carry), _FitLog.from_meta(meta)
+            t0, saved_at = t0 - float(meta["elapsed"]), time.perf_counter()
             if progress:
-                print(f"[model fit] resumed at epoch {epoch} from a saved fit", flush=True)
+                print(f"[model fit] resumed at epoch {log.epoch} from a saved fit", flush=True)
 
-    def save_progress():
-        checkpoint.save(epoch, carry, {
-            "identity": identity, "epoch": epoch, "since": since, "epochs": epochs, "seconds": seconds,
-            "active": active.tolist(), "elapsed": time.perf_counter() - t0,
-            "holdout_history": [[_jsonable(h) for h in hs] for hs in hold_hist],
-            "train_loss_history": [[_jsonable(h) for h in hs] for hs in train_hist]})
-
-    while active.any():
-        carry, improved, hold, train_loss = run_epoch(carry, epoch, jnp.asarray(active))
-        epoch += 1
-        for s in np.flatnonzero(active):
-            epochs[s] = epoch
-            hold_hist[s].append(hold[s])
-            train_hist[s].append(train_loss[s])
-            since[s] = 0 if improved[s].any() else since[s] + 1
+    while log.active.any():
+        carry, improved, hold, train_loss = run_epoch(carry, log.epoch, jnp.asarray(log.active))
+        log.epoch += 1
+        for s in np.flatnonzero(log.active):
+            log.epochs[s] = log.epoch
+            log.hold_hist[s].append(hold[s])
+            log.train_hist[s].append(train_loss[s])
+            log.since[s] = 0 if improved[s].any() else log.since[s] + 1
             if progress:
                 tag = f" seed {s}" if num_seeds > 1 else ""
-                print(f"[model fit]{tag} epoch {epoch} holdout {np.array2string(hold[s], precision=4)}"
-                      f" train {float(train_loss[s].mean()):.4f} stale {since[s]}/{patience}")
-            if since[s] >= patience or epoch >= limits[s]:
-                active[s] = False
-                seconds[s] = time.perf_counter() - t0
-        if checkpoint is not None:
-            now = time.perf_counter()
-            due = now - (t0 if saved_at is None else saved_at) >= checkpoint.every_seconds
-            if (active.any() and due) or (not active.any() and saved_at is not None):
-                save_progress()
+                print(f"[model fit]{tag} epoch {log.epoch} holdout {np.array2string(hold[s], precision=4)}"
+                      f" train {float(train_loss[s].mean()):.4f} stale {log.since[s]}/{patience}")
+            if log.since[s] >= patience or log.epoch >= limits[s]:
+                log.active[s] = False
+                log.seconds[s] = time.perf_counter() - t0
+        if checkpoint is not None:  # every `every_seconds`, and the end of a fit that saved before
+            due = time.perf_counter() - (t0 if saved_at is None else saved_at) >= checkpoint.every_seconds
+            if (log.active.any() and due) or (not log.active.any() and saved_at is not None):
+                checkpoint.save(log.epoch, carry, {"identity": identity, "elapsed": time.perf_counter() - t0,
+                                                   **log.meta()})
                 saved_at = time.perf_counter()
 
     carry = stacked(carry)
@@ -422,16 +353,110 @@ def fit_seeds(states: ModelState, keys: jax.Array, data: Transitions, weights: j
     best_np, elites_np = np.asarray(best), np.asarray(elites)
     empty = np.zeros((0, num_members))
     infos = [{
-        "epochs": epochs[s],
+        "epochs": log.epochs[s],
         "holdout_losses": best_np[s],
         "elites": elites_np[s],
-        "holdout_history": np.stack(hold_hist[s]) if hold_hist[s] else empty,
-        "train_loss_history": np.stack(train_hist[s]) if train_hist[s] else empty,
+        "holdout_history": np.stack(log.hold_hist[s]) if log.hold_hist[s] else empty,
+        "train_loss_history": np.stack(log.train_hist[s]) if log.train_hist[s] else empty,
         "num_train": int(d.x.shape[-2]),
         "num_holdout": int(d.hx.shape[-2]),
-        "seconds": seconds[s],
+        "seconds": log.seconds[s],
     } for s in range(num_seeds)]
     return new_states, infos
+
+
+def _checked_seeds(static: _Static, states: ModelState, keys: jax.Array, data: Transitions, weights, cfg_model,
+                   max_epochs: int | None, batching: str) -> tuple[int, np.ndarray, list[int]]:
+    """fit_seeds' inputs checked: (number of seeds, each seed's fits so far, each seed's epoch limit)."""
+    if batching not in SEED_BATCHING:
+        raise ValueError(f"fit_seeds: batching must be one of {SEED_BATCHING}, got {batching!r}")
+    if static.num_members != int(states.holdout_losses.shape[-1]):
+        raise ValueError("fit: cfg.num_members differs from the state's ensemble size")
+    if states.holdout_losses.ndim != 2 or keys.ndim < 1 or keys.shape[0] != states.holdout_losses.shape[0]:
+        raise ValueError(f"fit_seeds: states need a leading seed axis and keys one key per seed; got "
+                         f"holdout_losses {states.holdout_losses.shape}, keys {keys.shape}")
+    num_seeds = int(keys.shape[0])
+    n = int(data.observations.shape[0])
+    if weights is not None and tuple(jnp.shape(weights)) != (num_seeds, n):
+        raise ValueError(f"fit_seeds: weights must have shape ({num_seeds}, {n}), got {jnp.shape(weights)}")
+    num_fits = np.asarray(states.num_fits).reshape(num_seeds)
+    if max_epochs is None:
+        limits = [int(cfg_model.max_epochs if f == 0 else cfg_model.refit_max_epochs) for f in num_fits]
+    else:
+        limits = [int(max_epochs)] * num_seeds
+    return num_seeds, num_fits, limits
+
+
+def _epoch_runner(static: _Static, states: ModelState, keys: jax.Array, data: Transitions, weights, cfg_model,
+                  limits: list[int], batching: str):
+    """(initial carry, fit data, run_epoch(carry, epoch, active), stacked(carry)) of `fit_seeds`.
+
+    Per seed, as `fit` always did: split, standardise, permute; one seed runs the unbatched
+    program (vmap changes XLA's reduction shapes: fit_seeds' docstring), several one program."""
+    num_seeds, per_seed = len(limits), []
+    inf = jnp.full((static.num_members,), jnp.inf, jnp.float32)
+    for s in range(num_seeds):
+        state = jax.tree.map(lambda x: x[s], states)
+        k_split, k_train = jax.random.split(keys[s])
+        d = prepare_fit_data(state, k_split, data, None if weights is None else weights[s],
+                             float(cfg_model.holdout_fraction), int(cfg_model.max_holdout))
+        carry = EpochCarry(state.params, state.opt_state, state.params, inf, inf)
+        per_seed.append((carry, d, jax.random.split(k_train, max(limits[s], 1))))
+
+    if num_seeds == 1:
+        carry, d, epoch_keys = per_seed[0]
+        epoch_fn = make_epoch_fn(static)
+
+        def run_epoch(carry, epoch, active):
+            carry, *out = epoch_fn(carry, epoch_keys[epoch], d)
+            return carry, *(np.asarray(x)[None] for x in out)  # the one host sync per epoch
+
+        return carry, d, run_epoch, lambda carry: jax.tree.map(lambda x: jnp.expand_dims(x, 0), carry)
+
+    stack = lambda trees: jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
+    carry, d = stack([c for c, _, _ in per_seed]), stack([x for _, x, _ in per_seed])
+    horizon = max(max(limits), 1)
+    # [S, horizon] keys; a seed with fewer epochs repeats its last key (never used: it has stopped)
+    epoch_keys = jnp.stack([k[np.minimum(np.arange(horizon), k.shape[0] - 1)] for _, _, k in per_seed])
+    epoch_fn = make_seeds_epoch_fn(static, batching)
+
+    def run_epoch(carry, epoch, active):
+        carry, *out = epoch_fn(carry, epoch_keys[:, epoch], d, active)
+        return carry, *(np.asarray(x) for x in out)  # the one host sync per epoch
+
+    return carry, d, run_epoch, lambda carry: carry
+
+
+@dataclasses.dataclass
+class _FitLog:
+    """What the host keeps of a fit between epochs: the stopping counters and the loss histories
+    (saved with a FitCheckpoint as JSON: float32 values round-trip exactly through float64)."""
+
+    epoch: int
+    since: list[int]
+    epochs: list[int]
+    seconds: list[float]
+    active: np.ndarray  # [S] bool: still fitting
+    hold_hist: list[list[np.ndarray]]
+    train_hist: list[list[np.ndarray]]
+
+    @classmethod
+    def fresh(cls, limits: list[int]) -> _FitLog:
+        n = len(limits)
+        return cls(0, [0] * n, [0] * n, [0.0] * n, np.asarray([lim > 0 for lim in limits]),
+                   [[] for _ in range(n)], [[] for _ in range(n)])
+
+    def meta(self) -> dict[str, Any]:
+        return {"epoch": self.epoch, "since": self.since, "epochs": self.epochs, "seconds": self.seconds,
+                "active": self.active.tolist(),
+                "holdout_history": [[_jsonable(h) for h in hs] for hs in self.hold_hist],
+                "train_loss_history": [[_jsonable(h) for h in hs] for hs in self.train_hist]}
+
+    @classmethod
+    def from_meta(cls, meta: dict[str, Any]) -> _FitLog:
+        hist = lambda key: [[np.asarray(h, np.float32) for h in hs] for hs in meta[key]]
+        return cls(int(meta["epoch"]), list(meta["since"]), list(meta["epochs"]), list(meta["seconds"]),
+                   np.asarray(meta["active"], bool), hist("holdout_history"), hist("train_loss_history"))
 
 
 def _identity_mismatch(saved: Any, ours: dict) -> str:
