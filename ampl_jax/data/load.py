@@ -137,26 +137,9 @@ def _optional_float(x: Any) -> float | None:
         return None
 
 
-def load_dataset(dataset_id: str, *, download: bool = False) -> tuple[OfflineData, DatasetInfo]:
-    """Load a Minari dataset from the local store (or download it) as `OfflineData` + `DatasetInfo`.
-
-    Refuses non-finite values, arrays that do not fit the declared spaces and non-Box spaces with
-    a `DatasetError` instead of training on them.
-    """
-    check_dataset_id(dataset_id)
-    root = dataset_path(dataset_id)
-    data_path = root / "data"
-    if not data_path.exists():
-        if not download:
-            raise DatasetNotFoundError(_missing_message(dataset_id, root))
-        _download(dataset_id)
-        if not data_path.exists():
-            raise DatasetError(f"download of '{dataset_id}' left no data at {data_path}; retry or create it locally")
-
-    ds, episodes, metadata = _read(dataset_id, data_path)
-    obs_dim = _flat_box(ds.observation_space, "observation", dataset_id)
-    act_dim = _flat_box(ds.action_space, "action", dataset_id)
-
+def _transitions(episodes, dataset_id: str, obs_dim: int, act_dim: int) -> tuple[np.ndarray, ...]:
+    """The episodes' transitions, concatenated and checked: (s, s', a, r (float64), done, a', a'
+    valid, initial states). A shape that does not fit the spaces or a non-finite value is refused."""
     obs, next_obs, acts, next_acts, valid, rews, dones, init_obs = [], [], [], [], [], [], [], []
     raw_obs = []  # every stored observation once (s and s' overlap), for the finiteness check
     for ep in episodes:
@@ -187,17 +170,57 @@ def load_dataset(dataset_id: str, *, download: bool = False) -> tuple[OfflineDat
         raise DatasetError(f"dataset '{dataset_id}' holds no transitions; re-create it with more steps")
 
     observations = np.concatenate(obs)
-    next_observations = np.concatenate(next_obs)
     actions = np.concatenate(acts)
     rewards = np.concatenate(rews).astype(np.float64)
-    init_observations = np.stack(init_obs)
     for name, arr in (
         ("observations", np.concatenate(raw_obs)),
         ("actions", actions),
         ("rewards", rewards),
     ):
         _check_finite(name, arr, dataset_id)
+    return (observations, np.concatenate(next_obs), actions, rewards, np.concatenate(dones),
+            np.concatenate(next_acts), np.concatenate(valid), np.stack(init_obs))
 
+
+def _score_scales(metadata: dict, env_id: str) -> tuple[float | None, float | None, float | None, float | None]:
+    """(ref_min, ref_max, d4rl_min, d4rl_max): the dataset's own reference scores, else the table's."""
+    table = scores.reference_scores(env_id)
+    ref_min = _optional_float(metadata.get("ref_min_score"))
+    ref_max = _optional_float(metadata.get("ref_max_score"))
+    if ref_min is None and table is not None:
+        ref_min = table[0]
+    if ref_max is None and table is not None:
+        ref_max = table[1]
+    # Second scale: official Minari datasets and older local ones lack the keys; use the table.
+    d4rl_min = _optional_float(metadata.get("d4rl_ref_min_score"))
+    d4rl_max = _optional_float(metadata.get("d4rl_ref_max_score"))
+    if d4rl_min is None or d4rl_max is None:
+        d4rl_min, d4rl_max = table if table is not None else (None, None)
+    return ref_min, ref_max, d4rl_min, d4rl_max
+
+
+def load_dataset(dataset_id: str, *, download: bool = False) -> tuple[OfflineData, DatasetInfo]:
+    """Load a Minari dataset from the local store (or download it) as `OfflineData` + `DatasetInfo`.
+
+    Refuses non-finite values, arrays that do not fit the declared spaces and non-Box spaces with
+    a `DatasetError` instead of training on them.
+    """
+    check_dataset_id(dataset_id)
+    root = dataset_path(dataset_id)
+    data_path = root / "data"
+    if not data_path.exists():
+        if not download:
+            raise DatasetNotFoundError(_missing_message(dataset_id, root))
+        _download(dataset_id)
+        if not data_path.exists():
+            raise DatasetError(f"download of '{dataset_id}' left no data at {data_path}; retry or create it locally")
+
+    ds, episodes, metadata = _read(dataset_id, data_path)
+    obs_dim = _flat_box(ds.observation_space, "observation", dataset_id)
+    act_dim = _flat_box(ds.action_space, "action", dataset_id)
+
+    observations, next_observations, actions, rewards, dones, next_actions, valid, init_observations = (
+        _transitions(episodes, dataset_id, obs_dim, act_dim))
     r_min, r_max = float(rewards.min()), float(rewards.max())
     high = np.maximum(np.abs(ds.action_space.high), np.abs(ds.action_space.low))
     if not np.all(np.isfinite(high)):
@@ -212,18 +235,7 @@ def load_dataset(dataset_id: str, *, download: bool = False) -> tuple[OfflineDat
             f"dataset '{dataset_id}' names no environment (no env_spec/eval_env_spec in its "
             "metadata): re-create it with make_dataset, which records the env"
         )
-    table = scores.reference_scores(env_id)
-    ref_min = _optional_float(metadata.get("ref_min_score"))
-    ref_max = _optional_float(metadata.get("ref_max_score"))
-    if ref_min is None and table is not None:
-        ref_min = table[0]
-    if ref_max is None and table is not None:
-        ref_max = table[1]
-    # Second scale: official Minari datasets and older local ones lack the keys; use the table.
-    d4rl_min = _optional_float(metadata.get("d4rl_ref_min_score"))
-    d4rl_max = _optional_float(metadata.get("d4rl_ref_max_score"))
-    if d4rl_min is None or d4rl_max is None:
-        d4rl_min, d4rl_max = table if table is not None else (None, None)
+    ref_min, ref_max, d4rl_min, d4rl_max = _score_scales(metadata, env_id)
 
     f32 = lambda x: jnp.asarray(x, jnp.float32)  # noqa: E731
     data = OfflineData(
@@ -232,9 +244,9 @@ def load_dataset(dataset_id: str, *, download: bool = False) -> tuple[OfflineDat
         rewards=f32(rewards),
         scaled_rewards=preprocess.rescale_rewards(f32(rewards), r_min, r_max),
         next_observations=f32(next_observations),
-        dones=f32(np.concatenate(dones)),
-        next_actions=f32(np.concatenate(next_acts)),
-        next_action_valid=f32(np.concatenate(valid)),
+        dones=f32(dones),
+        next_actions=f32(next_actions),
+        next_action_valid=f32(valid),
         init_observations=f32(init_observations),
     )
     info = DatasetInfo(
@@ -243,7 +255,7 @@ def load_dataset(dataset_id: str, *, download: bool = False) -> tuple[OfflineDat
         obs_dim=obs_dim,
         act_dim=act_dim,
         max_action=float(high.max()),
-        num_episodes=len(init_obs),
+        num_episodes=len(init_observations),
         num_transitions=int(observations.shape[0]),
         ref_min_score=ref_min,
         ref_max_score=ref_max,
