@@ -32,7 +32,7 @@ _OWN_CACHE: list[str] = []
 
 # The tests compile many small programs and run each briefly: XLA's backend optimisations (LLVM -O2
 # and its expensive passes) cost more than they save. jax_disable_most_optimizations compiles at -O0
-# (about a third less compile time for AMPL's fused step; the same results in every test here).
+# (about a third less compile time for AMPL's fused step; every test passes either way).
 # Set in os.environ, so subprocesses (runs, CLIs) compile the same programs and share the cache;
 # it is part of the compile options, hence of the cache key. JAX_DISABLE_MOST_OPTIMIZATIONS=0 (or
 # false) in your environment runs the suite on fully optimised programs.
@@ -132,5 +132,6 @@ def pytest_testnodedown(node, error) -> None:
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, exitstatus: int, config: pytest.Config) -> None:
     """Say so when the slow tests were left out (the default `-m 'not slow'` of pyproject.toml)."""
     if _SLOW_LEFT_OUT[0]:
-        terminalreporter.write_line(f"{_SLOW_LEFT_OUT[0]} slow tests deselected (multi-process and multi-device "
-                                    "end-to-end runs): run them with `python -m pytest -m slow`")
+        terminalreporter.write_line(f"{_SLOW_LEFT_OUT[0]} slow tests deselected (end-to-end runs in subprocesses: "
+                                    "kill and resume, repro, the baselines through main, multi-process and "
+                                    "multi-device): run them with `python -m pytest -m slow`")

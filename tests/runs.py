@@ -57,15 +57,18 @@ def tiny_store(tmp_path_factory) -> Path:
     return _SESSION["minari"]
 
 
-def session_dirs(tmp_path_factory) -> dict[str, Path]:
-    """{'minari', 'ref'}: made once per session; 'ref' is a finished reference run."""
+def session_dirs(tmp_path_factory) -> dict:
+    """{'minari', 'ref', 'ref_stdout'}: made once per session (per xdist worker); 'ref' is a finished
+    reference run of `python -m ampl_jax.main` (RUN_ARGS), 'ref_stdout' what it printed. The
+    resume, bad-input, first-run, main, eval-rules and critic-check tests all read this one run."""
     if "ref" not in _SESSION:
         tiny_store(tmp_path_factory)
         base = tmp_path_factory.getbasetemp() / "ckpt_session"
         base.mkdir(exist_ok=True)
-        _SESSION.update(ref=base / "ref")
-        proc = main(RUN_ARGS + [f"--workdir={_SESSION['ref']}"])
+        ref = base / "ref"
+        proc = main(RUN_ARGS + [f"--workdir={ref}"])
         assert proc.returncode == 0, proc.stderr[-3000:]
+        _SESSION.update(ref=ref, ref_stdout=proc.stdout)
     return _SESSION
 
 

@@ -51,6 +51,7 @@ def test_missing_step_is_a_one_line_error(ref):
     assert proc.stderr.strip().splitlines()[-1] == f"error: no checkpoint at step(s) [7] in {ref['ref']} (saved: [36, 40])"
 
 
+@pytest.mark.slow
 def test_one_sample_columns_in_metrics(ref, tmp_path):
     """eval.one_sample_too logs the actor's own sample on the same episodes; with N = 1 the
     paper's best-of-N rule is that same sample, so both columns agree exactly."""

@@ -38,27 +38,22 @@ def _free_port():
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    minari_root = runs.tiny_store(tmp_path_factory)
-    workdir = tmp_path_factory.mktemp("run") / "w"
-    proc = _main(["--config=tests/tiny_config.py", f"--workdir={workdir}", "--noprogress"], minari_root)
-    return proc, workdir, minari_root
-
-
-def test_main_writes_all_outputs(tiny_run):
-    proc, workdir, _ = tiny_run
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "final normalized score" in proc.stdout
+def test_main_writes_all_outputs(tmp_path_factory):
+    """The session's reference run (tests/runs.py: `python -m ampl_jax.main` on tests/tiny_config.py,
+    40 iterations, evaluations every 8), which the resume, bad-input, eval-rules and critic-check
+    tests read too."""
+    workdir = runs.session_dirs(tmp_path_factory)["ref"]
+    stdout = runs.session_dirs(tmp_path_factory)["ref_stdout"]
+    assert "final normalized score" in stdout and f"after {runs.TOTAL_STEPS} steps" in stdout
     diag_rows = list(csv.DictReader(open(workdir / "metrics.csv")))
     for col in ("diag_q_policy", "diag_q_data", "diag_action_mse", "diag_disc_acc", "diag_model_err_data",
                 "diag_model_err_policy"):  # the instruments of every evaluation (ampl_jax/diagnostics.py)
         assert all(math.isfinite(float(r[col])) for r in diag_rows), col
     assert all(0.0 <= float(r["diag_disc_acc"]) <= 1.0 for r in diag_rows)
     config = json.load(open(workdir / "config.json"))
-    assert config["train"]["total_steps"] == 24
+    assert config["train"]["total_steps"] == runs.TOTAL_STEPS
     rows = list(csv.DictReader(open(workdir / "metrics.csv")))
-    assert [int(r["step"]) for r in rows] == [8, 16, 24]
+    assert [int(r["step"]) for r in rows] == [8, 16, 24, 32, 40]
     for r in rows:
         for col in ("return_mean", "normalized_score", "critic_loss", "disc_loss", "actor_loss", "miw_residual",
                     "d4rl_normalized_score"):
@@ -77,7 +72,7 @@ def test_main_writes_all_outputs(tiny_run):
     assert n_diag == 6 and all(c.startswith("diag_") for c in columns[-n_diag - 3:-3])
     assert columns[-n_diag - 6:-n_diag - 3] == ["iters_per_sec", "wall_seconds", "d4rl_normalized_score"]
     summary = json.load(open(workdir / "summary.json"))
-    assert summary["steps"] == 24
+    assert summary["steps"] == runs.TOTAL_STEPS
     assert math.isfinite(summary["final_normalized_score"])
     assert summary["final_d4rl_normalized_score"] == pytest.approx(float(rows[-1]["d4rl_normalized_score"]))
     assert summary["final_normalized_score"] != summary["final_d4rl_normalized_score"]  # two scales
@@ -191,6 +186,7 @@ def test_offline_fallback_to_local_dataset(tmp_path, monkeypatch, capsys):
     assert not (tmp_path / "mujoco").exists()  # nothing written under the official id
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["bc", "mopo", "td3bc"])
 def test_baselines_run_in_the_same_job(tmp_path_factory, tmp_path, method):
     proc = _main(["--config=tests/tiny_config.py", f"--workdir={tmp_path / 'w'}", "--noprogress",
@@ -209,6 +205,7 @@ def test_baselines_run_in_the_same_job(tmp_path_factory, tmp_path, method):
     assert fits.exists() == (method == "mopo")  # BC and TD3+BC fit no world model
 
 
+@pytest.mark.slow
 def test_two_processes_one_failing_both_exit_with_one_line(tmp_path):
     """Only process 0 checks the workdir; when it refuses, process 1 must not wait for it forever."""
     blocker = tmp_path / "file"

@@ -1,6 +1,12 @@
 """Exact resume: runs killed (SIGKILL), preempted (SIGTERM) or left with a corrupt checkpoint end
 bit-identical to an uninterrupted run; a diverging run stops with the last good checkpoint intact;
-the repro command reports identical runs."""
+the repro command reports identical runs.
+
+Each of these (but the reference run's layout) trains `python -m ampl_jax.main` in subprocesses:
+they are marked slow (`python -m pytest -m slow`, run by .ci/run). Their building blocks are
+checked in process by the default run (tests/test_checkpoint.py: save/restore, keep, fingerprint
+fallback, the divergence guard, the accumulators' exact round trip, repro's diffs).
+"""
 
 from __future__ import annotations
 
@@ -37,6 +43,7 @@ def test_reference_run_layout(ref):
     assert steps == [8, 16, 24, 32, 40]
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_is_bit_identical(ref, tmp_path):
     workdir = tmp_path / "w"
     args = runs.RUN_ARGS + [f"--workdir={workdir}"]
@@ -56,6 +63,7 @@ def test_sigkill_then_resume_is_bit_identical(ref, tmp_path):
     assert_same_as_ref(workdir, ref)
 
 
+@pytest.mark.slow
 def test_sigterm_saves_exits_143_and_resumes_exactly(ref, tmp_path):
     # Scheduled checkpoints only every 16 steps, so the one SIGTERM forces is (most likely) off
     # schedule and holds the sums of a half-done evaluation period; checkpoint.every may differ on resume.
@@ -78,6 +86,7 @@ def test_sigterm_saves_exits_143_and_resumes_exactly(ref, tmp_path):
     assert_same_as_ref(workdir, ref)
 
 
+@pytest.mark.slow
 def test_corrupt_newest_checkpoint_falls_back_and_total_steps_may_grow(ref, tmp_path):
     workdir = runs.copy_run(ref, tmp_path / "w")
     for f in (workdir / "checkpoints" / "40" / "state").rglob("*"):
@@ -122,6 +131,7 @@ _INJECT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_nan_parameter_stops_the_run_and_keeps_last_good_checkpoint(ref, tmp_path):
     workdir = tmp_path / "w"
     proc = subprocess.run([sys.executable, "-c", _INJECT, *runs.RUN_ARGS, f"--workdir={workdir}"],
@@ -135,6 +145,7 @@ def test_nan_parameter_stops_the_run_and_keeps_last_good_checkpoint(ref, tmp_pat
     assert floats and all(np.isfinite(x).all() for x in floats)
 
 
+@pytest.mark.slow
 def test_repro_command_reports_identical(ref):
     proc = subprocess.run([sys.executable, "-m", "ampl_jax.repro", "--config=tests/tiny_config.py", "--steps=8"],
                           cwd=runs.ROOT, env=runs.env(), capture_output=True, text=True, timeout=600)
@@ -153,6 +164,7 @@ def test_repro_command_reports_identical(ref):
 BF16 = ["--config.compute.dtype=bfloat16", "--config.compute.model_dtype=bfloat16"]
 
 
+@pytest.mark.slow
 def test_repro_command_reports_identical_in_bfloat16(ref, tmp_path):
     """bfloat16 matmuls (agent and world model) keep runs bit-identical, and the state float32.
 
@@ -175,6 +187,7 @@ def _fit_steps(workdir) -> list[int]:
     return [json.loads(line)["step"] for line in (workdir / "model_fits.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.slow
 def test_no_refit_after_the_last_iteration_and_extension_does_it(ref, tmp_path):
     """As the authors: refits open epochs 3, 6, ... (steps 12, 24, 36) but never end a run; a finished
     run extended with a larger total_steps does its end's refit first and then equals the reference."""
