@@ -249,6 +249,9 @@ def first_fit_checkpoint(config, rt: SeedRuntime, workdir: str, transitions) -> 
 
     def save(epoch, carry, meta):
         mine().save(epoch, carry, meta)
+        last = [f"{float(np.mean(h[-1])):.4g}" if h else "-" for h in meta["holdout_history"]]
+        print(f"[model fit] epoch {epoch}: {sum(meta['active'])} of {len(meta['active'])} seeds still fitting, "
+              f"mean holdout loss {' '.join(last)}; saved to {mine().directory}", flush=True)
 
     return FitCheckpoint(meta, load, save, float(config.checkpoint.fit_every_seconds), identity)
 
