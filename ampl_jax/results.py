@@ -11,28 +11,10 @@ from typing import Any
 
 import numpy as np
 
-from ampl_jax.data import preprocess, scores
+from ampl_jax.data import scores
+from ampl_jax.data.scores import evaluation_scores  # noqa: F401  (train and eval_rules read it here)
 from ampl_jax.metrics import D4RL_COLUMN
 from ampl_jax.types import DatasetInfo
-
-
-def evaluation_scores(return_mean: float, return_std: float, info: DatasetInfo) -> dict[str, float]:
-    """One evaluation's columns; the D4RL-scale score last, so older columns keep their order."""
-    return {"return_mean": float(return_mean), "return_std": float(return_std),
-            "normalized_score": _score(return_mean, info), D4RL_COLUMN: _d4rl_score(return_mean, info)}
-
-
-def _score(return_mean: float, info: DatasetInfo) -> float:
-    if info.ref_min_score is None or info.ref_max_score is None:
-        return float("nan")
-    return float(preprocess.normalized_score(return_mean, info.ref_min_score, info.ref_max_score))
-
-
-def _d4rl_score(return_mean: float, info: DatasetInfo) -> float:
-    """The return on D4RL's v2 scale (random 0, expert 100); nan where D4RL has no reference."""
-    if info.d4rl_ref_min_score is None or info.d4rl_ref_max_score is None:
-        return float("nan")
-    return scores.d4rl_normalized_score(return_mean, info.env_id, (info.d4rl_ref_min_score, info.d4rl_ref_max_score))
 
 
 def score_scales(info: DatasetInfo) -> dict[str, str]:

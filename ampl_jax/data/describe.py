@@ -22,7 +22,7 @@ from ampl_jax.data.load import check_dataset_id, dataset_path
 def describe(dataset_id: str, complete_only: bool = False) -> dict:
     """Episode count, transitions, return mean/std, mean length and both normalised scores."""
     from ampl_jax.data.load import _read, load_dataset
-    from ampl_jax.results import evaluation_scores
+    from ampl_jax.data.scores import evaluation_scores
 
     check_dataset_id(dataset_id)
     _, info = load_dataset(dataset_id)  # validates the data and resolves both score scales

@@ -12,6 +12,12 @@ from __future__ import annotations
 
 import math
 import re
+from typing import TYPE_CHECKING
+
+from ampl_jax.metrics import D4RL_COLUMN
+
+if TYPE_CHECKING:
+    from ampl_jax.types import DatasetInfo
 
 # family -> (random return, expert return); D4RL infos.py REF_MIN_SCORE / REF_MAX_SCORE.
 REFERENCE_SCORES: dict[str, tuple[float, float]] = {
@@ -98,3 +104,24 @@ def default_env_id(dataset_id: str) -> str | None:
     """The Gymnasium id that fits a dataset id (for error messages that suggest a command)."""
     family = env_family(dataset_id)
     return None if family is None else DEFAULT_ENV_IDS[family]
+
+
+def evaluation_scores(return_mean: float, return_std: float, info: DatasetInfo) -> dict[str, float]:
+    """One evaluation's columns; the D4RL-scale score last, so older columns keep their order."""
+    return {"return_mean": float(return_mean), "return_std": float(return_std),
+            "normalized_score": _score(return_mean, info), D4RL_COLUMN: _d4rl_score(return_mean, info)}
+
+
+def _score(return_mean: float, info: DatasetInfo) -> float:
+    from ampl_jax.data.preprocess import normalized_score  # JAX's float32 arithmetic, as logged since the start
+
+    if info.ref_min_score is None or info.ref_max_score is None:
+        return float("nan")
+    return float(normalized_score(return_mean, info.ref_min_score, info.ref_max_score))
+
+
+def _d4rl_score(return_mean: float, info: DatasetInfo) -> float:
+    """The return on D4RL's v2 scale (random 0, expert 100); nan where D4RL has no reference."""
+    if info.d4rl_ref_min_score is None or info.d4rl_ref_max_score is None:
+        return float("nan")
+    return d4rl_normalized_score(return_mean, info.env_id, (info.d4rl_ref_min_score, info.d4rl_ref_max_score))

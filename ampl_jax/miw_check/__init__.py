@@ -21,9 +21,14 @@ Prints Markdown tables (`report`) and writes JSON (--out) and the w arrays
 (<workdir>/miw_check_w.npz).
 """
 
-from ampl_jax.miw_check.config import OptionError
-
 __all__ = ["OptionError", "run"]
+
+
+class OptionError(ValueError):
+    """An option the check cannot run with; the message says which and what is allowed.
+
+    Defined here, the package's leaf, so that its modules (config, policies, ampl_run) share it
+    without importing one another."""
 
 
 def run(opts, log=print):

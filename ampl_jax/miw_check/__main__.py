@@ -20,7 +20,8 @@ def main(argv: list[str]) -> None:
     from ampl_jax.checkpoint import CheckpointError
     from ampl_jax.data.load import DatasetError
     from ampl_jax.miw_check.check import run
-    from ampl_jax.miw_check.config import OptionError, opts_from_flags
+    from ampl_jax.miw_check import OptionError
+    from ampl_jax.miw_check.config import opts_from_flags
     from ampl_jax.train import TrainingError, WorkdirError
 
     if len(argv) > 1:

@@ -14,7 +14,7 @@ import ml_collections
 
 from ampl_jax import checkpoint, configuration, train
 from ampl_jax.methods.ampl import init_state
-from ampl_jax.miw_check.config import OptionError
+from ampl_jax.miw_check import OptionError
 from ampl_jax.types import OfflineData
 from ampl_jax.world_model.fit import init_model_state
 

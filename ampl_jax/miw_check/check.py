@@ -147,7 +147,7 @@ def add_estimators(opts: dict[str, Any], config, data, info, specs: list[PolicyS
 
 def run(opts: dict[str, Any], log: Log = print) -> dict[str, Any]:
     """The whole check; returns the result dict (also written to opts['out'] as JSON, the w arrays
-    to <workdir>/miw_check_w.npz). Raises config.OptionError for options it cannot run with."""
+    to <workdir>/miw_check_w.npz). Raises OptionError for options it cannot run with."""
     validate(opts)
     workdir = os.path.abspath(opts["workdir"])
     os.makedirs(workdir, exist_ok=True)

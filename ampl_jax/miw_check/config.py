@@ -10,6 +10,8 @@ from typing import Any
 
 import ml_collections
 
+from ampl_jax.miw_check import OptionError
+
 # Estimators compared: label -> overrides of the AMPL run's config (dotted keys).
 VARIANTS: dict[str, dict[str, Any]] = {
     "td_dice": {"miw.estimator": "td_dice"},  # the paper's: Adam 1e-6, test function Q1
@@ -21,10 +23,6 @@ VARIANTS: dict[str, dict[str, Any]] = {
 }
 DEFAULT_ESTIMATORS = ",".join(VARIANTS)
 DEFAULT_POLICIES = "behaviour,mix:medium:expert:0.25,ampl:1000,ampl:8000"
-
-
-class OptionError(ValueError):
-    """An option the check cannot run with; the message says which and what is allowed."""
 
 
 def dataset_id(env: str, behaviour: str, steps: int, seed: int) -> str:

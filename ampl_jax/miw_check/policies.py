@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ampl_jax import networks
-from ampl_jax.miw_check.config import OptionError
+from ampl_jax.miw_check import OptionError
 
 
 @dataclasses.dataclass(frozen=True)
