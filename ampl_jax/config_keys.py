@@ -2,7 +2,7 @@
 
 DESCRIPTIONS holds one line per key of ampl_jax/config_default.py (the longer story stays in that
 file's comments). A key added there without a line here gets its comment in get_config() instead
-(at the end of its line, else right above it or above its group of lines); tests/test_first_run.py
+(at the end of its line, else right above it or above its group of lines); tests/trainer/test_first_run.py
 fails when a key has neither, or when a line here is left for a key that is gone.
 """
 

@@ -6,7 +6,7 @@ seed; vmapped over seeds and sharded over the seed mesh for several, `SeedRuntim
 ensemble fit's epoch (`fit_seeds`: first fit and refits), the hook's MIW phase and refit weights
 (AMPL), the evaluation's action selection, the diagnostics and the divergence guard. Each comes
 with abstract arguments (`jax.ShapeDtypeStruct`s, the shapes the run passes), so it can be
-lowered, compiled or exported without running anything: `tests/test_lowering.py` exports each
+lowered, compiled or exported without running anything: `tests/tools/test_lowering.py` exports each
 one for GPU and TPU, `ampl_jax.cost_model` compiles them for XLA's cost and memory analysis.
 
 Functions that the run builds inside a closure (the hook's `weights` and `phase`, the

@@ -13,7 +13,7 @@ import numpy as np
 from ampl_jax import distributed
 from ampl_jax.methods.ampl.state import init_train_state
 from ampl_jax.methods.ampl.update import build_update_step
-from tests.test_update import _setup
+from tests.methods.ampl.test_update import _setup
 
 
 def main(out_path: str, num_seeds: int = 4) -> None:

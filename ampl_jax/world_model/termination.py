@@ -3,7 +3,7 @@
 Model rollouts have no simulator, so the env's `terminated` must be recomputed from the
 predicted next observation. Every rule below assumes the env's DEFAULT kwargs, in particular
 `exclude_current_positions_from_observation=True` (the x (and y) position is not in obs), and
-is checked against the real environments in tests/test_termination.py.
+is checked against the real environments in tests/world_model/test_termination.py.
 
 Observation layouts (default kwargs) and what each rule reads:
 

@@ -118,7 +118,7 @@ def mass_gap(w: jax.Array, dones: jax.Array, gamma: float) -> jax.Array:
     fixes the scale of w: for w = c v, c = (1 - gamma) / (E_D[v] - gamma E_D[(1 - d) v]), so the
     ratio's mass E_D[w] is m (1 when no row terminates). Tested through the TD residual with its
     target w', that scale moves only at the fixed point's rate, (1 - gamma) per target update
-    (tests/test_miw_tabular.py: from w = 3 at gamma = 0.99, E_D[w] is still 2.3 after 1,000
+    (tests/methods/ampl/test_miw_tabular.py: from w = 3 at gamma = 0.99, E_D[w] is still 2.3 after 1,000
     steps); a penalty on this gap pulls it directly.
     """
     mean_w = jnp.mean(w)

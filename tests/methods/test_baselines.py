@@ -15,8 +15,8 @@ from ampl_jax.data import preprocess
 from ampl_jax.world_model import fit, init_model_state, rollout, termination_fn
 from ampl_jax.world_model.ensemble import ensemble_apply
 from tests import tiny_config
-from tests.test_update import ACT, OBS, _data
-from tests.test_world_model import _hopper
+from tests.methods.ampl.test_update import ACT, OBS, _data
+from tests.world_model.test_world_model import _hopper
 
 
 

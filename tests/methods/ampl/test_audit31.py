@@ -11,8 +11,9 @@ from ml_collections import config_flags
 
 from ampl_jax import config_default, configuration
 from ampl_jax.methods.ampl.hparams import AMPLHyper
+from tests.runs import ROOT as REPO_ROOT
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = str(REPO_ROOT)  # the repository (tests/runs.py)
 
 
 def _parsed(spec: str, *overrides: str):
@@ -103,7 +104,7 @@ def test_gaussian_policy_clamps_log_std_into_the_authors_bounds():
     import numpy as np
 
     from ampl_jax import networks
-    from tests.test_ablations import _setup
+    from tests.methods.ampl.test_ablations import _setup
 
     _, agent, data, state = _setup(agent__policy="tanh_gaussian")
     assert isinstance(agent.actor, networks.TanhGaussianActor)
@@ -156,7 +157,7 @@ def test_miw_step_keys_never_reuse_the_batch_keys(monkeypatch, variant):
 
     from ampl_jax.methods.ampl import miw as miw_lib
     from ampl_jax.methods.ampl import miw_step as miw_step_lib
-    from tests.test_ablations import _setup
+    from tests.methods.ampl.test_ablations import _setup
 
     k = jax.random.PRNGKey(7)
     assert (jax.random.fold_in(k, 2) == jax.random.split(k, 4)[2]).all()  # the collision, as measured
@@ -198,7 +199,7 @@ def test_td_dice_multi_step_tests_the_constant_and_the_mass(monkeypatch):
 
     from ampl_jax.methods.ampl import miw as miw_lib
     from ampl_jax.methods.ampl import miw_step as miw_step_lib
-    from tests.test_ablations import _setup
+    from tests.methods.ampl.test_ablations import _setup
 
     _, agent, data, state = _setup(miw__estimator="td_dice_multi")
     e = agent.hp.miw.td_dice_multi
@@ -253,7 +254,7 @@ def test_kl_dual_step_trains_disc_and_actor_on_wpr_pairs(weighted):
     import numpy as np
 
     from ampl_jax.methods.ampl import update as update_lib
-    from tests.test_ablations import _equal, _setup
+    from tests.methods.ampl.test_ablations import _equal, _setup
 
     _, agent, data, state = _setup(agent__regularizer="kl_dual", agent__weighted_regularizer=True,
                                    agent__kl_dual_weighted=weighted, agent__warm_start_epochs=0)

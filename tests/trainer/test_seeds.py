@@ -12,9 +12,10 @@ import pytest
 from ampl_jax import distributed
 from ampl_jax.methods.ampl.state import init_train_state
 from ampl_jax.methods.ampl.update import build_update_step, make_update_step
-from tests.test_update import _setup
+from tests.methods.ampl.test_update import _setup
+from tests.runs import ROOT as REPO_ROOT
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = str(REPO_ROOT)  # the repository (tests/runs.py)
 
 
 def _leaf_diff(x, y) -> float:

@@ -7,7 +7,7 @@
     or `python tests/test_miw_tabular.py` for a sweep over seeds); only loose bounds are asserted.
 (c) `td_dice_multi_loss` against K random test functions identifies w* on every MDP; the sweep
     ends with a table of TD-DICE with Q^pi vs td_dice_multi vs w = 1 (`--table`: the table only;
-    `python -m tests.test_miw_tabular` runs it against this checkout's package).
+    `python -m tests.methods.ampl.test_miw_tabular` runs it against this checkout's package).
 """
 
 from __future__ import annotations

@@ -33,6 +33,7 @@ from ampl_jax.miw_check import OptionError, classifier, correlation, occupancy, 
 from ampl_jax.miw_check.config import validate
 from ampl_jax.miw_check.estimators import run_estimator
 from ampl_jax.miw_check.policies import PolicySpec, SnapshotMixture, snapshot_params
+from tests.runs import ROOT as REPO_ROOT
 
 
 def _log_gauss(x, mean, std):
@@ -227,7 +228,7 @@ def test_command_exits_2_on_a_bad_option(tmp_path):
     assert out.stderr.strip().splitlines() == [out.stderr.strip()] and out.stderr.startswith("error: --estimators")
 
 
-BENCH_JSON = os.path.join(os.path.dirname(__file__), "..", "benchmarks", "miw-check-hopper-cpu-2core-2026-11-30.json")
+BENCH_JSON = os.path.join(REPO_ROOT, "benchmarks", "miw-check-hopper-cpu-2core-2026-11-30.json")
 
 
 def test_committed_result_has_the_documented_fields():

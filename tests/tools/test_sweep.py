@@ -12,8 +12,9 @@ import textwrap
 import pytest
 
 from launch import sweep
+from tests.runs import ROOT as REPO_ROOT
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = str(REPO_ROOT)  # the repository (tests/runs.py)
 
 # Writes summary.json unless the seed is 1 (exit 3); records how many runs were alive at once.
 FAKE_MAIN = textwrap.dedent("""

@@ -20,7 +20,7 @@ from ampl_jax.methods.ampl.miw_step import make_miw_phase
 from ampl_jax.world_model.fit import init_model_state
 from ampl_jax.world_model.rollout import predict
 from tests import tiny_config
-from tests.test_update import _data
+from tests.methods.ampl.test_update import _data
 
 
 def _setup(seed=0, **overrides):

@@ -26,8 +26,8 @@ from ampl_jax.methods.ampl.update import iteration, make_update_step
 from ampl_jax.methods.ampl.miw_step import _miw_batches, _q1, make_miw_phase, miw_step
 from ampl_jax.world_model.fit import init_model_state
 from tests import tiny_config
-from tests.test_miw_tabular import A, S, make_mdp, q_values, sa_transition, true_ratio
-from tests.test_update import _data
+from tests.methods.ampl.test_miw_tabular import A, S, make_mdp, q_values, sa_transition, true_ratio
+from tests.methods.ampl.test_update import _data
 
 MIW_FIELDS = ("miw", "miw_target", "miw_critic", "miw_opt", "miw_aux")
 
@@ -179,7 +179,7 @@ N_TAB, GAMMA_TAB = 1 << 19, 0.9
 def _tabular(seed=0):
     mdp = make_mdp(seed)
     k = jax.random.split(jax.random.PRNGKey(seed), 5)
-    from tests.test_miw_tabular import occupancy
+    from tests.methods.ampl.test_miw_tabular import occupancy
 
     d_b = occupancy(mdp, mdp.pi_b, GAMMA_TAB)
     log = lambda x: jnp.log(jnp.asarray(x, jnp.float32))

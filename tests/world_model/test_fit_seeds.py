@@ -15,7 +15,7 @@ import pytest
 
 from ampl_jax.distributed import stack_seeds, unstack_seed
 from ampl_jax.world_model.fit import fit, fit_seeds, init_model_state
-from tests.test_world_model import _cfg, _two_regimes
+from tests.world_model.test_world_model import _cfg, _two_regimes
 
 # vmap: float32 rounding of a different reduction order, grown over <= a few hundred Adam steps,
 # as a fraction of each leaf's largest magnitude. Measured on CPU over these tests: the returned

@@ -10,8 +10,9 @@ import sys
 import pytest
 
 from tests import runs
+from tests.runs import ROOT as REPO_ROOT
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = str(REPO_ROOT)  # the repository (tests/runs.py)
 
 
 def _env(minari_root, **extra):

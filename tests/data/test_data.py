@@ -21,8 +21,9 @@ from ampl_jax.data import policies, preprocess, scores
 from ampl_jax.data.load import DatasetError, dataset_path, load_dataset
 from ampl_jax.data.make_dataset import make_dataset
 from ampl_jax.world_model.ensemble import fit_normalizer
+from tests.runs import ROOT as REPO_ROOT
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = REPO_ROOT  # the repository (tests/runs.py)
 
 
 @pytest.fixture(scope="module")

@@ -23,6 +23,7 @@ import pytest
 from ampl_jax import configuration
 from ampl_jax.programs import run_programs, synthetic_data
 from tests import tiny_config
+from tests.runs import ROOT as REPO_ROOT
 
 PLATFORMS = ("cuda", "tpu")
 
@@ -161,9 +162,7 @@ JITS = {
 
 
 def test_every_jit_of_a_run_is_accounted_for():
-    import pathlib
-
-    root = pathlib.Path(__file__).resolve().parents[1]
+    root = REPO_ROOT  # the repository (tests/runs.py)
     found = {}
     for entry in RUN_MODULES:
         path = root / entry

@@ -7,8 +7,9 @@ import pytest
 
 from ampl_jax import config_default, configuration
 from ampl_jax.config_default import LOCAL_DATA_VERSION
+from tests.runs import ROOT as REPO_ROOT
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = str(REPO_ROOT)  # the repository (tests/runs.py)
 CASES = [(name, None) for name in sorted(os.listdir(os.path.join(ROOT, "configs")))
          if name.endswith(".py") and name not in ("__init__.py", "cpu_scale.py")]
 CASES += [("cpu_scale.py", "hopper"), ("cpu_scale.py", "walker")]

@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 
 from ampl_jax import report
+from tests.runs import ROOT as REPO_ROOT
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = str(REPO_ROOT)  # the repository (tests/runs.py)
 
 
 def _write_run(folder, dataset, horizon, rows, seed=0, num_seeds=1, seed_column=False, trained_on=None, **sections):

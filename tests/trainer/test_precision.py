@@ -12,7 +12,7 @@ from ampl_jax.methods.ampl.update import make_update_step
 from ampl_jax.world_model.ensemble import init_model_state, member_apply
 from ampl_jax.world_model.fit import fit
 from tests import tiny_config
-from tests.test_update import _data
+from tests.methods.ampl.test_update import _data
 
 
 def _float_leaves(tree) -> list[tuple[str, np.dtype]]:
