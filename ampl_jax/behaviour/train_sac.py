@@ -98,6 +98,59 @@ def _set_rng_state(rng: np.random.Generator, state: dict[str, Any]) -> None:
     rng.bit_generator.state = state
 
 
+def _open_run(env_id, seed, config, start_steps, train_every, eval_every, eval_episodes, checkpoint_every, steps,
+              workdir, mirror, state, replay, log):
+    """(RunDir or None, its newest checkpoint (step, state, extra) or None): a workdir missing or
+    older than the mirror is first rebuilt from it."""
+    if workdir is None:
+        return None, None
+    settings = {
+        "env_id": env_id, "seed": seed, "config": dataclasses.asdict(config), "start_steps": start_steps,
+        "train_every": train_every, "eval_every": eval_every, "eval_episodes": eval_episodes,
+        "checkpoint_every": checkpoint_every, "steps": steps,
+    }
+    if mirror is not None:
+        have, mirrored = (list_steps(str(workdir)) or [0])[-1], mirror_lib.mirror_step(mirror)
+        if mirrored is not None and mirrored > have:
+            mirror_lib.restore(mirror, workdir, log=log)
+    run = RunDir(workdir, settings)
+    got = run.restore(state, replay)
+    if got is not None and log is not None:
+        log(f"resumed {workdir} at step {got[0]} ({got[2]['wall_s'] / 60:.1f} min of training so far)")
+    return run, got
+
+
+def _progress_line(t: int, last: dict, metrics: dict, ep_returns: list[float], steps_per_s: float) -> str:
+    m = {k: round(float(v), 3) for k, v in metrics.items()}
+    train_ret = np.mean(ep_returns[-10:]) if ep_returns else float("nan")
+    return (f"step {t} eval {last['mean']:.1f} +- {last['std']:.1f} (deterministic {last['det_mean']:.1f}) "
+            f"train(last10) {train_ret:.1f} {m} {steps_per_s:.0f} steps/s")
+
+
+def _evaluate(eval_env, layers, state, t, eval_episodes, eval_rng, evaluations, wall, run, curve_out, env_id, seed,
+              steps):
+    """One periodic evaluation (stochastic, then deterministic on half as many episodes), appended
+    to `evaluations` and written (the run's evaluations.json, the curve file); returns the actor.
+    `wall()`: the run's training wall time so far, read after the evaluation."""
+    sto = evaluate(eval_env, layers, eval_episodes, seed=10_000 + t, rng=eval_rng)
+    det = evaluate(eval_env, layers, max(1, eval_episodes // 2), seed=10_000 + t)
+    wall = wall()
+    evaluations.append({
+        "step": t, "mean": float(sto.mean()), "std": float(sto.std()),
+        "det_mean": float(det.mean()), "det_std": float(det.std()), "wall_s": round(wall, 1),
+    })
+    actor = jax.device_get(state.actor)
+    if run is not None:
+        run.save_eval_params(t, actor)
+        atomic_write(run.path / "evaluations.json", (json.dumps(evaluations, indent=0) + "\n").encode())
+    if curve_out is not None:
+        curve = {"env_id": env_id, "seed": seed, "steps": steps, "cpu": cpu_model(), "versions": versions(),
+                 "evaluations": evaluations}
+        Path(curve_out).parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(Path(curve_out), (json.dumps(curve, indent=0) + "\n").encode())
+    return actor
+
+
 def train(
     env_id: str,
     steps: int,
@@ -116,26 +169,21 @@ def train(
 ) -> TrainResult:
     """Online SAC in `env_id` for `steps` env steps; periodic evaluations + the actor at each.
 
-    Each periodic evaluation runs the stochastic policy (the one that makes datasets, and the
-    one snapshots are chosen by) for `eval_episodes` episodes and the deterministic one for half
-    as many. With a `workdir` the run checkpoints every `checkpoint_every` steps and the same call
-    resumes it from the newest checkpoint (a larger `steps` extends it). At each checkpoint step
-    the episode in progress is cut as a truncation (like the time limit: no done, bootstrapping
-    goes on) and the env reset from the behaviour generator, with or without a workdir, so the
-    checkpoint needs no simulator state and a resumed run equals an uninterrupted one on the same
-    machine.
-
-    With a `mirror` folder too (see `mirror.py`: a few MB that can be committed), every checkpoint
-    is also exported there, and a run whose workdir is missing or older than the mirror (a fresh
-    machine) is first rebuilt from it.
+    Each periodic evaluation runs the stochastic policy (it makes the datasets; snapshots are
+    chosen by it) for `eval_episodes` episodes, the deterministic one for half as many. With a
+    `workdir` the run checkpoints every `checkpoint_every` steps and the same call resumes it (a
+    larger `steps` extends it). At each checkpoint step the episode in progress is cut as a
+    truncation (no done: bootstrapping goes on) and the env reset from the behaviour generator,
+    workdir or not, so a checkpoint needs no simulator state and a resumed run equals an
+    uninterrupted one. With a `mirror` folder (`mirror.py`: a few MB to commit) every checkpoint is
+    also exported there, and a workdir missing or older than the mirror is rebuilt from it first.
     """
     if checkpoint_every <= 0 or checkpoint_every % train_every:
         raise ValueError(f"checkpoint_every={checkpoint_every} must be a positive multiple of train_every={train_every}")
     t0 = time.time()
     env = gymnasium.make(env_id)
     eval_env = gymnasium.make(env_id)
-    obs_dim = int(np.prod(env.observation_space.shape))
-    act_dim = int(np.prod(env.action_space.shape))
+    obs_dim, act_dim = int(np.prod(env.observation_space.shape)), int(np.prod(env.action_space.shape))
     low, high = env.action_space.low.astype(np.float32), env.action_space.high.astype(np.float32)
     sac = SAC(obs_dim, act_dim, config)
     state = sac.init(jax.random.key(seed))
@@ -143,30 +191,17 @@ def train(
     batch_rng = np.random.default_rng([seed, 1])  # minibatch indices
     eval_rng = np.random.default_rng([seed, 3])  # noise of the stochastic evaluations
     replay = HostReplay(steps, obs_dim, act_dim)
+    rngs = {"rng": rng, "batch_rng": batch_rng, "eval_rng": eval_rng}  # checkpointed by name
 
+    run, got = _open_run(env_id, seed, config, start_steps, train_every, eval_every, eval_episodes, checkpoint_every,
+                         steps, workdir, mirror, state, replay, log)
     evaluations, params, t_start, wall_before, reset_seed = [], {}, 0, 0.0, seed
-    run = None
-    if workdir is not None:
-        settings = {
-            "env_id": env_id, "seed": seed, "config": dataclasses.asdict(config), "start_steps": start_steps,
-            "train_every": train_every, "eval_every": eval_every, "eval_episodes": eval_episodes,
-            "checkpoint_every": checkpoint_every, "steps": steps,
-        }
-        if mirror is not None:
-            have, mirrored = (list_steps(str(workdir)) or [0])[-1], mirror_lib.mirror_step(mirror)
-            if mirrored is not None and mirrored > have:
-                mirror_lib.restore(mirror, workdir, log=log)
-        run = RunDir(workdir, settings)
-        got = run.restore(state, replay)
-        if got is not None:
-            t_start, state, extra = got
-            for g, name in ((rng, "rng"), (batch_rng, "batch_rng"), (eval_rng, "eval_rng")):
-                _set_rng_state(g, extra[name])
-            evaluations, wall_before = extra["evaluations"], extra["wall_s"]
-            reset_seed = extra["reset_seed"]
-            params = run.load_eval_params(t_start)
-            if log is not None:
-                log(f"resumed {workdir} at step {t_start} ({wall_before / 60:.1f} min of training so far)")
+    if got is not None:
+        t_start, state, extra = got
+        for name, g in rngs.items():
+            _set_rng_state(g, extra[name])
+        evaluations, wall_before, reset_seed = extra["evaluations"], extra["wall_s"], extra["reset_seed"]
+        params = run.load_eval_params(t_start)
     layers = actor_layers(jax.device_get(state.actor))
 
     def reset_env() -> np.ndarray:
@@ -200,34 +235,13 @@ def train(
             layers = actor_layers(jax.device_get(state.actor))
 
         if t % eval_every == 0 or t == steps:
-            sto = evaluate(eval_env, layers, eval_episodes, seed=10_000 + t, rng=eval_rng)
-            det = evaluate(eval_env, layers, max(1, eval_episodes // 2), seed=10_000 + t)
-            wall = wall_before + time.time() - t0
-            evaluations.append({
-                "step": t, "mean": float(sto.mean()), "std": float(sto.std()),
-                "det_mean": float(det.mean()), "det_std": float(det.std()), "wall_s": round(wall, 1),
-            })
-            params[t] = jax.device_get(state.actor)
-            if run is not None:
-                run.save_eval_params(t, params[t])
-                atomic_write(run.path / "evaluations.json", (json.dumps(evaluations, indent=0) + "\n").encode())
-            if curve_out is not None:
-                curve = {"env_id": env_id, "seed": seed, "steps": steps, "cpu": cpu_model(), "versions": versions(),
-                         "evaluations": evaluations}
-                Path(curve_out).parent.mkdir(parents=True, exist_ok=True)
-                atomic_write(Path(curve_out), (json.dumps(curve, indent=0) + "\n").encode())
+            params[t] = _evaluate(eval_env, layers, state, t, eval_episodes, eval_rng, evaluations,
+                                  lambda: wall_before + time.time() - t0, run, curve_out, env_id, seed, steps)
             if log is not None:
-                m = {k: round(float(v), 3) for k, v in metrics.items()}
-                train_ret = np.mean(ep_returns[-10:]) if ep_returns else float("nan")
-                log(
-                    f"step {t} eval {sto.mean():.1f} +- {sto.std():.1f} (deterministic {det.mean():.1f}) "
-                    f"train(last10) {train_ret:.1f} {m} {(t - t_start) / (time.time() - t0):.0f} steps/s"
-                )
+                log(_progress_line(t, evaluations[-1], metrics, ep_returns, (t - t_start) / (time.time() - t0)))
         if run is not None and (t % checkpoint_every == 0 or t == steps):
-            extra = {
-                "rng": _rng_state(rng), "batch_rng": _rng_state(batch_rng), "eval_rng": _rng_state(eval_rng),
-                "evaluations": evaluations, "wall_s": wall_before + time.time() - t0, "reset_seed": reset_seed,
-            }
+            extra = {**{name: _rng_state(g) for name, g in rngs.items()}, "evaluations": evaluations,
+                     "wall_s": wall_before + time.time() - t0, "reset_seed": reset_seed}
             run.save(t, last_ckpt, state, replay, extra)
             last_ckpt = t
             if mirror is not None:
