@@ -240,6 +240,9 @@ def first_fit_checkpoint(config, rt: SeedRuntime, workdir: str, transitions) -> 
             raise checkpoint.CheckpointError(
                 f"the saved model fit in {os.path.join(run, checkpoint.FIT_DIR)} is unreadable: remove that "
                 "folder to fit again")
+        state = "finished" if not any(extra.get("active", [True])) else f"at epoch {extra.get('epoch')}"
+        print(f"[model fit] found a saved fit ({state}) in {os.path.join(run, checkpoint.FIT_DIR)}",
+              flush=True)
         return extra
 
     def load(target):
