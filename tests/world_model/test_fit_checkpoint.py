@@ -17,7 +17,7 @@ from ampl_jax.runtime import SeedRuntime
 from ampl_jax.train import first_fit_checkpoint
 from ampl_jax.world_model.fit import FitCheckpoint, FitCheckpointError, fit_seeds, init_model_state
 from tests import tiny_config
-from tests.test_world_model import _cfg, _two_regimes
+from tests.world_model.test_world_model import _cfg, _two_regimes
 
 
 class _Stop(Exception):
