@@ -203,7 +203,7 @@ def _miw(c: ml_collections.ConfigDict) -> None:
     # The constant test function f_0 = 1 as well: its equation fixes the scale E_D[w] (= 1 without
     # terminals), which random features leave nearly free (issue #31: the batch mean w drifted up);
     # through the target w' it restores that scale slowly (rate 1 - gamma), so mass_penalty also
-    # pulls E_b[w] to the mass the equation implies (miw.mass_gap; tests/test_miw_tabular.py).
+    # pulls E_b[w] to the mass the equation implies (miw.mass_gap; tests/methods/ampl/test_miw_tabular.py).
     c.miw.td_dice_multi.constant = True
     c.miw.td_dice_multi.mass_penalty = 0.1
     c.miw.td_dice_multi.split_batch_gradient = True
