@@ -97,6 +97,15 @@ def test_default_estimator_has_no_dual_leaves():
     assert state.miw_aux == {} and jax.tree.leaves(state.miw_aux) == []
 
 
+def _assert_finite_positive_w_and_only_miw_moved(agent, data, state, before, metrics):
+    for name, value in metrics.items():
+        assert np.isfinite(value), name
+    w = np.asarray(agent.miw.apply(state.miw, data.observations, data.actions))
+    assert np.all(np.isfinite(w)) and np.all(w > 0)
+    for field in ("actor", "critic", "disc", "model", "buffer"):  # nothing but the MIW moved
+        assert _equal(getattr(state, field), getattr(before, field)), field
+
+
 @pytest.mark.parametrize("estimator", ["vpm", "gendice", "dualdice"])
 def test_estimator_steps_move_w_and_keep_it_positive(estimator):
     steps = 3
@@ -109,13 +118,7 @@ def test_estimator_steps_move_w_and_keep_it_positive(estimator):
     assert not _equal(state.miw, before.miw)
     assert not _equal(state.miw_aux["params"], before.miw_aux["params"])
     assert set(state.miw_aux["params"]) == {"vpm": {"u"}, "gendice": {"nu", "u"}, "dualdice": {"nu"}}[estimator]
-    for name, value in metrics.items():
-        assert np.isfinite(value), name
-    w = np.asarray(agent.miw.apply(state.miw, data.observations, data.actions))
-    assert np.all(np.isfinite(w)) and np.all(w > 0)
-    # nothing but the MIW moved
-    for field in ("actor", "critic", "disc", "model", "buffer"):
-        assert _equal(getattr(state, field), getattr(before, field)), field
+    _assert_finite_positive_w_and_only_miw_moved(agent, data, state, before, metrics)
 
 
 def test_td_dice_multi_step_moves_w_without_dual_and_keeps_it_positive():
@@ -129,12 +132,7 @@ def test_td_dice_multi_step_moves_w_without_dual_and_keeps_it_positive():
     assert int(state.miw_opt[1][0].count) == steps
     assert not _equal(state.miw, before.miw) and not _equal(state.miw_target, before.miw_target)
     assert {"miw_residual_rms", "miw_lambda", "miw_w_mean"} <= set(metrics)
-    for name, value in metrics.items():
-        assert np.isfinite(value), name
-    w = np.asarray(agent.miw.apply(state.miw, data.observations, data.actions))
-    assert np.all(np.isfinite(w)) and np.all(w > 0)
-    for field in ("actor", "critic", "disc", "model", "buffer"):
-        assert _equal(getattr(state, field), getattr(before, field)), field
+    _assert_finite_positive_w_and_only_miw_moved(agent, data, state, before, metrics)
 
 
 def test_td_dice_multi_split_gradient_is_unbiased_and_loss_is_full_batch():
