@@ -20,7 +20,7 @@ import textwrap
 
 from absl import app, flags
 
-from ampl_jax import configuration
+from ampl_jax.config import validation as configuration
 
 FLAGS = flags.FLAGS
 
@@ -123,11 +123,12 @@ def main(argv) -> None:
     if len(argv) > 1:
         _fail(f"unexpected arguments {argv[1:]}: use --config=FILE --workdir=DIR and --config.KEY=VALUE overrides")
     if FLAGS.list_keys:
-        from ampl_jax import config_default, config_keys
+        from ampl_jax.config import defaults as config_default
+        from ampl_jax.config import keys as config_keys
 
         if FLAGS.config is None:
             _print_all(config_keys.listing(config_default.get_config(),
-                                           "the package defaults (ampl_jax/config_default.py)"))
+                                           "the package defaults (ampl_jax/config/defaults.py)"))
         else:
             source = FLAGS["config"].serialize().partition("=")[2] or "--config"
             if any(arg.startswith("--config.") for arg in sys.argv[1:]):

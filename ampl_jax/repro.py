@@ -26,7 +26,8 @@ from typing import Any
 import numpy as np
 from absl import app, flags
 
-from ampl_jax import checkpoint, configuration
+from ampl_jax import checkpoint
+from ampl_jax.config import validation as configuration
 
 # Columns that measure time, not the computation: never compared.
 WALL_CLOCK_COLUMNS = ("iters_per_sec", "wall_seconds")

@@ -18,7 +18,8 @@ import tempfile
 import time
 from typing import Any
 
-from ampl_jax import checkpoint, configuration
+from ampl_jax import checkpoint
+from ampl_jax.config import validation as configuration
 from ampl_jax.metrics import (CSV_NAME, TB_DIR, MeanAccumulator, MetricsWriter, plot_learning_curve, truncate_jsonl,
                               write_json)
 from ampl_jax.runtime import SeedRuntime

@@ -14,7 +14,7 @@ benchmark runs offline. Rollout horizons are the paper's per dataset (ampl-spec.
 Budget and schedule: `protocol` below, the same for every method and cell.
 """
 
-from ampl_jax import config_default as default
+from ampl_jax.config import defaults as default
 
 TASKS = {"hopper": ("Hopper-v5", "hopper"), "walker": ("Walker2d-v5", "walker2d")}
 # the paper's rollout horizon per dataset (ampl-spec.md, section 2)

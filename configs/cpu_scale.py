@@ -12,7 +12,7 @@ one w-weighted refit at 10k, where a paper run has 9). `launch/cpu_scale.sh` run
 benchmark (with a variant refitting every 4 epochs); the README has its table.
 """
 
-from ampl_jax import config_default as default
+from ampl_jax.config import defaults as default
 
 TASKS = {"hopper": ("Hopper-v5", "hopper"), "walker": ("Walker2d-v5", "walker2d")}
 

@@ -4,7 +4,7 @@ For another quality set both ids and the horizon, e.g. --config.dataset.id=mujoc
 --config.dataset.fallback_id=ampl/hopper/medium-expert-v1 --config.dataset.create_policy=medium-expert.
 """
 
-from ampl_jax import config_default as default
+from ampl_jax.config import defaults as default
 
 
 def get_config():

@@ -8,7 +8,7 @@ start, MIW interleaved, a w-weighted refit, the Q term after a short warm start)
 machinery end to end; its score is not a paper number.
 """
 
-from ampl_jax import config_default as default
+from ampl_jax.config import defaults as default
 
 
 def get_config():

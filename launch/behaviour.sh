@@ -8,7 +8,7 @@
 # same line again resumes every run from its newest checkpoint (a finished run just re-ships its
 # snapshots). Every checkpoint is also exported to assets/sac-state/<env>-s<seed> (actions,
 # learner state, eval actors: a few MB, meant to be committed), from which the same line rebuilds
-# the run on a fresh machine whose run folder is gone (ampl_jax/behaviour/mirror.py). On finishing, the run writes the expert/medium snapshots into the package
+# the run on a fresh machine whose run folder is gone (ampl_jax/datagen/mirror.py). On finishing, the run writes the expert/medium snapshots into the package
 # (medium.json names the mirror the medium-replay buffer is regenerated from) and its curve into benchmarks/sac/. XLA is kept to one thread per run so that two
 # lanes share a 2-core machine without contention; runs are niced so interactive work comes first.
 set -euo pipefail
@@ -25,7 +25,7 @@ STEPS=${STEPS:-1000000}
 export XLA_FLAGS="${XLA_FLAGS:-} --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
 mkdir -p benchmarks/sac
 for env in "$@"; do
-  nice -n 19 python -m ampl_jax.behaviour.train_sac --env="$env" --steps="$STEPS" --seed="$SEED" \
+  nice -n 19 python -m ampl_jax.datagen.train_sac --env="$env" --steps="$STEPS" --seed="$SEED" \
     --eval_every=10000 --checkpoint_every=50000 --curve_out="benchmarks/sac/$env-s$SEED.json" \
     --mirror="assets/sac-state/$env-s$SEED" \
     --verbosity=-1

@@ -17,11 +17,11 @@ for env in ${envs}; do
   fam=$(python -c "from ampl_jax.data.scores import env_family; print(env_family('${env}'))")
   for family in random medium expert medium-replay medium-expert; do
     case "${family}" in medium-expert | medium-replay) steps=2000000 ;; *) steps=1000000 ;; esac
-    id=$(python -c "from ampl_jax.config_default import local_dataset_id; print(local_dataset_id('${fam}', '${family}'))")
+    id=$(python -c "from ampl_jax.config.defaults import local_dataset_id; print(local_dataset_id('${fam}', '${family}'))")
     ids+=("${id}")
     if [ -d "${store}/${id}/data" ]; then echo "have ${id}"; continue; fi
     t0=${SECONDS}
-    python -m ampl_jax.data.make_dataset --env="${env}" --policy="${family}" --steps="${steps}" \
+    python -m ampl_jax.datagen.make_dataset --env="${env}" --policy="${family}" --steps="${steps}" \
       --seed=0 --dataset-id="${id}" --noprogress
     echo "made ${id} in $((SECONDS - t0)) s"
   done

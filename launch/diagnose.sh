@@ -8,12 +8,12 @@
 #   paper's absolute schedule (40k GAN-only warm start, real data only to 45k) in a 60k run.
 # Resumable (run again after an interruption); two runs at a time (PARALLEL=1 for one).
 #   bash launch/diagnose.sh [ROOT] [TASK]
-# Then every logged quantity side by side: python -m ampl_jax.compare ROOT --last_k=3
+# Then every logged quantity side by side: python -m ampl_jax.lab.compare ROOT --last_k=3
 set -euo pipefail
 root="${1:-runs/diagnose}"
 task="${2:-hopper}"
 # Make the dataset once (if missing) before two runs could both start making it.
-python -c "import sys; from configs.cpu_scale import get_config; from ampl_jax.data.source import load_data
+python -c "import sys; from configs.cpu_scale import get_config; from ampl_jax.datagen.source import load_data
 load_data(get_config(sys.argv[1]), progress=False)" "${task}"
 python -m launch.sweep --config="configs/cpu_scale.py:${task}" --seeds=0 \
   --parallel="${PARALLEL:-2}" --grid_file=launch/diagnose_grid.json --root="${root}"

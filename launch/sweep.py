@@ -203,7 +203,7 @@ def dataset_folder(dataset_id: str) -> str:
 
 def config_dataset_id(config: str) -> str:
     """dataset.id of a config file (for the folder name when --datasets is empty)."""
-    from ampl_jax import configuration
+    from ampl_jax.config import validation as configuration
 
     if REPO_ROOT not in sys.path:
         sys.path.insert(0, REPO_ROOT)  # configs that import `configs.*`

@@ -105,7 +105,7 @@ def minari_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def hopper_random(minari_root: str) -> str:
     """Id of a Hopper-v5 random-policy dataset of 3000 steps (seed 0) in `minari_root`."""
-    from ampl_jax.data.make_dataset import make_dataset
+    from ampl_jax.datagen.make_dataset import make_dataset
 
     make_dataset("Hopper-v5", "random", HOPPER_RANDOM_STEPS, 0, HOPPER_RANDOM_ID, progress=False)
     return HOPPER_RANDOM_ID

@@ -37,7 +37,7 @@ def tiny_store(tmp_path_factory) -> Path:
     policy, steps and seed), done before any run so that runs may share the store, even at once.
     """
     if "minari" not in _SESSION:
-        from ampl_jax.data.make_dataset import make_dataset
+        from ampl_jax.datagen.make_dataset import make_dataset
         from tests import tiny_config
 
         root = tmp_path_factory.getbasetemp() / "tiny_store"

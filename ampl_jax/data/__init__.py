@@ -1,11 +1,11 @@
-"""Data layer: Minari datasets -> OfflineData, preprocessing, reference scores, dataset creation.
+"""Data layer: Minari datasets -> OfflineData, preprocessing, reference scores.
 
-`make_dataset` is not re-exported here so that `python -m ampl_jax.data.make_dataset` runs cleanly;
-import it as `from ampl_jax.data.make_dataset import make_dataset`.
+Reading only: making a dataset (behaviour policies, the SAC trainer, `make_dataset`) lives in
+`ampl_jax.datagen`, which builds on this layer; `ampl_jax.datagen.source.load_data` is the one door
+through which a run reads its data and makes it when it is missing.
 """
 
 from ampl_jax.data.load import DatasetError, check_dataset_id, dataset_path, load_dataset
-from ampl_jax.data.policies import PolicyError, make_policy
 from ampl_jax.data.preprocess import (
     normalized_score,
     obs_range,
@@ -17,11 +17,9 @@ from ampl_jax.data.scores import reference_scores
 
 __all__ = [
     "DatasetError",
-    "PolicyError",
     "check_dataset_id",
     "dataset_path",
     "load_dataset",
-    "make_policy",
     "normalized_score",
     "obs_range",
     "reference_scores",

@@ -59,7 +59,7 @@ def _missing_message(dataset_id: str, path: Path) -> str:
     return (
         f"dataset '{dataset_id}' is not in the local Minari store ({path}; set MINARI_DATASETS_PATH "
         "to use another store): download it with --config.dataset.download=True "
-        "(minari.download_dataset), or create it with `python -m ampl_jax.data.make_dataset "
+        "(minari.download_dataset), or create it with `python -m ampl_jax.datagen.make_dataset "
         f"--env={env_hint} --policy=random --steps=<N> --dataset-id={dataset_id}`"
     )
 
@@ -73,7 +73,7 @@ def _download(dataset_id: str) -> None:
         raise DatasetError(
             f"could not download dataset '{dataset_id}' ({type(e).__name__}: {e}); check the id "
             "with `minari list remote`, or create it locally with `python -m "
-            f"ampl_jax.data.make_dataset --dataset-id={dataset_id} ...`"
+            f"ampl_jax.datagen.make_dataset --dataset-id={dataset_id} ...`"
         ) from None
 
 

@@ -56,8 +56,10 @@ import ml_collections
 import numpy as np
 import optax
 
-from ampl_jax import configuration, networks, precision
-from ampl_jax.buffer import Buffer, buffer_init, buffer_insert, buffer_sample
+from ampl_jax import networks
+from ampl_jax.config import validation as configuration
+from ampl_jax.config import precision
+from ampl_jax.world_model.buffer import Buffer, buffer_init, buffer_insert, buffer_sample
 from ampl_jax.data import preprocess
 from ampl_jax.methods import no_diagnostics, no_hook
 from ampl_jax.types import DatasetInfo, OfflineData, Transitions

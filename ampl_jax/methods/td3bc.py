@@ -33,7 +33,8 @@ import ml_collections
 import numpy as np
 import optax
 
-from ampl_jax import configuration, networks
+from ampl_jax import networks
+from ampl_jax.config import validation as configuration
 from ampl_jax.methods import no_diagnostics, no_hook
 from ampl_jax.types import DatasetInfo, OfflineData, Transitions
 from ampl_jax.world_model.ensemble import ModelState

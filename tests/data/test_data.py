@@ -17,9 +17,10 @@ import minari
 import numpy as np
 import pytest
 
-from ampl_jax.data import policies, preprocess, scores
+from ampl_jax.data import preprocess, scores
+from ampl_jax.datagen import policies
 from ampl_jax.data.load import DatasetError, dataset_path, load_dataset
-from ampl_jax.data.make_dataset import make_dataset
+from ampl_jax.datagen.make_dataset import make_dataset
 from ampl_jax.world_model.ensemble import fit_normalizer
 from tests.runs import ROOT as REPO_ROOT
 
@@ -152,7 +153,7 @@ def test_rescaled_rewards(loaded):
 
 def test_reference_scores_and_env_spec(loaded):
     _, info, _ = loaded
-    from ampl_jax.behaviour.snapshots import load_snapshot
+    from ampl_jax.datagen.snapshots import load_snapshot
 
     assert info.ref_max_score == pytest.approx(load_snapshot("Hopper-v5", "expert").return_mean)
     assert info.ref_min_score is not None and -100 < info.ref_min_score < 200  # random Hopper return
@@ -255,7 +256,7 @@ def test_missing_dataset_names_both_fixes(minari_root):
     msg = str(e.value)
     assert "\n" not in msg and minari_root in msg
     assert "--config.dataset.download=True" in msg
-    assert "python -m ampl_jax.data.make_dataset --env=Hopper-v5 --policy=random" in msg
+    assert "python -m ampl_jax.datagen.make_dataset --env=Hopper-v5 --policy=random" in msg
     assert "--dataset-id=ampl/hopper/nothing-v0" in msg
 
 
@@ -360,7 +361,7 @@ def test_random_policy_is_seeded_and_in_bounds():
 def _cli(args: list[str], root: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, MINARI_DATASETS_PATH=root, PYTHONPATH=str(REPO), JAX_PLATFORMS="cpu")
     return subprocess.run(
-        [sys.executable, "-m", "ampl_jax.data.make_dataset", *args],
+        [sys.executable, "-m", "ampl_jax.datagen.make_dataset", *args],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
     )
 

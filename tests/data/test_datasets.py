@@ -14,10 +14,11 @@ import minari
 import numpy as np
 import pytest
 
-from ampl_jax.behaviour import snapshots
-from ampl_jax.data import policies, scores
+from ampl_jax.datagen import snapshots
+from ampl_jax.data import scores
+from ampl_jax.datagen import policies
 from ampl_jax.data.load import DatasetError, load_dataset
-from ampl_jax.data.make_dataset import families, make_dataset
+from ampl_jax.datagen.make_dataset import families, make_dataset
 
 SHIPPED_ENVS = ("Hopper-v5", "Walker2d-v5", "HalfCheetah-v5")
 # Steps per family: about three episodes of the trained policies, a few random ones.

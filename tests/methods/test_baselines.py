@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from ampl_jax.methods import bc, get, mopo, td3bc
-from ampl_jax.buffer import buffer_init, buffer_insert
+from ampl_jax.world_model.buffer import buffer_init, buffer_insert
 from ampl_jax.data import preprocess
 from ampl_jax.world_model import fit, init_model_state, rollout, termination_fn
 from ampl_jax.world_model.ensemble import ensemble_apply
@@ -137,7 +137,7 @@ def test_bc_fits_a_deterministic_policy():
 def test_mopo_picks_its_published_settings_per_benchmark_cell():
     """configs/benchmark.py:<cell> with --config.method=mopo gets MOPO's own horizon and lambda
     (tianheyu927/mopo examples/config/d4rl), whatever rollout.horizon AMPL uses there."""
-    from ampl_jax import configuration
+    from ampl_jax.config import validation as configuration
     from configs import benchmark
 
     expected = {"hopper-medium": (5, 5.0), "hopper-medium_replay": (5, 1.0), "hopper-medium_expert": (5, 1.0),
@@ -160,7 +160,8 @@ def test_mopo_picks_its_published_settings_per_benchmark_cell():
 
 
 def test_mopo_rollout_volume_pool_and_real_rows_are_mopos():
-    from ampl_jax import config_default, configuration
+    from ampl_jax.config import defaults as config_default
+    from ampl_jax.config import validation as configuration
 
     c = config_default.get_config()
     c.method = "mopo"
@@ -285,7 +286,8 @@ def test_mopo_rollouts_end_by_the_env_rule_only():
 
 
 def test_mopo_runs_saved_before_are_refused_on_resume():
-    from ampl_jax import config_default, configuration
+    from ampl_jax.config import defaults as config_default
+    from ampl_jax.config import validation as configuration
 
     new = configuration.to_dict(config_default.get_config())
     old = configuration.to_dict(config_default.get_config())
@@ -517,7 +519,7 @@ def test_td3bc_vmaps_over_seeds(td3bc_setup):
 
 
 def test_td3bc_config_checks():
-    from ampl_jax import configuration
+    from ampl_jax.config import validation as configuration
     from configs import default
 
     c = default.get_config()

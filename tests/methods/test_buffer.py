@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ampl_jax.buffer import buffer_init, buffer_insert, buffer_sample
+from ampl_jax.world_model.buffer import buffer_init, buffer_insert, buffer_sample
 from ampl_jax.types import Transitions
 
 OBS, ACT, CAP = 3, 2, 10

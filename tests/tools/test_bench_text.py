@@ -1,8 +1,8 @@
-"""`python -m ampl_jax.bench`'s table: the authors' figures say when and where they were taken, a
+"""`python -m ampl_jax.lab.bench`'s table: the authors' figures say when and where they were taken, a
 side-by-side figure (--authors_its) replaces the ratio, and nothing cites a file outside the
 repository (issue #32). Text only: no suite runs."""
 
-from ampl_jax import bench
+from ampl_jax.lab import bench
 
 UPDATE = {"fused_interleaved": {"iters_per_s": 30.0, "compile_s": 8.0}, "fused_no_miw": {"iters_per_s": 55.0, "compile_s": 6.0},
           "unfused_interleaved": {"iters_per_s": 22.0, "compile_s": 3.0}, "fused_speedup_vs_unfused": 1.3,

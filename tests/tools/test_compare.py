@@ -1,4 +1,4 @@
-"""ampl_jax.compare: variants side by side, last-k per seed then mean +- std, model fits."""
+"""ampl_jax.lab.compare: variants side by side, last-k per seed then mean +- std, model fits."""
 
 import csv
 import json
@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from ampl_jax import compare
+from ampl_jax.lab import compare
 
 
 def _run(folder, dtype, rows, fits):
@@ -63,16 +63,16 @@ def test_last_k_per_seed_then_mean_and_std(runs):
 
 def test_cli_writes_the_file_and_fails_in_one_line(runs, tmp_path):
     out = tmp_path / "cmp.md"
-    ok = subprocess.run([sys.executable, "-m", "ampl_jax.compare", str(runs), "--last_k=1",
+    ok = subprocess.run([sys.executable, "-m", "ampl_jax.lab.compare", str(runs), "--last_k=1",
                          f"--out_file={out}"], capture_output=True, text=True)
     assert ok.returncode == 0, ok.stderr
     assert out.read_text().strip() == ok.stdout.strip()
     assert "| normalized_score | 90.0 ± 14.1 | 45.0 ± 21.2 |" in ok.stdout
     # Several folders: the union of their runs (here the same two runs, named one folder each).
-    two = subprocess.run([sys.executable, "-m", "ampl_jax.compare", str(runs / "bf16"), str(runs / "f32"),
+    two = subprocess.run([sys.executable, "-m", "ampl_jax.lab.compare", str(runs / "bf16"), str(runs / "f32"),
                           "--last_k=1"], capture_output=True, text=True)
     assert two.returncode == 0 and two.stdout.strip() == ok.stdout.strip(), two.stderr
-    bad = subprocess.run([sys.executable, "-m", "ampl_jax.compare", str(tmp_path / "empty")],
+    bad = subprocess.run([sys.executable, "-m", "ampl_jax.lab.compare", str(tmp_path / "empty")],
                          capture_output=True, text=True)
     assert bad.returncode != 0
     assert bad.stderr.strip().splitlines()[-1].startswith("error: no run folders")

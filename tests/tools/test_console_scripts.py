@@ -8,7 +8,7 @@ import subprocess
 import pytest
 
 SCRIPTS = {"ampl-train": ("ampl_jax.main", "--config"), "ampl-report": ("ampl_jax.report", "--band"),
-           "ampl-repro": ("ampl_jax.repro", "--steps"), "ampl-bench": ("ampl_jax.bench", "--authors_its")}
+           "ampl-repro": ("ampl_jax.repro", "--steps"), "ampl-bench": ("ampl_jax.lab.bench", "--authors_its")}
 
 
 @pytest.mark.parametrize("script", sorted(SCRIPTS))

@@ -1,4 +1,4 @@
-"""The XLA cost model (ampl_jax.cost_model, issue #32) at tiny sizes: every component is compiled
+"""The XLA cost model (ampl_jax.lab.cost_model, issue #32) at tiny sizes: every component is compiled
 with no loop left but the rollout's batch loop (XLA counts a loop body once), the amortisation
 arithmetic, the op counter and the projection's roofline."""
 
@@ -6,8 +6,8 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from ampl_jax import cost_model as cm
-from ampl_jax.programs import synthetic_data
+from ampl_jax.lab import cost_model as cm
+from ampl_jax.lab.programs import synthetic_data
 from tests import tiny_config
 
 

@@ -1,4 +1,4 @@
-"""ampl_jax.critic_check: the simulator set to a dataset state, Monte Carlo values, the ranking rows."""
+"""ampl_jax.lab.critic_check: the simulator set to a dataset state, Monte Carlo values, the ranking rows."""
 
 import math
 
@@ -6,7 +6,7 @@ import gymnasium
 import numpy as np
 import pytest
 
-from ampl_jax import critic_check
+from ampl_jax.lab import critic_check
 from tests import runs
 
 

@@ -1,4 +1,4 @@
-"""ampl_jax.eval_rules: a saved AMPL policy under several action-selection rules."""
+"""ampl_jax.lab.eval_rules: a saved AMPL policy under several action-selection rules."""
 
 import math
 import subprocess
@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from ampl_jax import eval_rules
+from ampl_jax.lab import eval_rules
 from tests import runs
 
 
@@ -45,7 +45,7 @@ def test_best_of_n_replays_the_logged_evaluation(ref, monkeypatch):
 
 
 def test_missing_step_is_a_one_line_error(ref):
-    proc = subprocess.run([sys.executable, "-m", "ampl_jax.eval_rules", str(ref["ref"]), "--steps=7"],
+    proc = subprocess.run([sys.executable, "-m", "ampl_jax.lab.eval_rules", str(ref["ref"]), "--steps=7"],
                           cwd=runs.ROOT, env=runs.env(ref["minari"]), capture_output=True, text=True, timeout=600)
     assert proc.returncode != 0
     assert proc.stderr.strip().splitlines()[-1] == f"error: no checkpoint at step(s) [7] in {ref['ref']} (saved: [36, 40])"

@@ -2,7 +2,7 @@
 
 For each method, with one seed and with two (vmapped over the seed axis and sharded over the
 seed mesh, as `SeedRuntime.compile` runs them: one CPU device here), every jitted function of
-the run (`ampl_jax.programs.run_programs`: update step, fit epoch, MIW phase and refit weights,
+the run (`ampl_jax.lab.programs.run_programs`: update step, fit epoch, MIW phase and refit weights,
 action selection, diagnostics, divergence guard) is exported with
 `jax.export.export(fn, platforms=("cuda", "tpu"))` at the tiny test sizes. A program fails when
 the export fails (a primitive with no GPU or TPU lowering, a host callback: jax refuses to
@@ -20,8 +20,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ampl_jax import configuration
-from ampl_jax.programs import run_programs, synthetic_data
+from ampl_jax.config import validation as configuration
+from ampl_jax.lab.programs import run_programs, synthetic_data
 from tests import tiny_config
 from tests.runs import ROOT as REPO_ROOT
 
@@ -143,7 +143,7 @@ def test_the_check_catches_callbacks_cpu_kernels_and_dynamic_shapes():
 
 
 # Every jax.jit of the modules a training run executes, per file: a new one fails here until
-# ampl_jax/programs.py yields it (or it is listed as not compiled by a run) and the count is updated.
+# ampl_jax/lab/programs.py yields it (or it is listed as not compiled by a run) and the count is updated.
 RUN_MODULES = ("ampl_jax/train.py", "ampl_jax/runtime.py", "ampl_jax/distributed.py", "ampl_jax/methods",
                "ampl_jax/world_model")
 JITS = {
@@ -170,5 +170,5 @@ def test_every_jit_of_a_run_is_accounted_for():
             n = len(re.findall(r"\bjax\.jit\b", f.read_text()))
             if n:
                 found[str(f.relative_to(root))] = n
-    assert found == JITS, ("jax.jit calls changed in the modules a run executes: make ampl_jax/programs.py "
+    assert found == JITS, ("jax.jit calls changed in the modules a run executes: make ampl_jax/lab/programs.py "
                            f"yield the new program and update JITS here; found {found}")

@@ -1,4 +1,4 @@
-"""`python -m ampl_jax.miw_check`: the ground-truth machinery, and the command end to end at tiny sizes.
+"""`python -m ampl_jax.lab.miw_check`: the ground-truth machinery, and the command end to end at tiny sizes.
 
 - the ratio classifier recovers a known density ratio (2-D Gaussians, weighted samples), and
   gives w = 1 when the two samples come from one distribution;
@@ -29,10 +29,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ampl_jax.miw_check import OptionError, classifier, correlation, occupancy, report
-from ampl_jax.miw_check.config import validate
-from ampl_jax.miw_check.estimators import run_estimator
-from ampl_jax.miw_check.policies import PolicySpec, SnapshotMixture, snapshot_params
+from ampl_jax.lab.miw_check import OptionError, classifier, correlation, occupancy, report
+from ampl_jax.lab.miw_check.config import validate
+from ampl_jax.lab.miw_check.estimators import run_estimator
+from ampl_jax.lab.miw_check.policies import PolicySpec, SnapshotMixture, snapshot_params
 from tests.runs import ROOT as REPO_ROOT
 
 
@@ -163,10 +163,10 @@ def test_run_estimator_leaves_the_policy_state_intact():
 
 
 def test_snapshot_mixture_is_the_snapshot_policy():
-    """beta = 0: snapshot A's tanh-Gaussian sample for the given eps (as ampl_jax.behaviour.sac draws
+    """beta = 0: snapshot A's tanh-Gaussian sample for the given eps (as ampl_jax.datagen.sac draws
     it); beta = 1: snapshot B's; in between, B's share of rows is beta."""
-    from ampl_jax.behaviour.sac import actor_forward_np, to_env_action
-    from ampl_jax.behaviour.snapshots import load_snapshot
+    from ampl_jax.datagen.sac import actor_forward_np, to_env_action
+    from ampl_jax.datagen.snapshots import load_snapshot
 
     stats = pytest.importorskip("scipy.stats")
     env, act_dim = "Hopper-v5", 3
@@ -222,7 +222,7 @@ def test_bad_options_fail_in_one_line_before_anything_is_made(tmp_path, change, 
 
 
 def test_command_exits_2_on_a_bad_option(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "ampl_jax.miw_check", "--estimators=nope", f"--workdir={tmp_path}/w"],
+    out = subprocess.run([sys.executable, "-m", "ampl_jax.lab.miw_check", "--estimators=nope", f"--workdir={tmp_path}/w"],
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 2
     assert out.stderr.strip().splitlines() == [out.stderr.strip()] and out.stderr.startswith("error: --estimators")
@@ -252,7 +252,7 @@ def test_tiny_check_writes_the_documented_json(tmp_path):
     update step alone takes a minute; the AMPL actors' path is the real check's): the JSON has
     every documented field, and its numbers are what they say (E_D[w = 1] = 1, the occupancy's mass
     in (0, 1], the estimator's block length, the data's size)."""
-    from ampl_jax.miw_check import run
+    from ampl_jax.lab.miw_check import run
 
     opts = _tiny_opts(str(tmp_path / "w"))
     result = run(opts, log=lambda msg: None)

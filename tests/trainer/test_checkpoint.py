@@ -10,7 +10,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ampl_jax import checkpoint, configuration, repro, rundir, train
+from ampl_jax import checkpoint, repro, rundir, train
+from ampl_jax.config import validation as configuration
 from ampl_jax.metrics import MeanAccumulator, truncate_jsonl
 from configs import default
 

@@ -5,8 +5,9 @@ import re
 
 import pytest
 
-from ampl_jax import config_default, configuration
-from ampl_jax.config_default import LOCAL_DATA_VERSION
+from ampl_jax.config import defaults as config_default
+from ampl_jax.config import validation as configuration
+from ampl_jax.config.defaults import LOCAL_DATA_VERSION
 from tests.runs import ROOT as REPO_ROOT
 
 ROOT = str(REPO_ROOT)  # the repository (tests/runs.py)
@@ -131,3 +132,17 @@ def test_long_protocol_runs_the_papers_phases_at_their_absolute_lengths():
     assert c.train.eval_every == c.checkpoint.every == 10_000
     with pytest.raises(ValueError, match="unknown benchmark cell"):
         benchmark.get_config("hopper-medium_expert-longer")
+
+
+def test_sitting_protocol_is_the_long_one_with_one_seed_and_capped_fits():
+    """Issue #29: what a 3-hour sitting can finish; only the seed count and the fit caps differ
+    from `-long`, and the caps still leave the paper's patience rule in force before them."""
+    from configs import benchmark
+
+    long, sitting = (benchmark.get_config(f"walker-medium_replay-{p}") for p in ("long", "sitting"))
+    configuration.validate(sitting)
+    assert (sitting.num_seeds, sitting.model.max_epochs, sitting.model.refit_max_epochs) == (1, 60, 20)
+    assert (sitting.model.patience, sitting.model.epoch_steps) == (long.model.patience, long.model.epoch_steps)
+    flat = lambda c: {f"{s}.{k}": v for s in c for k, v in (c[s].items() if hasattr(c[s], "items") else [("", c[s])])}
+    differ = {k for k, v in flat(long).items() if flat(sitting)[k] != v}
+    assert differ == {"num_seeds.", "model.max_epochs", "model.refit_max_epochs"}

@@ -11,7 +11,9 @@ import sys
 
 import pytest
 
-from ampl_jax import config_default, config_keys, configuration
+from ampl_jax.config import defaults as config_default
+from ampl_jax.config import keys as config_keys
+from ampl_jax.config import validation as configuration
 from tests import runs
 
 QUICKSTART = "configs/quickstart.py"
@@ -110,9 +112,9 @@ def test_list_keys_prints_every_key_with_its_value_and_meaning(tmp_path):
 def test_every_default_key_has_a_one_line_meaning_and_none_is_stale():
     keys = config_keys.flat_values(config_default.get_config())
     missing = [k for k in keys if not config_keys.meaning(k)]
-    assert not missing, f"add a line to ampl_jax/config_keys.py DESCRIPTIONS for {missing}"
+    assert not missing, f"add a line to ampl_jax/config/keys.py DESCRIPTIONS for {missing}"
     stale = sorted(set(config_keys.DESCRIPTIONS) - set(keys))
-    assert not stale, f"DESCRIPTIONS in ampl_jax/config_keys.py names keys that are gone: {stale}"
+    assert not stale, f"DESCRIPTIONS in ampl_jax/config/keys.py names keys that are gone: {stale}"
     assert all("\n" not in m for m in map(config_keys.meaning, keys))
 
 

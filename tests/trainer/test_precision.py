@@ -5,7 +5,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ampl_jax import configuration, networks, precision
+from ampl_jax import networks
+from ampl_jax.config import validation as configuration
+from ampl_jax.config import precision
 from ampl_jax.methods.ampl.state import init_train_state
 from ampl_jax.methods import build_agent as build
 from ampl_jax.methods.ampl.update import make_update_step
@@ -117,7 +119,7 @@ def test_saved_config_without_compute_section_still_matches_float32():
 
 
 def test_bench_reads_cpu_model_and_bf16_flags(tmp_path):
-    from ampl_jax.precision import cpu_info  # bench.py defines absl flags at import
+    from ampl_jax.config.precision import cpu_info  # bench.py defines absl flags at import
 
     block = "processor\t: {}\nmodel name\t: Example CPU\nflags\t\t: fpu avx2 {}\n\n"
     path = tmp_path / "cpuinfo"

@@ -11,7 +11,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ampl_jax import checkpoint, configuration
+from ampl_jax import checkpoint
+from ampl_jax.config import validation as configuration
 from ampl_jax.distributed import stack_seeds
 from ampl_jax.runtime import SeedRuntime
 from ampl_jax.train import first_fit_checkpoint

@@ -12,7 +12,7 @@ import dataclasses
 
 import ml_collections
 
-from ampl_jax.configuration import take
+from ampl_jax.config.validation import take
 from ampl_jax.methods.ampl import miw as miw_lib
 
 

@@ -19,10 +19,11 @@ import numpy as np
 import optax
 
 from ampl_jax.methods.ampl import miw as miw_lib
-from ampl_jax import networks, precision
+from ampl_jax import networks
+from ampl_jax.config import precision
 from ampl_jax.methods.ampl import networks as ampl_nets
 from ampl_jax.methods.ampl.hparams import AMPLHyper
-from ampl_jax.buffer import Buffer, buffer_init
+from ampl_jax.world_model.buffer import Buffer, buffer_init
 from ampl_jax.types import DatasetInfo
 from ampl_jax.world_model.fit import ModelState
 

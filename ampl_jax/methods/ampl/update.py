@@ -22,7 +22,7 @@ import optax
 from ampl_jax.methods.ampl import actor as actor_lib
 from ampl_jax.methods.ampl import critic as critic_lib
 from ampl_jax.methods.ampl import discriminator as disc_lib
-from ampl_jax.buffer import buffer_insert, buffer_sample
+from ampl_jax.world_model.buffer import buffer_insert, buffer_sample
 from ampl_jax.methods.ampl.miw_step import _gather, miw_step
 from ampl_jax.methods.ampl.state import Agent, TrainState
 from ampl_jax.types import OfflineData, Transitions

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ampl_jax import configuration
+from ampl_jax.config import validation as configuration
 from ampl_jax.methods.ampl import miw as miw_lib
 from ampl_jax.methods.ampl.state import init_train_state
 from ampl_jax.methods import build_agent as build

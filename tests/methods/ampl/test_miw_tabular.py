@@ -418,7 +418,7 @@ def test_td_dice_multi_constant_and_mass_penalty_pin_the_scale():
     (before) it stays at 1.14-1.18 (gamma 0.9) and 2.3-2.5 (gamma 0.99) after the same 1000 steps:
     through the target w' the scale moves at the fixed point's rate only. The constant alone does
     not change that (measured 2.31-2.51): its equation fixes the scale, the penalty pulls it there."""
-    from ampl_jax.config_default import get_config
+    from ampl_jax.config.defaults import get_config
 
     e = get_config().miw.td_dice_multi
     assert e.constant is True and e.mass_penalty == 0.1
