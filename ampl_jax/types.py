@@ -47,6 +47,21 @@ class OfflineData(NamedTuple):
     def size(self) -> int:
         return int(self.observations.shape[0])
 
+    def indices(self, key: jax.Array, n: int) -> jax.Array:
+        """n row indices drawn uniformly with replacement: every minibatch of every method is
+        drawn here, inside jit, so batches never leave the device."""
+        return jax.random.randint(key, (n,), 0, self.observations.shape[0])
+
+    def rows(self, idx: jax.Array, scaled: bool = True) -> Transitions:
+        """The transitions at idx, rewards rescaled (AMPL's r~) or raw (`scaled=False`)."""
+        rewards = self.scaled_rewards if scaled else self.rewards
+        return Transitions(self.observations[idx], self.actions[idx], rewards[idx], self.next_observations[idx],
+                           self.dones[idx])
+
+    def sample(self, key: jax.Array, n: int, scaled: bool = True) -> Transitions:
+        """A uniform minibatch of n transitions."""
+        return self.rows(self.indices(key, n), scaled)
+
     def transitions(self, scaled: bool = True) -> Transitions:
         return Transitions(
             self.observations,

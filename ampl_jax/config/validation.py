@@ -265,8 +265,8 @@ def parse_flags(argv: list[str], *, exit_status: int, program: str = "ampl_jax.m
         while cause is not None and not isinstance(cause, ConfigError):
             cause = cause.__cause__ or cause.__context__  # absl re-raises the parser's error as its own
         if cause is not None:
-            _exit_with(str(cause), exit_status)
-        _exit_with(bad_flag_message(argv, e, program), exit_status)
+            exit_with(str(cause), exit_status)
+        exit_with(bad_flag_message(argv, e, program), exit_status)
 
 
 def bad_flag_message(argv: list[str], e: BaseException, program: str = "ampl_jax.main") -> str:
@@ -335,7 +335,7 @@ def _clean(e: BaseException) -> str:
     return text or type(e).__name__
 
 
-def _exit_with(message: str, status: int) -> NoReturn:
+def exit_with(message: str, status: int) -> NoReturn:
     print(f"error: {message}", file=sys.stderr, flush=True)
     sys.exit(status)
 

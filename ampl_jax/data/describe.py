@@ -21,12 +21,12 @@ from ampl_jax.data.load import check_dataset_id, dataset_path
 
 def describe(dataset_id: str, complete_only: bool = False) -> dict:
     """Episode count, transitions, return mean/std, mean length and both normalised scores."""
-    from ampl_jax.data.load import _read, load_dataset
+    from ampl_jax.data.load import read_minari, load_dataset
     from ampl_jax.data.scores import evaluation_scores
 
     check_dataset_id(dataset_id)
     _, info = load_dataset(dataset_id)  # validates the data and resolves both score scales
-    _, episodes, metadata = _read(dataset_id, dataset_path(dataset_id) / "data")
+    _, episodes, metadata = read_minari(dataset_id, dataset_path(dataset_id) / "data")
     episodes = [ep for ep in episodes if len(ep["rewards"]) > 0]
     if complete_only and len(episodes) > 1:
         last = episodes[-1]

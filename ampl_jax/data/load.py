@@ -77,7 +77,7 @@ def _download(dataset_id: str) -> None:
         ) from None
 
 
-def _read(dataset_id: str, data_path: Path) -> tuple[Any, list[dict], dict]:
+def read_minari(dataset_id: str, data_path: Path) -> tuple[Any, list[dict], dict]:
     """Dataset object, all episodes as dicts of numpy arrays, metadata; any failure -> unreadable."""
     import minari
 
@@ -215,7 +215,7 @@ def load_dataset(dataset_id: str, *, download: bool = False) -> tuple[OfflineDat
         if not data_path.exists():
             raise DatasetError(f"download of '{dataset_id}' left no data at {data_path}; retry or create it locally")
 
-    ds, episodes, metadata = _read(dataset_id, data_path)
+    ds, episodes, metadata = read_minari(dataset_id, data_path)
     obs_dim = _flat_box(ds.observation_space, "observation", dataset_id)
     act_dim = _flat_box(ds.action_space, "action", dataset_id)
 

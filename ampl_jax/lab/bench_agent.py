@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 
 
-from ampl_jax.lab.bench_model import ACT_DIM, OBS_DIM, PEERS, _block, synthetic_transitions
+from ampl_jax.lab.bench_model import ACT_DIM, OBS_DIM, PEERS, block_until_ready, synthetic_transitions
 
 
 def _agent_setup(schedule: str, quick: bool, horizon: int = 5, estimator: str = "td_dice", dtype: str = "float32"):
@@ -68,7 +68,7 @@ def suite_update(quick: bool) -> dict[str, Any]:
         t = time.perf_counter()
         compiled = step.lower(state, data).compile()
         compile_s = time.perf_counter() - t
-        state, _ = _block(compiled(state, data))  # warm-up
+        state, _ = block_until_ready(compiled(state, data))  # warm-up
         variants[name] = dict(call=compiled, state=state, data=data, compile_s=compile_s,
                               period=c.rollout.period, windows=[])
 
@@ -80,7 +80,7 @@ def suite_update(quick: bool) -> dict[str, Any]:
     @jax.jit
     def do_rollout(state, data, key):
         k_start, k_roll = jax.random.split(key)
-        start = data.observations[jax.random.randint(k_start, (n_starts,), 0, data.observations.shape[0])]
+        start = data.observations[data.indices(k_start, n_starts)]
         trans, valid = rollout(k_roll, state.model, lambda k, o: agent.act(state.actor, k, o)[0], start, r.horizon,
                                agent.termination_fn, agent.obs_range, agent.reward_bound)
         return state.replace(buffer=buffer_insert(state.buffer, trans, valid))
@@ -90,7 +90,7 @@ def suite_update(quick: bool) -> dict[str, Any]:
     t = time.perf_counter()
     state = do_rollout(state, data, jax.random.PRNGKey(7))
     state, _ = plain(state, data, jax.random.PRNGKey(8))
-    state, _ = _block(with_actor(state, data, jax.random.PRNGKey(9)))
+    state, _ = block_until_ready(with_actor(state, data, jax.random.PRNGKey(9)))
     unfused_compile = time.perf_counter() - t
 
     def unfused_period(state, key):
@@ -107,7 +107,7 @@ def suite_update(quick: bool) -> dict[str, Any]:
     c, agent, data, miw_state = _agent_setup("phased", quick)
     miw_steps = 20 if quick else 200
     phase = make_miw_phase(agent, miw_steps)
-    miw_state, _ = _block(phase(miw_state, data))
+    miw_state, _ = block_until_ready(phase(miw_state, data))
     miw_windows = []
 
     rounds = 2 if quick else 3
@@ -115,12 +115,12 @@ def suite_update(quick: bool) -> dict[str, Any]:
         for name, v in variants.items():
             t = time.perf_counter()
             if name == "unfused_interleaved":
-                v["state"] = _block(unfused_period(v["state"], jax.random.PRNGKey(100 + i)))
+                v["state"] = block_until_ready(unfused_period(v["state"], jax.random.PRNGKey(100 + i)))
             else:
-                v["state"], _ = _block(v["call"](v["state"], v["data"]))
+                v["state"], _ = block_until_ready(v["call"](v["state"], v["data"]))
             v["windows"].append(time.perf_counter() - t)
         t = time.perf_counter()
-        miw_state, _ = _block(phase(miw_state, data))
+        miw_state, _ = block_until_ready(phase(miw_state, data))
         miw_windows.append(time.perf_counter() - t)
 
     out: dict[str, Any] = {"horizon": 5, "batch": int(c.agent.batch_size), "hidden": list(c.agent.hidden_dims),
@@ -159,13 +159,13 @@ def suite_seeds(quick: bool) -> dict[str, Any]:
         step = distributed.make_seeded_step(build_update_step(agent), mesh)
         data = distributed.replicate(data, mesh)
         t = time.perf_counter()
-        stacked, _ = _block(step(stacked, data))
+        stacked, _ = block_until_ready(step(stacked, data))
         runs[n] = dict(step=step, state=stacked, data=data, first_call_s=time.perf_counter() - t, windows=[],
                        period=c.rollout.period)
     for _ in range(2 if quick else 3):
         for n, r in runs.items():
             t = time.perf_counter()
-            r["state"], _ = _block(r["step"](r["state"], r["data"]))
+            r["state"], _ = block_until_ready(r["step"](r["state"], r["data"]))
             r["windows"].append(time.perf_counter() - t)
     base = statistics.median(runs[counts[0]]["windows"])
     out: dict[str, Any] = {"devices": len(jax.devices())}
@@ -189,19 +189,19 @@ def suite_miw(quick: bool) -> dict[str, Any]:
         c, agent, data, state = _agent_setup("phased", quick, estimator=est)
         phase = make_miw_phase(agent, miw_steps)
         t = time.perf_counter()
-        state, _ = _block(phase(state, data))
+        state, _ = block_until_ready(phase(state, data))
         runs[est] = dict(call=lambda s, d, p=phase: p(s, d), state=state, data=data, first_call_s=time.perf_counter() - t,
                          steps=miw_steps, windows=[])
     c, agent, data, state = _agent_setup("phased", quick)
     step = make_update_step(agent)
     t = time.perf_counter()
-    state, _ = _block(step(state, data))
+    state, _ = block_until_ready(step(state, data))
     runs["iteration_no_miw"] = dict(call=step, state=state, data=data, first_call_s=time.perf_counter() - t,
                                     steps=int(c.rollout.period), windows=[])
     for _ in range(2 if quick else 3):
         for r in runs.values():
             t = time.perf_counter()
-            r["state"], _ = _block(r["call"](r["state"], r["data"]))
+            r["state"], _ = block_until_ready(r["call"](r["state"], r["data"]))
             r["windows"].append(time.perf_counter() - t)
     out: dict[str, Any] = {"batch": int(c.miw.batch_size), "mu0_batch": int(c.miw.mu0_batch_size),
                            "num_functions": int(c.miw.td_dice_multi.num_functions)}
@@ -249,7 +249,7 @@ def suite_precision(quick: bool) -> dict[str, Any]:
                                     units=c.rollout.transitions_per_rollout, unit="transitions/s")
         cfg = c.model
         cfg.epoch_steps = 50 if quick else 200
-        fit_data = _block(prepare_fit_data(state.model, jax.random.PRNGKey(1), data.transitions(), None,
+        fit_data = block_until_ready(prepare_fit_data(state.model, jax.random.PRNGKey(1), data.transitions(), None,
                                            cfg.holdout_fraction, cfg.max_holdout))
         epoch = make_epoch_fn(static_from_config(cfg, dt))
         inf = jnp.full((cfg.num_members,), jnp.inf)
@@ -266,13 +266,13 @@ def suite_precision(quick: bool) -> dict[str, Any]:
             cases[name, dt] = dict(call=chain, state=x, data=w, units=2.0 * reps * rows * n * n / 1e9, unit="GFLOP/s")
     for case in cases.values():  # compile and warm up
         t = time.perf_counter()
-        case["state"] = _block(case["call"](case["state"], case["data"]))
+        case["state"] = block_until_ready(case["call"](case["state"], case["data"]))
         case["first_call_s"], case["windows"] = time.perf_counter() - t, []
     rounds = 2 if quick else 5
     for _ in range(rounds):
         for case in cases.values():
             t = time.perf_counter()
-            case["state"] = _block(case["call"](case["state"], case["data"]))
+            case["state"] = block_until_ready(case["call"](case["state"], case["data"]))
             case["windows"].append(time.perf_counter() - t)
     out: dict[str, Any] = {"rounds": rounds, "hidden": list(c.agent.hidden_dims), "batch": int(c.agent.batch_size),
                            "horizon": int(c.rollout.horizon), "miw_steps_per_window": miw_steps,

@@ -32,13 +32,13 @@ PEERS = {
 }
 
 
-def _block(x):
+def block_until_ready(x):
     return jax.tree.map(lambda a: a.block_until_ready(), x)
 
 
 def _timed(fn: Callable[[], Any]) -> float:
     t = time.perf_counter()
-    _block(fn())
+    block_until_ready(fn())
     return time.perf_counter() - t
 
 
@@ -73,7 +73,7 @@ def suite_model(quick: bool) -> dict[str, Any]:
     n = 20_000 if quick else 200_000
     data = synthetic_transitions(n)
     state = init_model_state(jax.random.PRNGKey(0), data, cfg)
-    d = _block(prepare_fit_data(state, jax.random.PRNGKey(1), data, None, cfg.holdout_fraction,
+    d = block_until_ready(prepare_fit_data(state, jax.random.PRNGKey(1), data, None, cfg.holdout_fraction,
                                 cfg.max_holdout))
     epoch = make_epoch_fn(static_from_config(cfg))
     inf = jnp.full((cfg.num_members,), jnp.inf)
@@ -82,11 +82,11 @@ def suite_model(quick: bool) -> dict[str, Any]:
     t = time.perf_counter()
     compiled = epoch.lower(carry, keys[0], d).compile()
     compile_s = time.perf_counter() - t
-    carry = _block(compiled(carry, keys[0], d))[0]  # warm-up
+    carry = block_until_ready(compiled(carry, keys[0], d))[0]  # warm-up
     windows = []
     for i in range(2 if quick else 4):
         t = time.perf_counter()
-        carry = _block(compiled(carry, keys[i + 1], d))[0]
+        carry = block_until_ready(compiled(carry, keys[i + 1], d))[0]
         windows.append(time.perf_counter() - t)
     epoch_s = statistics.median(windows)
     steps = int(cfg.epoch_steps) / epoch_s
@@ -148,7 +148,7 @@ def suite_rollout(quick: bool) -> dict[str, Any]:
         t = time.perf_counter()
         compiled = fn.lower(keys[0], state, start_obs=start, obs_range=obs_range).compile()
         compile_s = time.perf_counter() - t
-        _block(compiled(keys[0], state, start_obs=start, obs_range=obs_range))
+        block_until_ready(compiled(keys[0], state, start_obs=start, obs_range=obs_range))
         windows = [_timed(lambda k=k: compiled(k, state, start_obs=start, obs_range=obs_range))
                    for k in keys[1: 4 if quick else 11]]
         call_s = statistics.median(windows)
@@ -198,7 +198,7 @@ def suite_fits(quick: bool) -> dict[str, Any]:
                 "seeds_3/fit_seeds_map": lambda: seeds(3, "map")}
     def timed(call):  # wall seconds and this process's CPU seconds (all threads): less load-sensitive
         t, c = time.perf_counter(), time.process_time()
-        _block(call())
+        block_until_ready(call())
         return time.perf_counter() - t, time.process_time() - c
 
     load_before = os.getloadavg()

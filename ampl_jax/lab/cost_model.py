@@ -277,7 +277,7 @@ def component_costs(config: ml_collections.ConfigDict, data, info, seeds: int) -
     loop), for `seeds` vmapped seeds."""
     from ampl_jax.methods.ampl.miw_step import make_dataset_weights, miw_step
     from ampl_jax.methods.ampl.update import iteration, model_rollouts
-    from ampl_jax.world_model.fit import (EpochCarry, _epoch_body, init_model_state, make_seeds_epoch_fn,
+    from ampl_jax.world_model.fit import (EpochCarry, epoch_body, init_model_state, make_seeds_epoch_fn,
                                           prepare_fit_data, static_from_config)
 
     config = ml_collections.ConfigDict(config.to_dict())
@@ -322,7 +322,7 @@ def component_costs(config: ml_collections.ConfigDict, data, info, seeds: int) -
             fn, args = make_seeds_epoch_fn(static, "vmap"), (per_seed(carry), key, per_seed(fit_data),
                                                              jax.ShapeDtypeStruct((seeds,), jnp.bool_))
         else:
-            fn, args = jax.jit(_epoch_body(static)), (abstract(carry), key, abstract(fit_data))
+            fn, args = jax.jit(epoch_body(static)), (abstract(carry), key, abstract(fit_data))
         bodies[f"fit_epoch_{steps}_steps"] = (fn, args)
 
     out = {}

@@ -16,59 +16,29 @@ A method is a module (AMPL, BC, MOPO, TD3+BC; one file or sub-package each) that
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Callable
 from types import ModuleType
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax.numpy as jnp
 import numpy as np
 
 from ampl_jax.data import preprocess
 from ampl_jax.evaluation import check_env_matches
+from ampl_jax.methods import ampl, bc, mopo, td3bc
+from ampl_jax.methods.protocol import Diagnostics, Hook, no_diagnostics, no_hook
 from ampl_jax.types import DatasetInfo, OfflineData
 from ampl_jax.world_model.termination import termination_fn
 
-# config.method -> the module that implements it
-MODULES = {"ampl": "ampl_jax.methods.ampl", "bc": "ampl_jax.methods.bc", "mopo": "ampl_jax.methods.mopo",
-           "td3bc": "ampl_jax.methods.td3bc"}
+__all__ = ["MODULES", "Diagnostics", "Hook", "build_agent", "get", "no_diagnostics", "no_hook"]
 
-
-class Hook(NamedTuple):
-    """What a method does on the host between rollout periods, and when.
-
-    due(step, last) says whether it runs after the period that ended at `step` (`last`: the step
-    it last ran at, 0 before the first time; carried in checkpoints); run(state, data, step)
-    returns the new state and rows for model_fits.jsonl. The state is the loop's: seed-stacked
-    when the run has several seeds.
-    """
-
-    due: Callable[[int, int], bool]
-    run: Callable[[Any, OfflineData, int], tuple[Any, list[dict]]]
-
-
-class Diagnostics(NamedTuple):
-    """Extra evaluation columns: fn(seed state, data, key, real transitions of the evaluation or None)."""
-
-    fn: Callable[..., dict[str, float]]
-    columns: tuple[str, ...]
-    record: int  # real transitions each evaluation keeps for fn
-
-
-def no_hook(agent: Any, runtime: Any) -> None:
-    """make_hook of a method with nothing to do between rollout periods."""
-    return None
-
-
-def no_diagnostics(agent: Any) -> None:
-    """make_diagnostics of a method that logs no extra evaluation columns."""
-    return None
+# config.method -> the module that implements it (a new method: import it above and add it here)
+MODULES: dict[str, ModuleType] = {"ampl": ampl, "bc": bc, "mopo": mopo, "td3bc": td3bc}
 
 
 def get(method: str) -> ModuleType:
     """The module implementing config.method."""
     try:
-        return importlib.import_module(MODULES[method])
+        return MODULES[method]
     except KeyError:
         raise ValueError(f"unknown method {method!r}: one of {', '.join(sorted(MODULES))}") from None
 

@@ -17,7 +17,7 @@ import ml_collections
 import optax
 
 from ampl_jax import networks
-from ampl_jax.methods import no_diagnostics, no_hook
+from ampl_jax.methods.protocol import no_diagnostics, no_hook
 from ampl_jax.types import DatasetInfo, OfflineData
 from ampl_jax.world_model.ensemble import ModelState
 
@@ -85,7 +85,7 @@ def bc_loss(agent: BCAgent, params: Params, obs: jax.Array, act: jax.Array) -> j
 
 
 def _iteration(agent: BCAgent, data: OfflineData, state: BCState, key: jax.Array) -> tuple[BCState, Metrics]:
-    idx = jax.random.randint(key, (agent.hp.batch_size,), 0, data.observations.shape[0])
+    idx = data.indices(key, agent.hp.batch_size)
     loss, grads = jax.value_and_grad(lambda p: bc_loss(agent, p, data.observations[idx], data.actions[idx]))(
         state.policy)
     updates, opt = agent.tx.update(grads, state.opt, state.policy)

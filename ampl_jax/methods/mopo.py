@@ -61,7 +61,7 @@ from ampl_jax.config import validation as configuration
 from ampl_jax.config import precision
 from ampl_jax.world_model.buffer import Buffer, buffer_init, buffer_insert, buffer_sample
 from ampl_jax.data import preprocess
-from ampl_jax.methods import no_diagnostics, no_hook
+from ampl_jax.methods.protocol import no_diagnostics, no_hook
 from ampl_jax.types import DatasetInfo, OfflineData, Transitions
 from ampl_jax.world_model.ensemble import ModelState, ensemble_apply
 
@@ -311,7 +311,7 @@ def model_rollout(agent: MOPOAgent, state: MOPOState, data: OfflineData,
     """
     hp = agent.hp
     k_start, k_roll = jax.random.split(key)
-    start_obs = data.observations[jax.random.randint(k_start, (hp.starts_per_rollout,), 0, data.observations.shape[0])]
+    start_obs = data.observations[data.indices(k_start, hp.starts_per_rollout)]
 
     def step(carry, k):
         obs, alive = carry
@@ -340,12 +340,6 @@ def penalise(trans: Transitions, penalty: jax.Array, coef: float) -> Transitions
 # SAC
 
 
-def _gather(data: OfflineData, idx: jax.Array) -> Transitions:
-    """Real rows with the dataset's raw reward (MOPO's units)."""
-    return Transitions(data.observations[idx], data.actions[idx], data.rewards[idx],
-                       data.next_observations[idx], data.dones[idx])
-
-
 def n_real(agent: MOPOAgent) -> int:
     """Real rows per minibatch, MOPO's int(batch_size * real_ratio): 12 of 256 at 0.05 (truncated)."""
     return int(agent.hp.batch_size * agent.hp.real_ratio)
@@ -355,7 +349,7 @@ def _batch(agent: MOPOAgent, state: MOPOState, data: OfflineData, key: jax.Array
     """The first n_real rows from the dataset, the rest from the model buffer."""
     k_real, k_model = jax.random.split(key)
     n, nr = agent.hp.batch_size, n_real(agent)
-    real = _gather(data, jax.random.randint(k_real, (nr,), 0, data.observations.shape[0]))
+    real = data.sample(k_real, nr, scaled=False)  # MOPO trains on raw rewards
     model = buffer_sample(state.buffer, k_model, n - nr)
     return jax.tree.map(lambda a, b: jnp.concatenate([a, b.astype(a.dtype)]), real, model)
 

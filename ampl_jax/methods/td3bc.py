@@ -35,7 +35,7 @@ import optax
 
 from ampl_jax import networks
 from ampl_jax.config import validation as configuration
-from ampl_jax.methods import no_diagnostics, no_hook
+from ampl_jax.methods.protocol import no_diagnostics, no_hook
 from ampl_jax.types import DatasetInfo, OfflineData, Transitions
 from ampl_jax.world_model.ensemble import ModelState
 
@@ -147,7 +147,7 @@ def init_state(agent: TD3BCAgent, key: jax.Array, model: ModelState | None = Non
 
 def sample_batch(agent: TD3BCAgent, data: OfflineData, key: jax.Array) -> Transitions:
     """A uniform minibatch with normalised s and s' and raw rewards."""
-    idx = jax.random.randint(key, (agent.hp.batch_size,), 0, data.observations.shape[0])
+    idx = data.indices(key, agent.hp.batch_size)
     return Transitions(agent.normalise(data.observations[idx]), data.actions[idx], data.rewards[idx],
                        agent.normalise(data.next_observations[idx]), data.dones[idx])
 

@@ -155,7 +155,7 @@ def update_snapshots(params, hold: jax.Array, snap_params, snap_loss: jax.Array,
     return snap, jnp.where(improved, hold, snap_loss), improved
 
 
-def _epoch_body(static: _Static):
+def epoch_body(static: _Static):
     """The epoch, unjitted: (carry, key, FitData) -> (carry, improved [M], holdout [M], train loss [M])."""
     opt = make_optimizer(static.learning_rate)
     dtype = jnp.dtype(static.dtype)
@@ -195,7 +195,7 @@ def _epoch_body(static: _Static):
 @functools.lru_cache(maxsize=None)
 def make_epoch_fn(static: _Static):
     """Jitted (carry, key, FitData) -> (carry, improved [M], holdout [M], train loss [M]): one seed."""
-    return jax.jit(_epoch_body(static))
+    return jax.jit(epoch_body(static))
 
 
 SEED_BATCHING = ("vmap", "map")
@@ -214,7 +214,7 @@ def make_seeds_epoch_fn(static: _Static, batching: str = "vmap"):
     """
     if batching not in SEED_BATCHING:
         raise ValueError(f"fit_seeds: batching must be one of {SEED_BATCHING}, got {batching!r}")
-    body = _epoch_body(static)
+    body = epoch_body(static)
 
     def masked(c: EpochCarry, key: jax.Array, d: FitData, active: jax.Array):
         new, improved, hold, train_loss = body(c, key, d)

@@ -12,7 +12,7 @@ import pytest
 from ampl_jax.methods import bc, get, mopo, td3bc
 from ampl_jax.world_model.buffer import buffer_init, buffer_insert
 from ampl_jax.data import preprocess
-from ampl_jax.world_model import fit, init_model_state, rollout, termination_fn
+from ampl_jax.world_model import fit, init_model_state, termination_fn
 from ampl_jax.world_model.ensemble import ensemble_apply
 from tests import tiny_config
 from tests.methods.ampl.test_update import ACT, OBS, _data

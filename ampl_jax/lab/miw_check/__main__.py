@@ -8,10 +8,10 @@ from absl import app, flags
 
 
 def _fail(message: str, status: int) -> None:
-    from ampl_jax.config.validation import _exit_with
+    from ampl_jax.config.validation import exit_with
 
     text = message.strip()
-    _exit_with(text.splitlines()[0] if text else "unknown error", status)
+    exit_with(text.splitlines()[0] if text else "unknown error", status)
 
 
 def main(argv: list[str]) -> None:

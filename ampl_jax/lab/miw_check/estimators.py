@@ -17,8 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ampl_jax.methods.ampl.miw_step import _gather
-from ampl_jax.methods.ampl.update import _critic_step
+from ampl_jax.methods.ampl.update import critic_step
 from ampl_jax.types import OfflineData
 
 
@@ -32,8 +31,7 @@ def fit_critic(agent: Any, state: Any, data: OfflineData, steps: int, key: jax.A
     def run(state, data, key):
         def step(s, k):
             k_idx, k_pi = jax.random.split(k)
-            idx = jax.random.randint(k_idx, (agent.hp.agent.batch_size,), 0, data.observations.shape[0])
-            return _critic_step(agent, s, _gather(data, idx), k_pi)[0], None
+            return critic_step(agent, s, data.sample(k_idx, agent.hp.agent.batch_size), k_pi)[0], None
 
         return jax.lax.scan(step, state, jax.random.split(key, steps))[0]
 

@@ -9,7 +9,7 @@ import jax
 import numpy as np
 
 from ampl_jax.methods.ampl import diagnostics
-from ampl_jax.methods import Diagnostics, Hook
+from ampl_jax.methods.protocol import Diagnostics, Hook
 from ampl_jax.methods.ampl.state import Agent, TrainState, init_train_state, make_agent as _make_agent
 from ampl_jax.metrics import fit_row
 from ampl_jax.types import DatasetInfo, OfflineData

@@ -39,7 +39,7 @@ def make_diagnostics(agent: Agent) -> Callable[..., dict[str, float]]:
     @jax.jit
     def on_data(state: TrainState, data: OfflineData, key: jax.Array):
         k_idx, k_pi, k_fake = jax.random.split(key, 3)
-        idx = jax.random.randint(k_idx, (DIAG_BATCH,), 0, data.observations.shape[0])
+        idx = data.indices(k_idx, DIAG_BATCH)
         obs, act, nxt = data.observations[idx], data.actions[idx], data.next_observations[idx]
         pi, raw_pi = agent.act(state.actor, k_pi, obs)
         q_pi = jnp.min(agent.critic.apply(state.critic, obs, pi), axis=0)

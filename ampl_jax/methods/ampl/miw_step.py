@@ -19,20 +19,10 @@ import optax
 from ampl_jax import networks
 from ampl_jax.methods.ampl import miw as miw_lib
 from ampl_jax.methods.ampl.state import Agent, TrainState
-from ampl_jax.types import OfflineData, Transitions
+from ampl_jax.types import OfflineData
 from ampl_jax.world_model.rollout import predict
 
 Metrics = dict[str, jax.Array]
-
-
-def _gather(data: OfflineData, idx: jax.Array) -> Transitions:
-    return Transitions(
-        data.observations[idx],
-        data.actions[idx],
-        data.scaled_rewards[idx],
-        data.next_observations[idx],
-        data.dones[idx],
-    )
 
 
 def _q1(agent: Agent, critic_params, obs: jax.Array, act: jax.Array) -> jax.Array:
@@ -52,7 +42,7 @@ def _miw_batches(agent: Agent, state: TrainState, data: OfflineData, key: jax.Ar
     """The MIW step's samples: data rows b, mu0 states s0, and the current actor's a0 = pi(s0), a1 = pi(s')."""
     m = agent.hp.miw
     k_idx, k_mu0, k_n0, k_n1 = jax.random.split(key, 4)
-    b = _gather(data, jax.random.randint(k_idx, (m.batch_size,), 0, data.observations.shape[0]))
+    b = data.sample(k_idx, m.batch_size)
     s0 = data.init_observations[jax.random.randint(k_mu0, (m.mu0_batch_size,), 0, data.init_observations.shape[0])]
     a0, _ = agent.act(state.actor, k_n0, s0)
     a1, _ = agent.act(state.actor, k_n1, b.next_observations)

@@ -23,7 +23,7 @@ from ampl_jax.methods.ampl import actor as actor_lib
 from ampl_jax.methods.ampl import critic as critic_lib
 from ampl_jax.methods.ampl import discriminator as disc_lib
 from ampl_jax.world_model.buffer import buffer_insert, buffer_sample
-from ampl_jax.methods.ampl.miw_step import _gather, miw_step
+from ampl_jax.methods.ampl.miw_step import miw_step
 from ampl_jax.methods.ampl.state import Agent, TrainState
 from ampl_jax.types import OfflineData, Transitions
 from ampl_jax.world_model.rollout import predict, rollout
@@ -68,7 +68,7 @@ def _model_dones(agent: Agent, obs, act, next_obs, rew) -> jax.Array:
     return agent.termination_fn(obs, act, next_obs) | out_of_range | bad_reward
 
 
-def _critic_step(agent: Agent, state: TrainState, batch: Transitions, key: jax.Array):
+def critic_step(agent: Agent, state: TrainState, batch: Transitions, key: jax.Array):
     a = agent.hp.agent
     next_act, _ = agent.act(state.actor_target, key, batch.next_observations)
     q_next = agent.critic.apply(state.critic_target, batch.next_observations, next_act)
@@ -88,7 +88,7 @@ def _critic_step(agent: Agent, state: TrainState, batch: Transitions, key: jax.A
 def _mixed_states(agent: Agent, state: TrainState, data: OfflineData, key: jax.Array, n: int, n_real: jax.Array):
     """States of a fresh minibatch mixed like the critic's (first n_real rows real, the rest model)."""
     k_real, k_model = jax.random.split(key)
-    real = data.observations[jax.random.randint(k_real, (n,), 0, data.observations.shape[0])]
+    real = data.observations[data.indices(k_real, n)]
     model = buffer_sample(state.buffer, k_model, n).observations
     return jnp.where((jnp.arange(n) < n_real)[:, None], real, model)
 
@@ -130,7 +130,7 @@ def _gan_pairs(agent: Agent, state: TrainState, data: OfflineData, key: jax.Arra
     next_obs = jnp.where(alive[:, None], next_obs, obs)
     _, raw2 = agent.actor.apply(state.actor, next_obs, noise2)
     fake_w = jnp.concatenate([jnp.ones((n,), jnp.float32), alive.astype(jnp.float32)])
-    true_idx = jax.random.randint(k_true, (2 * n,), 0, data.observations.shape[0])
+    true_idx = data.indices(k_true, 2 * n)
     return GanPairs(
         fake_obs=jnp.concatenate([obs, next_obs]),
         fake_noise=jnp.concatenate([noise1, noise2]),
@@ -149,7 +149,7 @@ def _wpr_pairs(agent: Agent, state: TrainState, data: OfflineData, key: jax.Arra
     plain mean over the live rows. Rows without a logged next action (episode ends) are dropped."""
     k_idx, k_model, k_noise = jax.random.split(key, 3)
     n = agent.hp.agent.batch_size
-    idx = jax.random.randint(k_idx, (n,), 0, data.observations.shape[0])
+    idx = data.indices(k_idx, n)
     obs, act = data.observations[idx], data.actions[idx]
     next_obs, rew = predict(state.model, k_model, obs, act, elite_sampling=agent.hp.model.fake_elite_sampling,
                              dtype=agent.model_dtype)
@@ -253,10 +253,9 @@ def iteration(agent: Agent, state: TrainState, data: OfflineData, key: jax.Array
     epoch = _epoch(agent, state.step)
     f = real_fraction(epoch, agent.hp.rollout)
     n_real = real_rows(f, n)
-    batch = _mix(_gather(data, jax.random.randint(k_real, (n,), 0, data.observations.shape[0])),
-                 buffer_sample(state.buffer, k_model, n), n_real)
+    batch = _mix(data.sample(k_real, n), buffer_sample(state.buffer, k_model, n), n_real)
 
-    state, metrics = _critic_step(agent, state, batch, k_critic)
+    state, metrics = critic_step(agent, state, batch, k_critic)
 
     pairs = _wpr_pairs(agent, state, data, k_gan) if a.weighted_regularizer else _gan_pairs(
         agent, state, data, k_gan, n_real)
@@ -321,7 +320,7 @@ def model_rollouts(agent: Agent, state: TrainState, data: OfflineData, key: jax.
     def body(carry):
         buf, count, starts, k = carry
         k, k_start, k_roll = jax.random.split(k, 3)
-        start_obs = data.observations[jax.random.randint(k_start, (bs,), 0, data.observations.shape[0])]
+        start_obs = data.observations[data.indices(k_start, bs)]
         trans, valid = rollout(
             k_roll, state.model, policy_fn, start_obs, r.horizon, agent.termination_fn,
             agent.obs_range, agent.reward_bound, elite_sampling=agent.hp.model.rollout_elite_sampling,

@@ -21,7 +21,6 @@ from ampl_jax.methods.ampl import miw as miw_lib
 from ampl_jax.methods.ampl.state import init_train_state
 from ampl_jax.methods import build_agent as build
 from ampl_jax.methods.ampl import miw_step as miw_step_lib
-from ampl_jax.methods.ampl import update as update_lib
 from ampl_jax.methods.ampl.update import iteration, make_update_step
 from ampl_jax.methods.ampl.miw_step import _miw_batches, _q1, make_miw_phase, miw_step
 from ampl_jax.world_model.fit import init_model_state

@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 
 from ampl_jax import networks
-from ampl_jax.methods.ampl import miw_step as miw_step_lib
 from ampl_jax.methods.ampl import update as update_lib
 from ampl_jax.methods.ampl.state import init_train_state
 from ampl_jax.methods import build_agent as build
@@ -142,9 +141,9 @@ def test_generator_loss_reads_the_discriminator_before_its_step():
         n = config.agent.batch_size
         f = update_lib.real_fraction(update_lib._epoch(agent, state.step), config.rollout)
         batch = update_lib._mix(
-            miw_step_lib._gather(data, jax.random.randint(k_real, (n,), 0, data.observations.shape[0])),
+            data.sample(k_real, n),
             update_lib.buffer_sample(state.buffer, k_model, n), jnp.round(f * n))
-        after_critic, _ = update_lib._critic_step(agent, state, batch, k_critic)
+        after_critic, _ = update_lib.critic_step(agent, state, batch, k_critic)
         pairs = update_lib._gan_pairs(agent, after_critic, data, k_gan, jnp.round(f * n))
         q_noise = agent.noise(k_q, n)
 

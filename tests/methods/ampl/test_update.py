@@ -130,7 +130,7 @@ def test_miw_step_follows_the_plain_gradient_when_constraint_inactive():
     """The shared-forward vjp gives the same update as jax.grad of the loss (lambda = 0 here)."""
     import optax
     from ampl_jax.methods.ampl import miw as miw_lib
-    from ampl_jax.methods.ampl.miw_step import _gather, _q1, miw_step
+    from ampl_jax.methods.ampl.miw_step import _q1, miw_step
 
     config, agent, data, state = _setup()
     key = jax.random.PRNGKey(3)
@@ -139,7 +139,7 @@ def test_miw_step_follows_the_plain_gradient_when_constraint_inactive():
 
     m = config.miw
     k_idx, k_mu0, k_n0, k_n1 = jax.random.split(key, 4)
-    b = _gather(data, jax.random.randint(k_idx, (m.batch_size,), 0, data.observations.shape[0]))
+    b = data.sample(k_idx, m.batch_size)
     s0 = data.init_observations[jax.random.randint(k_mu0, (m.mu0_batch_size,), 0, data.init_observations.shape[0])]
     a0, _ = agent.act(state.actor, k_n0, s0)
     a1, _ = agent.act(state.actor, k_n1, b.next_observations)
