@@ -155,6 +155,7 @@ def test_miw_step_keys_never_reuse_the_batch_keys(monkeypatch, variant):
     """fold_in(key, i) equals split(key, n)[i] in this JAX: the reward samples used to draw from the
     key of the mu0 indices, td_dice_multi's test functions from the key of the actor's noise at s0."""
     import jax
+    import numpy as np
 
     from ampl_jax.methods.ampl import miw as miw_lib
     from ampl_jax.methods.ampl import miw_step as miw_step_lib
@@ -168,23 +169,25 @@ def test_miw_step_keys_never_reuse_the_batch_keys(monkeypatch, variant):
     batches, reward, features = (miw_step_lib._miw_batches, miw_step_lib.model_reward_sample,
                                  miw_lib.random_test_functions)
 
+    def record(name, key):  # the key's value inside the compiled step (one compile, not op by op)
+        jax.debug.callback(lambda k: seen[name].append(np.asarray(k)), key)
+
     def spy_batches(agent, state, data, key):
-        seen["batches"].append(key)
+        record("batches", key)
         return batches(agent, state, data, key)
 
     def spy_reward(agent, model, key, obs, act):
-        seen["other"].append(key)
+        record("other", key)
         return reward(agent, model, key, obs, act)
 
     def spy_features(key, *a, **kw):
-        seen["other"].append(key)
+        record("other", key)
         return features(key, *a, **kw)
 
     monkeypatch.setattr(miw_step_lib, "_miw_batches", spy_batches)
     monkeypatch.setattr(miw_step_lib, "model_reward_sample", spy_reward)
     monkeypatch.setattr(miw_lib, "random_test_functions", spy_features)
-    with jax.disable_jit():
-        miw_step_lib.miw_step(agent, state, data, jax.random.PRNGKey(3))
+    jax.block_until_ready(jax.jit(lambda s, k: miw_step_lib.miw_step(agent, s, data, k))(state, jax.random.PRNGKey(3)))
     assert len(seen["batches"]) == 1 and len(seen["other"]) == (3 if variant == "reward" else 1)
     family = _split_family(seen["batches"][0])
     for key in seen["other"]:
@@ -208,13 +211,14 @@ def test_td_dice_multi_step_tests_the_constant_and_the_mass(monkeypatch):
     seen = {}
     loss = miw_lib.td_dice_multi_loss
 
-    def spy(w, f, f0_pi, f_next_pi, *args, **kw):
-        seen.update(f=f, f0=f0_pi, f1=f_next_pi, kw=kw)
+    def spy(w, f, f0_pi, f_next_pi, *args, **kw):  # the arrays' values inside the compiled step
+        seen.update(kw=kw)
+        jax.debug.callback(lambda *x: seen.update(zip(("f", "f0", "f1"), map(np.asarray, x))), f, f0_pi, f_next_pi)
         return loss(w, f, f0_pi, f_next_pi, *args, **kw)
 
     monkeypatch.setattr(miw_lib, "td_dice_multi_loss", spy)
-    with jax.disable_jit():
-        _, metrics = miw_step_lib.miw_step(agent, state, data, jax.random.PRNGKey(3))
+    _, metrics = jax.block_until_ready(
+        jax.jit(lambda s, k: miw_step_lib.miw_step(agent, s, data, k))(state, jax.random.PRNGKey(3)))
     for name in ("f", "f0", "f1"):  # K random functions and the constant first (before: K only)
         assert seen[name].shape[-1] == e.num_functions + 1
         np.testing.assert_array_equal(np.asarray(seen[name][:, 0]), 1.0)
