@@ -11,6 +11,7 @@ import difflib
 import importlib.machinery
 import importlib.util
 import os
+from pathlib import Path
 import re
 import sys
 from typing import Any, NoReturn
@@ -200,8 +201,9 @@ def load_file(spec: str) -> ml_collections.ConfigDict:
     return config
 
 
-# The repository's configs/, for a missing config file whose own folder does not exist either.
-_REPO_CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
+# The repository's configs/ (this file is ampl_jax/config/validation.py in a clone), for a missing
+# config file whose own folder does not exist either.
+_REPO_CONFIGS = str(Path(__file__).resolve().parents[2] / "configs")
 
 
 def config_files(directory: str) -> list[str]:
