@@ -57,6 +57,19 @@ def pytest_configure(config: pytest.Config) -> None:
     jax.config.update("jax_compilation_cache_max_size", int(_CACHE_ENV["JAX_COMPILATION_CACHE_MAX_SIZE"]))
 
 
+@pytest.fixture(scope="module")
+def optimised_programs():
+    """Compile this module's programs with XLA's optimisations (the suite's -O0 above is for many
+    small programs run briefly): for modules that run long loops of a few programs, where optimised
+    code repays its compile, or whose float tolerances were measured on optimised code."""
+    import jax
+
+    before = jax.config.read("jax_disable_most_optimizations")
+    jax.config.update("jax_disable_most_optimizations", False)
+    yield
+    jax.config.update("jax_disable_most_optimizations", before)
+
+
 @pytest.fixture
 def fresh_compiles():
     """A context manager: inside it, programs compile afresh (the persistent cache is neither read

@@ -26,13 +26,8 @@ from ampl_jax.methods.ampl.miw import (constrained_direction, random_test_functi
 
 
 @pytest.fixture(autouse=True, scope="module")
-def _optimised_programs():
-    """Thousands of steps of a few small programs: here optimised code repays its compile (the
-    suite compiles at -O0 otherwise, tests/conftest.py)."""
-    before = jax.config.read("jax_disable_most_optimizations")
-    jax.config.update("jax_disable_most_optimizations", False)
-    yield
-    jax.config.update("jax_disable_most_optimizations", before)
+def _optimised(optimised_programs):
+    """Thousands of steps of a few small programs: here optimised code repays its compile."""
 
 
 S, A = 6, 3
