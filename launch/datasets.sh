@@ -2,7 +2,7 @@
 # D4RL-sized datasets of the five families for the shipped SAC policies, and their table
 # (issue: D4RL-strength data): random, medium and expert 1M transitions, medium-expert 2M (half
 # each), medium-replay the whole replay buffer up to the medium snapshot. Ids are
-# ampl/<env>/<family>-v<N> (N = config_default.LOCAL_DATA_VERSION[env], the snapshots' version), the
+# ampl/<env>/<family>-v<N> (N = ampl_jax.config.defaults.LOCAL_DATA_VERSION[env], the snapshots' version), the
 # ones the configs' offline fallbacks and the benchmark read. Resumable: datasets already in the
 # local Minari store are kept. Then `python -m ampl_jax.data.describe` writes the behaviour
 # returns (raw, dataset scale, D4RL scale) to benchmarks/datasets/table.{md,json}.
