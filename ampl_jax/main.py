@@ -123,8 +123,7 @@ def main(argv) -> None:
     if len(argv) > 1:
         _fail(f"unexpected arguments {argv[1:]}: use --config=FILE --workdir=DIR and --config.KEY=VALUE overrides")
     if FLAGS.list_keys:
-        from ampl_jax.config import defaults as config_default
-        from ampl_jax.config import keys as config_keys
+        from ampl_jax.config import defaults as config_default, keys as config_keys
 
         if FLAGS.config is None:
             _print_all(config_keys.listing(config_default.get_config(),

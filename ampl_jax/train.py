@@ -28,8 +28,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ampl_jax import checkpoint, distributed, methods, results
-from ampl_jax.config import validation as configuration
-from ampl_jax.config import precision
+from ampl_jax.config import precision, validation as configuration
 from ampl_jax.datagen.source import load_data
 from ampl_jax.evaluation import episode_seeds, evaluate
 from ampl_jax.metrics import D4RL_COLUMN, fit_row

@@ -57,8 +57,7 @@ import numpy as np
 import optax
 
 from ampl_jax import networks
-from ampl_jax.config import validation as configuration
-from ampl_jax.config import precision
+from ampl_jax.config import precision, validation as configuration
 from ampl_jax.world_model.buffer import Buffer, buffer_init, buffer_insert, buffer_sample
 from ampl_jax.data import preprocess
 from ampl_jax.methods.protocol import no_diagnostics, no_hook

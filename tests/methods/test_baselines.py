@@ -160,8 +160,7 @@ def test_mopo_picks_its_published_settings_per_benchmark_cell():
 
 
 def test_mopo_rollout_volume_pool_and_real_rows_are_mopos():
-    from ampl_jax.config import defaults as config_default
-    from ampl_jax.config import validation as configuration
+    from ampl_jax.config import defaults as config_default, validation as configuration
 
     c = config_default.get_config()
     c.method = "mopo"
@@ -286,8 +285,7 @@ def test_mopo_rollouts_end_by_the_env_rule_only():
 
 
 def test_mopo_runs_saved_before_are_refused_on_resume():
-    from ampl_jax.config import defaults as config_default
-    from ampl_jax.config import validation as configuration
+    from ampl_jax.config import defaults as config_default, validation as configuration
 
     new = configuration.to_dict(config_default.get_config())
     old = configuration.to_dict(config_default.get_config())

@@ -5,8 +5,7 @@ import re
 
 import pytest
 
-from ampl_jax.config import defaults as config_default
-from ampl_jax.config import validation as configuration
+from ampl_jax.config import defaults as config_default, validation as configuration
 from ampl_jax.config.defaults import LOCAL_DATA_VERSION
 from tests.runs import ROOT as REPO_ROOT
 

@@ -11,9 +11,7 @@ import sys
 
 import pytest
 
-from ampl_jax.config import defaults as config_default
-from ampl_jax.config import keys as config_keys
-from ampl_jax.config import validation as configuration
+from ampl_jax.config import defaults as config_default, keys as config_keys, validation as configuration
 from tests import runs
 
 QUICKSTART = "configs/quickstart.py"

@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 
 from ampl_jax import networks
-from ampl_jax.config import validation as configuration
-from ampl_jax.config import precision
+from ampl_jax.config import precision, validation as configuration
 from ampl_jax.methods.ampl.state import init_train_state
 from ampl_jax.methods import build_agent as build
 from ampl_jax.methods.ampl.update import make_update_step

@@ -9,8 +9,7 @@ import pytest
 from absl import flags
 from ml_collections import config_flags
 
-from ampl_jax.config import defaults as config_default
-from ampl_jax.config import validation as configuration
+from ampl_jax.config import defaults as config_default, validation as configuration
 from ampl_jax.methods.ampl.hparams import AMPLHyper
 from tests.runs import ROOT as REPO_ROOT
 
