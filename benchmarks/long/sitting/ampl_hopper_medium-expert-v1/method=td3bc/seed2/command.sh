@@ -1,0 +1,1 @@
+/root/.pyenv/versions/3.11.7/bin/python -m ampl_jax.main --config=configs/benchmark.py:hopper-medium_expert-sitting --workdir=/root/ampl-runs/long/ampl_hopper_medium-expert-v1/method=td3bc/seed2 --config.seed=2 --config.method=td3bc --noprogress
